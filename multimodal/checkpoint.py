@@ -1,0 +1,234 @@
+"""Checkpoints: atomic writes, safetensors without pickle, and ``save_pretrained`` / ``from_pretrained``.
+
+A model checkpoint is a folder holding ``config.json`` and ``model.safetensors`` (more files where a
+model has parts). Every file is written to a temporary name in the same folder, flushed to disk and
+renamed over the old one, so a process killed mid-save leaves the previous checkpoint loadable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load_bytes
+from safetensors.torch import save as st_save_bytes
+
+from .errors import InputError
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+# ---------------------------------------------------------------------------------------- atomic
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success it is fsynced and renamed onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# ----------------------------------------------------------------------------------- safetensors
+def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    """Write tensors to a safetensors file atomically. Shared storage is copied apart first."""
+    flat = {k: v.detach().contiguous().cpu().clone() if _shares_storage(v, tensors) else v.detach().contiguous().cpu()
+            for k, v in tensors.items()}
+    atomic_write_bytes(path, st_save_bytes(flat, metadata=metadata))
+
+
+def _shares_storage(t: torch.Tensor, tensors: dict[str, torch.Tensor]) -> bool:
+    ptr = t.untyped_storage().data_ptr()
+    return sum(1 for v in tensors.values() if v.untyped_storage().data_ptr() == ptr) > 1
+
+
+def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a safetensors file; a missing, truncated or corrupted file is an InputError."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: expected a safetensors file, found nothing there") from None
+    except OSError as e:
+        raise InputError(f"{path}: expected a readable safetensors file, found {e.strerror}") from None
+    try:
+        return st_load_bytes(data)
+    except (SafetensorError, ValueError, RuntimeError, OverflowError) as e:
+        raise InputError(f"{path}: expected a valid safetensors file, found a truncated or corrupted one ({e})") from None
+
+
+def load_tensor_metadata(path: str | Path) -> dict[str, str]:
+    """The ``__metadata__`` block of a safetensors header."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(n))
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: expected a valid safetensors file, found an unreadable header ({e})") from None
+    return header.get("__metadata__", {}) or {}
+
+
+def check_state_dict(module: torch.nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
+    """Missing or unexpected keys and shape mismatches are InputErrors that name them."""
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    problems = []
+    if missing:
+        problems.append(f"missing keys: {', '.join(missing[:20])}{' …' if len(missing) > 20 else ''}")
+    if unexpected:
+        problems.append(f"unexpected keys: {', '.join(unexpected[:20])}{' …' if len(unexpected) > 20 else ''}")
+    shapes = [f"{k} (checkpoint {tuple(state[k].shape)}, model {tuple(v.shape)})"
+              for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    if shapes:
+        problems.append(f"shape mismatches: {', '.join(shapes[:20])}")
+    if problems:
+        raise InputError(f"{where}: weights do not fit the model; " + "; ".join(problems))
+
+
+# ------------------------------------------------------------------------------- pretrained mixin
+class PretrainedMixin:
+    """``save_pretrained`` / ``from_pretrained`` for an ``nn.Module`` built from ``config_class``.
+
+    Subclasses set ``config_class`` and take the config as their only constructor argument.
+    Models with parts (a tokenizer, an autoencoder) extend ``save_pretrained`` and ``from_pretrained``.
+    """
+
+    config_class: type = None  # set by subclasses
+
+    def save_pretrained(self, folder: str | Path, *, dtype: torch.dtype | None = None) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        state = self.state_dict()
+        if dtype is not None:
+            state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+        save_tensors(folder / WEIGHTS_NAME, state, metadata={"format": "pt", "model": type(self).__name__})
+        atomic_write_text(folder / CONFIG_NAME, self.config.to_json() + "\n")
+        return folder
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, *, device: str | torch.device = "cpu",
+                        dtype: torch.dtype | None = None):
+        folder = Path(path)
+        if not folder.is_dir():
+            raise InputError(f"{path}: expected a checkpoint folder with {CONFIG_NAME} and {WEIGHTS_NAME}, "
+                             f"found {'a file' if folder.exists() else 'nothing'}")
+        config = cls.config_class.load(folder / CONFIG_NAME)
+        state = load_tensors(folder / WEIGHTS_NAME)
+        with torch.device("meta"):
+            model = cls(config)
+        check_state_dict(model, state, str(folder / WEIGHTS_NAME))
+        # Keep each parameter's dtype as the model declares it unless a dtype is asked for;
+        # a float16 file loads into a float32 model.
+        model.load_state_dict(state, strict=True, assign=True)
+        model = model.to(device=device)
+        target = dtype or torch.float32
+        model = model.to(dtype=target)
+        model.eval()
+        return model
+
+
+# ------------------------------------------------------------------------- nested state to disk
+def flatten_tree(tree: Any, prefix: str = "") -> tuple[dict[str, torch.Tensor], Any]:
+    """Split a nested structure of dicts, lists, tuples, tensors and JSON values into tensors + JSON.
+
+    Returns ``(tensors, skeleton)``: each tensor is replaced in the skeleton by ``{"__tensor__": key}``,
+    tuples by ``{"__tuple__": [...]}``. ``unflatten_tree`` inverts it. Used for optimizer and RNG state,
+    so that training checkpoints load without unpickling.
+    """
+    tensors: dict[str, torch.Tensor] = {}
+
+    def walk(x, key):
+        if isinstance(x, torch.Tensor):
+            tensors[key] = x
+            return {"__tensor__": key}
+        if isinstance(x, dict):
+            if not all(isinstance(k, (str, int)) for k in x):
+                raise TypeError(f"{key}: only str or int keys can be saved")
+            return {"__dict__": [[k, walk(v, f"{key}/{k}")] for k, v in x.items()]}
+        if isinstance(x, tuple):
+            return {"__tuple__": [walk(v, f"{key}/{i}") for i, v in enumerate(x)]}
+        if isinstance(x, list):
+            return [walk(v, f"{key}/{i}") for i, v in enumerate(x)]
+        if hasattr(x, "dtype") and hasattr(x, "tolist") and not isinstance(x, (int, float)):  # numpy
+            t = torch.from_numpy(x.copy()) if getattr(x, "ndim", 0) else None
+            if t is not None:
+                tensors[key] = t
+                return {"__ndarray__": key}
+            return x.item()
+        if x is None or isinstance(x, (bool, int, float, str)):
+            return x
+        raise TypeError(f"{key}: cannot save a {type(x).__name__}")
+
+    skeleton = walk(tree, prefix or "root")
+    return tensors, skeleton
+
+
+def unflatten_tree(tensors: dict[str, torch.Tensor], skeleton: Any) -> Any:
+    def walk(x):
+        if isinstance(x, list):
+            return [walk(v) for v in x]
+        if isinstance(x, dict):
+            if "__tensor__" in x:
+                return tensors[x["__tensor__"]]
+            if "__ndarray__" in x:
+                return tensors[x["__ndarray__"]].numpy()
+            if "__tuple__" in x:
+                return tuple(walk(v) for v in x["__tuple__"])
+            if "__dict__" in x:
+                return {k: walk(v) for k, v in x["__dict__"]}
+        return x
+
+    return walk(skeleton)
+
+
+def save_tree(path: str | Path, tree: Any) -> None:
+    """Save a nested state (see ``flatten_tree``) as one safetensors file, atomically."""
+    tensors, skeleton = flatten_tree(tree)
+    save_tensors(path, tensors, metadata={"tree": json.dumps(skeleton)})
+
+
+def load_tree(path: str | Path) -> Any:
+    tensors = load_tensors(path)
+    meta = load_tensor_metadata(path)
+    if "tree" not in meta:
+        raise InputError(f"{path}: expected a training-state file with a 'tree' entry, found none")
+    return unflatten_tree(tensors, json.loads(meta["tree"]))

@@ -1,0 +1,91 @@
+"""Config dataclasses that round-trip through JSON.
+
+Every model config is a dataclass deriving from :class:`Config`. ``from_dict`` rebuilds nested
+configs from their field types and rejects unknown fields by name, so a config.json written by
+another version of a model fails loudly instead of being half-read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .errors import InputError
+
+C = TypeVar("C", bound="Config")
+
+
+@dataclasses.dataclass
+class Config:
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls: type[C], data: dict[str, Any], *, where: str = "config") -> C:
+        if not isinstance(data, dict):
+            raise InputError(f"{where}: expected a JSON object for {cls.__name__}, found {type(data).__name__}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(fields))
+        if unknown:
+            raise InputError(f"{where}: unknown fields for {cls.__name__}: {', '.join(unknown)}")
+        hints = typing.get_type_hints(cls)
+        kwargs = {name: _build(hints[name], value, f"{where}.{name}") for name, value in data.items()}
+        try:
+            return cls(**kwargs)
+        except TypeError as e:  # a required field is missing
+            raise InputError(f"{where}: {e}") from None
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls: type[C], text: str, *, where: str = "config") -> C:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise InputError(f"{where}: expected JSON, found a syntax error ({e})") from None
+        return cls.from_dict(data, where=where)
+
+    @classmethod
+    def load(cls: type[C], path: str | Path) -> C:
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as e:
+            raise InputError(f"{path}: expected a readable config file, found {e.strerror}") from None
+        return cls.from_json(text, where=str(path))
+
+    def replace(self: C, **changes) -> C:
+        return dataclasses.replace(self, **changes)
+
+
+def _plain(value):
+    if isinstance(value, Config):
+        return value.to_dict()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _build(hint, value, where: str):
+    """Turn a JSON value back into the type a field declares (nested configs and tuples)."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if value is None:
+            return None
+        for arg in args:
+            if arg is not type(None):
+                return _build(arg, value, where)
+    if isinstance(hint, type) and issubclass(hint, Config):
+        return hint.from_dict(value, where=where)
+    if origin is tuple and isinstance(value, list):
+        return tuple(value)
+    if origin is list and args and isinstance(value, list):
+        return [_build(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
