@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +23,8 @@ from safetensors.torch import save as st_save_bytes
 from .errors import InputError
 
 CONFIG_NAME = "config.json"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 WEIGHTS_NAME = "model.safetensors"
 
 
@@ -38,8 +41,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes files private; a checkpoint is an ordinary file
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -53,7 +57,8 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Flush a folder's entries (renames into it) to disk; a no-op where folders cannot be opened."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:
@@ -64,6 +69,33 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+# Folder-level atomicity, for checkpoints whose files must change together (training state).
+def publish_dir(tmp: Path, final: Path) -> None:
+    """Move a fully written folder ``tmp`` onto ``final``. POSIX cannot rename a folder over a
+    non-empty one, so the old copy steps aside to ``.{name}.old`` first; at every instant either
+    ``final`` or ``.{name}.old`` is a complete folder (``find_dir`` picks it up)."""
+    old = final.with_name(f".{final.name}.old")
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)  # final is complete, so a stale old copy is redundant
+        final.replace(old)
+    tmp.replace(final)
+    fsync_dir(final.parent)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def find_dir(final: Path) -> Path | None:
+    """The published folder, or its previous copy if a kill fell between publish_dir's renames."""
+    old = final.with_name(f".{final.name}.old")
+    return final if final.is_dir() else old if old.is_dir() else None
+
+
+def fresh_tmp_dir(final: Path) -> Path:
+    tmp = final.with_name(f".{final.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)  # left over from a save that was killed
+    tmp.mkdir(parents=True)
+    return tmp
 
 
 # ----------------------------------------------------------------------------------- safetensors
@@ -156,12 +188,10 @@ class PretrainedMixin:
         with torch.device("meta"):
             model = cls(config)
         check_state_dict(model, state, str(folder / WEIGHTS_NAME))
-        # Keep each parameter's dtype as the model declares it unless a dtype is asked for;
-        # a float16 file loads into a float32 model.
+        # Weights stored in float16/bfloat16 to keep checkpoints small load as float32 unless
+        # another dtype is asked for.
         model.load_state_dict(state, strict=True, assign=True)
-        model = model.to(device=device)
-        target = dtype or torch.float32
-        model = model.to(dtype=target)
+        model = model.to(device=device, dtype=dtype or torch.float32)
         model.eval()
         return model
 
