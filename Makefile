@@ -1,0 +1,54 @@
+# make run    start the Gradio app on http://127.0.0.1:7860
+# make test   run the test suite
+# make bench  run the benchmarks (results in benchmarks/results/)
+#
+# Each target first brings .venv up to date: it is created when missing, the project is installed
+# into it (editable, with the dev extra) whenever pyproject.toml changes, and, when make runs as
+# root, the Debian packages below are installed once.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := test
+
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+BOOTSTRAP_PYTHON := $(shell command -v python3.11 || command -v python3)
+# Debian packages the tests need; none so far (soundfile's wheel bundles libsndfile).
+DEB_PACKAGES :=
+# One process: on 2 cores, `-n 2` (pytest-xdist) measured slower, as torch already uses both.
+PYTEST_ARGS ?= -q
+BENCH_ARGS ?=
+
+INSTALLED := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
+DEBS := $(VENV)/.debs-$(shell echo '$(strip $(DEB_PACKAGES))' | sha256sum | cut -c1-16)
+
+.PHONY: run test bench install
+
+run: install
+	$(PYTHON) app.py
+
+test: install
+	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+# Every benchmarks/*.py that runs as a script, as `python -m benchmarks.NAME $(BENCH_ARGS)`.
+bench: install
+	@for f in $$(grep -l '^if __name__ == "__main__"' benchmarks/*.py); do \
+		echo "== $$f"; $(PYTHON) -m benchmarks.$$(basename $$f .py) $(BENCH_ARGS) || exit 1; done
+
+install: $(INSTALLED) $(DEBS)
+
+$(PYTHON):
+	@# Debian's own Python needs python3-venv for `-m venv`.
+	$(BOOTSTRAP_PYTHON) -m venv $(VENV) || { rm -rf $(VENV); [ "$$(id -u)" = 0 ] && apt-get update \
+		&& apt-get install -y python3-venv && $(BOOTSTRAP_PYTHON) -m venv $(VENV); }
+
+$(INSTALLED): pyproject.toml | $(PYTHON)
+	$(PYTHON) -m pip install -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+$(DEBS): | $(PYTHON)
+	@if [ -z "$(strip $(DEB_PACKAGES))" ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(DEB_PACKAGES); \
+	elif ! dpkg -s $(DEB_PACKAGES) >/dev/null 2>&1; then \
+		echo "the tests need these Debian packages: sudo apt-get install $(DEB_PACKAGES)"; exit 0; fi; \
+	rm -f $(VENV)/.debs-*; touch $@

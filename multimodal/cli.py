@@ -1,0 +1,102 @@
+"""The ``multimodal`` console command.
+
+Each subcommand is a function taking the parsed arguments, registered with ``@command``; its
+arguments are added by the function given as ``arguments``:
+
+    def _transcribe_arguments(parser):
+        parser.add_argument("audio", help="an audio file")
+
+    @command("transcribe", "transcribe speech to text", _transcribe_arguments)
+    def transcribe(args) -> int | None:
+        ...
+
+Bad input raises ``InputError``; ``main`` prints its message on one line, without a traceback,
+and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from . import __version__, pipelines
+from .errors import InputError
+from .paths import resolve_model
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int | None]
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def command(name: str, help: str, arguments: Callable[[argparse.ArgumentParser], None] = lambda parser: None):
+    """Register the decorated function as the subcommand ``name``."""
+
+    def register(run: Callable[[argparse.Namespace], int | None]):
+        COMMANDS[name] = Command(name, help, arguments, run)
+        return run
+
+    return register
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="multimodal",
+        description="One transformer backbone for image classification, text-to-image, speech recognition "
+                    "and audio generation.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", title="commands")
+    for cmd in COMMANDS.values():
+        sub = subparsers.add_parser(cmd.name, help=cmd.help, description=cmd.help)
+        cmd.arguments(sub)
+        sub.set_defaults(run=cmd.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.error(f"expected a command ({', '.join(COMMANDS)}), found none")
+    try:
+        return args.run(args) or 0
+    except InputError as e:
+        message = " ".join(str(e).splitlines())
+        print(f"{parser.prog}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{parser.prog}: interrupted", file=sys.stderr)
+        return 130
+
+
+# ------------------------------------------------------------------------------------- commands
+def _pipelines_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("task", nargs="?", help="show one task only")
+
+
+@command("pipelines", "list the registered tasks and their default models", _pipelines_arguments)
+def list_pipelines(args: argparse.Namespace) -> None:
+    registrations = [pipelines.get_registration(args.task)] if args.task else pipelines.registrations()
+    if not registrations:
+        print("no pipelines are registered yet")
+        return
+    width = max(len(r.task) for r in registrations)
+    for r in registrations:
+        print(f"{r.task:<{width}}  {_describe_model(r.default_model)}")
+
+
+def _describe_model(name: str | None) -> str:
+    if name is None:
+        return "(no default model)"
+    try:
+        return f"{name} ({resolve_model(name)})"
+    except InputError:
+        return f"{name} (missing)"

@@ -1,0 +1,129 @@
+"""What every pipeline shares: loading by name or path, devices and dtypes, progress bars, and
+input validation before any work is done.
+
+A pipeline subclass implements three methods:
+
+- ``_load(folder)``, a classmethod that builds the pipeline from a checkpoint folder;
+- ``validate(*args, **kwargs)``, which raises ``InputError`` for bad input (the default accepts all);
+- ``_run(*args, **kwargs)``, the work itself, returning PIL images, numpy arrays or dicts.
+
+``pipe(...)`` calls ``validate`` and then ``_run`` under ``torch.no_grad()``.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..errors import InputError
+from ..paths import resolve_model
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def default_device() -> torch.device:
+    """CUDA when present, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def parse_device(device: str | torch.device) -> torch.device:
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InputError(f"device: expected 'cpu', 'cuda' or 'cuda:N', found {device!r}") from None
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (parsed.index or 0) >= count:
+            raise InputError(f"device: expected 'cpu' or one of {count} CUDA devices, found {str(parsed)!r}")
+    elif parsed.type != "cpu":
+        raise InputError(f"device: expected 'cpu', 'cuda' or 'cuda:N', found {str(parsed)!r}")
+    return parsed
+
+
+def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    if isinstance(dtype, str) and dtype in DTYPES:
+        return DTYPES[dtype]
+    if dtype in DTYPES.values():
+        return dtype
+    raise InputError(f"dtype: expected one of {', '.join(DTYPES)}, found {dtype!r}")
+
+
+class Pipeline:
+    """Base class of the task pipelines; see the module docstring for what a subclass implements."""
+
+    def __init__(self):
+        self.device = torch.device("cpu")
+        self.dtype = torch.float32
+        self._progress_bar_config: dict = {}
+
+    # ---------------------------------------------------------------------------------- loading
+    @classmethod
+    def from_pretrained(cls, path_or_name: str | Path, device: str | torch.device | None = None,
+                        dtype: str | torch.dtype | None = None) -> Pipeline:
+        """Load from a checkpoint folder, or a checkpoint's name (see ``multimodal.paths``), onto
+        ``device`` (default: CUDA when present, else the CPU)."""
+        pipe = cls._load(resolve_model(path_or_name))
+        return pipe.to(default_device() if device is None else device, dtype)
+
+    @classmethod
+    def _load(cls, folder: Path) -> Pipeline:
+        raise NotImplementedError(f"{cls.__name__} does not implement _load(folder)")
+
+    # ------------------------------------------------------------------------- devices, dtypes
+    def modules(self) -> dict[str, nn.Module]:
+        """The pipeline's models: every ``nn.Module`` attribute."""
+        return {name: value for name, value in vars(self).items() if isinstance(value, nn.Module)}
+
+    def to(self, device: str | torch.device | torch.dtype | None = None,
+           dtype: str | torch.dtype | None = None) -> Pipeline:
+        """Move every model to ``device`` and cast its floating-point weights to ``dtype``.
+
+        Like diffusers, ``pipe.to(torch.float16)`` casts only. Returns the pipeline itself.
+        """
+        if isinstance(device, torch.dtype):
+            device, dtype = None, device
+        device = self.device if device is None else parse_device(device)
+        dtype = self.dtype if dtype is None else parse_dtype(dtype)
+        for module in self.modules().values():
+            module.to(device=device, dtype=dtype)
+        self.device, self.dtype = device, dtype
+        return self
+
+    # ------------------------------------------------------------------------------ progress
+    def set_progress_bar_config(self, **kwargs) -> None:
+        """tqdm options for this pipeline's progress bars; ``disable=True`` hides them."""
+        self._progress_bar_config = kwargs
+
+    def progress(self, iterable=None, total: int | None = None, desc: str | None = None) -> tqdm:
+        return tqdm(iterable, **{"total": total, "desc": desc, **self._progress_bar_config})
+
+    # -------------------------------------------------------------------------------- calling
+    def validate(self, *args, **kwargs) -> None:
+        """Raise ``InputError`` for bad input, before any work is done."""
+
+    def _run(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} does not implement _run(...)")
+
+    def __call__(self, *args, **kwargs):
+        self.validate(*args, **kwargs)
+        with torch.no_grad():
+            return self._run(*args, **kwargs)
+
+
+def gradio_errors(fn):
+    """Wrap a Gradio event handler so that an ``InputError`` shows as a ``gr.Error`` message."""
+
+    @functools.wraps(fn)
+    def handler(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except InputError as e:
+            import gradio as gr  # only the app needs Gradio; importing it costs seconds
+
+            raise gr.Error(str(e)) from None
+
+    return handler

@@ -1,0 +1,83 @@
+"""Shared fixtures. ``tiny_pipeline`` registers a real, tiny pipeline (one linear layer loaded from a
+checkpoint folder) for the tests of the pipeline registry, the CLI and the app."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from multimodal import paths, pipelines
+from multimodal.checkpoint import load_tensors, save_tensors
+from multimodal.errors import InputError
+from multimodal.pipelines import Pipeline
+
+TASK = "test-linear"
+MODEL = "tiny-linear"
+
+
+class LinearPipeline(Pipeline):
+    """y = W x + b for a vector x of two numbers; its steps run under a progress bar."""
+
+    runs = 0
+
+    def __init__(self, layer: nn.Linear, steps: int):
+        super().__init__()
+        self.layer = layer
+        self.steps = steps
+
+    @classmethod
+    def _load(cls, folder):
+        config = json.loads((folder / "config.json").read_text())
+        layer = nn.Linear(2, 2)
+        layer.load_state_dict(load_tensors(folder / "model.safetensors"))
+        return cls(layer, config["steps"])
+
+    def validate(self, x):
+        if not (isinstance(x, list) and len(x) == 2 and all(isinstance(v, (int, float)) for v in x)):
+            raise InputError(f"x: expected a list of two numbers, found {x!r}")
+
+    def _run(self, x):
+        type(self).runs += 1
+        for _ in self.progress(range(self.steps), desc="steps"):
+            pass
+        return self.layer(torch.tensor(x, dtype=self.dtype, device=self.device)).tolist()
+
+
+def write_checkpoint(folder, weight=((1.0, 2.0), (3.0, 4.0)), bias=(0.5, -0.5), steps=3):
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"steps": steps}))
+    save_tensors(folder / "model.safetensors", {"weight": torch.tensor(weight), "bias": torch.tensor(bias)})
+    return folder
+
+
+@pytest.fixture
+def empty_registry(monkeypatch, tmp_path):
+    """No pipelines registered, an empty cache and no shipped checkpoints."""
+    monkeypatch.setattr(pipelines, "_REGISTRY", {})
+    monkeypatch.setattr(paths, "SHIPPED_CHECKPOINTS", tmp_path / "shipped")
+    monkeypatch.setenv("MULTIMODAL_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def tiny_pipeline(empty_registry, tmp_path):
+    """LinearPipeline registered as TASK, its default model MODEL in the cache; yields that folder."""
+    folder = write_checkpoint(tmp_path / "cache" / "checkpoints" / MODEL)
+    pipelines.register_pipeline(TASK, LinearPipeline, default_model=MODEL, ui=linear_tab)
+    yield folder
+
+
+def linear_tab():
+    import gradio as gr
+
+    @pipelines.gradio_errors
+    def apply(a, b):
+        return str(pipelines.pipeline(TASK)([a, b] if b is not None else [a]))
+
+    with gr.Row():
+        a = gr.Number(label="a")
+        b = gr.Number(label="b")
+    out = gr.Textbox(label="W x + b")
+    gr.Button("apply").click(apply, [a, b], out, api_name="apply")

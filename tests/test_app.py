@@ -1,0 +1,81 @@
+"""The Gradio app: honest when no pipeline is registered, one tab per pipeline otherwise, and bad
+input shown as a gr.Error. One test serves it over HTTP and drives a tab through gradio_client."""
+
+import socket
+
+import gradio as gr
+import pytest
+from conftest import TASK
+
+import app
+from multimodal.errors import InputError
+from multimodal.pipelines import gradio_errors
+
+
+def components(demo, kind):
+    return [b for b in demo.blocks.values() if isinstance(b, kind)]
+
+
+def test_no_pipelines_says_so(empty_registry):
+    demo = app.build()
+    assert isinstance(demo, gr.Blocks)
+    texts = [m.value for m in components(demo, gr.Markdown)]
+    assert any(t.startswith("**No pipelines are available yet**") for t in texts)
+    assert not components(demo, gr.Tab)
+
+
+def test_a_registered_pipeline_gets_its_tab(tiny_pipeline):
+    demo = app.build()
+    tabs = components(demo, gr.Tab)
+    assert [t.label for t in tabs] == [TASK]
+    assert [n.label for n in components(demo, gr.Number)] == ["a", "b"]
+    assert not any("No pipelines" in m.value for m in components(demo, gr.Markdown))
+
+
+def test_a_pipeline_without_ui_gets_no_tab(empty_registry):
+    from conftest import LinearPipeline
+    from multimodal import pipelines
+
+    pipelines.register_pipeline(TASK, LinearPipeline)
+    demo = app.build()
+    assert not components(demo, gr.Tab)
+    assert any(f"({TASK}) have no app tab" in m.value for m in components(demo, gr.Markdown))
+
+
+def test_gradio_errors_turns_input_errors_into_gr_error():
+    @gradio_errors
+    def handler(x):
+        """docstring kept"""
+        if x < 0:
+            raise InputError(f"x: expected >= 0, found {x}")
+        if x == 0:
+            raise ZeroDivisionError("not an input error")
+        return 1 / x
+
+    assert handler(4) == 0.25
+    assert handler.__doc__ == "docstring kept" and handler.__wrapped__
+    with pytest.raises(gr.Error, match="x: expected >= 0, found -1"):
+        handler(-1)
+    with pytest.raises(ZeroDivisionError):
+        handler(0)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_served_app_runs_the_pipeline_and_shows_input_errors(tiny_pipeline):
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    demo = app.build()
+    demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(demo.local_url, verbose=False)
+        assert client.predict(1, 1, api_name="/apply") == "[3.5, 6.5]"
+        with pytest.raises(AppError, match="x: expected a list of two numbers"):
+            client.predict(1, None, api_name="/apply")
+    finally:
+        demo.close()
