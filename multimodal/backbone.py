@@ -411,25 +411,21 @@ class Transformer(PretrainedMixin, nn.Module):
         if cfg.positions == "learned":
             self.pos_embed = nn.Parameter(torch.zeros(cfg.max_len, cfg.width))
             nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        elif cfg.positions in ("sinusoidal", "sinusoidal_2d"):
+            # Fixed, but kept in the state dict: released checkpoints store their table (Whisper's
+            # rounded to float16), and loading theirs rather than recomputing ours keeps outputs exact.
+            table = (sinusoids_1d(cfg.max_len, cfg.width) if cfg.positions == "sinusoidal"
+                     else sinusoids_2d(*cfg.grid, cfg.width))
+            self.register_buffer("pos_embed", table)
         rates = [cfg.drop_path * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]
         self.blocks = nn.ModuleList(Block(cfg, drop_path=r) for r in rates)
         self.norm = make_norm(cfg) if cfg.final_norm else nn.Identity()
-        self._fixed: torch.Tensor | None = None  # sinusoid table, built on first use
-
-    def fixed_positions(self, device, dtype) -> torch.Tensor:
-        cfg = self.config
-        t = self._fixed
-        if t is None or t.device != device or t.dtype != dtype:
-            table = (sinusoids_1d(cfg.max_len, cfg.width) if cfg.positions == "sinusoidal"
-                     else sinusoids_2d(*cfg.grid, cfg.width))
-            self._fixed = t = table.to(device=device, dtype=dtype)
-        return t
 
     def add_positions(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
         kind = self.config.positions
         if kind in ("none", "rotary"):
             return x
-        table = self.pos_embed if kind == "learned" else self.fixed_positions(x.device, x.dtype)
+        table = self.pos_embed
         end = start + x.shape[1]
         if end > table.shape[0]:
             raise InputError(f"positions: expected at most {table.shape[0]} tokens, found {end}")
