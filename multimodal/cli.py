@@ -100,3 +100,18 @@ def _describe_model(name: str | None) -> str:
         return f"{name} ({resolve_model(name)})"
     except InputError:
         return f"{name} (missing)"
+
+
+def _tokenizer_arguments(parser: argparse.ArgumentParser) -> None:
+    from .tokenizers import text
+
+    actions = parser.add_subparsers(dest="action", title="actions", required=True)
+    text.add_train_arguments(actions.add_parser("train", help="learn a byte-level BPE from text files"))
+    text.add_encode_arguments(actions.add_parser("encode", help="encode text to token ids"))
+
+
+@command("tokenizer", "train a byte-level BPE tokenizer, or encode text with one", _tokenizer_arguments)
+def tokenizer(args: argparse.Namespace) -> None:
+    from .tokenizers import text
+
+    (text.cli_train if args.action == "train" else text.cli_encode)(args)

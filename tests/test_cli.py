@@ -98,3 +98,21 @@ def test_pipelines_lists_tasks_and_default_models(tiny_pipeline, capsys):
     assert capsys.readouterr().out == f"{TASK}  {MODEL} (missing)\n"
     assert cli.main(["pipelines", "nope"]) == 2
     assert capsys.readouterr().err == f"multimodal: error: task: expected one of {TASK}, found 'nope'\n"
+
+
+def test_tokenizer_train_then_encode_round_trips(tmp_path, capsys):
+    import json
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the quick brown fox jumps over the lazy dog\n" * 50 + "naïve café ☕\n" * 20)
+    assert cli.main(["tokenizer", "train", str(corpus), "--out", str(tmp_path / "tok"), "--vocab-size", "300"]) == 0
+    capsys.readouterr()
+    assert cli.main(["tokenizer", "encode", str(tmp_path / "tok"), "the lazy café"]) == 0
+    ids = json.loads(capsys.readouterr().out)
+    from multimodal.tokenizers import TextTokenizer
+
+    tokenizer = TextTokenizer.from_file(tmp_path / "tok")
+    assert ids == tokenizer.encode("the lazy café") and tokenizer.decode(ids) == "the lazy café"
+    assert len(ids) < len("the lazy café".encode())  # merges were learned
+    assert cli.main(["tokenizer", "encode", str(tmp_path / "missing"), "x"]) == 2
+    assert "missing" in capsys.readouterr().err
