@@ -12,8 +12,8 @@ SHELL := /bin/bash
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 BOOTSTRAP_PYTHON := $(shell command -v python3.11 || command -v python3)
-# Debian packages the tests need; none so far (soundfile's wheel bundles libsndfile).
-DEB_PACKAGES :=
+# Debian packages the tests need (soundfile's wheel bundles libsndfile): espeak-ng speaks test sentences.
+DEB_PACKAGES := espeak-ng
 # One process: on 2 cores, `-n 2` (pytest-xdist) measured slower, as torch already uses both.
 PYTEST_ARGS ?= -q
 BENCH_ARGS ?=

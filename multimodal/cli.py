@@ -115,3 +115,16 @@ def tokenizer(args: argparse.Namespace) -> None:
     from .tokenizers import text
 
     (text.cli_train if args.action == "train" else text.cli_encode)(args)
+
+
+def _transcribe_arguments(parser: argparse.ArgumentParser) -> None:
+    from .pipelines.speech_recognition import add_transcribe_arguments
+
+    add_transcribe_arguments(parser)
+
+
+@command("transcribe", "transcribe speech to text (.txt, .srt, .vtt, .json)", _transcribe_arguments)
+def transcribe(args: argparse.Namespace) -> int | None:
+    from .pipelines.speech_recognition import run_transcribe
+
+    return run_transcribe(args)

@@ -220,7 +220,7 @@ class Sampler:
             next_tokens = logits.argmax(dim=-1)
         else:
             probs = F.softmax(logits.float() / self.temperature, dim=-1)
-            next_tokens = torch.multinomial(probs, 1, generator=self.generator)[:, 0]
+            next_tokens = torch.multinomial(probs, 1, replacement=True, generator=self.generator)[:, 0]
         logprobs = F.log_softmax(logits.float(), dim=-1)
         running = tokens[:, -1] != self.eot
         sum_logprobs += logprobs.gather(1, next_tokens[:, None])[:, 0] * running
@@ -345,7 +345,7 @@ def _features(model, mel_or_features: torch.Tensor, dtype: torch.dtype) -> torch
     if x.ndim == 2:
         x = x[None]
     if x.ndim == 3 and tuple(x.shape[1:]) == (cfg.n_audio_ctx, cfg.n_audio_state):
-        return x.to(dtype)
+        return x.to(next(model.parameters()).device, dtype)
     if x.ndim == 3 and tuple(x.shape[1:]) == (cfg.n_mels, 2 * cfg.n_audio_ctx):
         return model.embed_audio(x.to(dtype))
     raise InputError(f"mel: expected a log-mel spectrogram [batch, {cfg.n_mels}, {2 * cfg.n_audio_ctx}] or audio "
@@ -363,8 +363,7 @@ def detect_language(model, tokenizer, mel_or_features: torch.Tensor) -> tuple[li
     decoder's prediction after ``<|startoftranscript|>``."""
     if not model.is_multilingual:
         raise InputError("language detection: expected a multilingual model, found an English-only one")
-    p = next(model.parameters())
-    features = _features(model, mel_or_features.to(p.device), p.dtype)
+    features = _features(model, mel_or_features, next(model.parameters()).dtype)
     return _detect(model, tokenizer, features)
 
 
@@ -409,7 +408,7 @@ def decode(model, tokenizer, mel_or_features: torch.Tensor, options: DecodingOpt
         raise InputError("task: expected 'transcribe' for an English-only model, found 'translate'")
     p = next(model.parameters())
     dtype = torch.float16 if options.fp16 and p.device.type == "cuda" else p.dtype
-    features = _features(model, mel_or_features.to(p.device), dtype)  # [B, S, W]
+    features = _features(model, mel_or_features, dtype).to(p.device)  # [B, S, W]
     B = features.shape[0]
 
     # Language: given, English for English-only models, or detected per window.

@@ -70,3 +70,4 @@ __all__ = ["Pipeline", "Registration", "available_tasks", "get_registration", "g
            "register_pipeline", "registrations"]
 
 # Pipeline modules register themselves on import; add each one here.
+from . import speech_recognition  # noqa: E402,F401  (registers "automatic-speech-recognition")

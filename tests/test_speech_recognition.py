@@ -1,0 +1,314 @@
+"""Long-form transcription, the speech-recognition pipeline, its writers, CLI and app handler.
+
+The long-form tests use the real Whisper tiny.en (the shipped default) and speech synthesised by
+espeak-ng; they skip, saying why, where espeak-ng is not installed."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+import whisper
+from test_whisper_decoding import openai_twin
+
+import multimodal
+from multimodal.convert.whisper import default_model_path, load_whisper
+from multimodal.errors import InputError
+from multimodal.pipelines import speech_recognition as asr
+from multimodal.tokenizers.audio import N_FRAMES, N_SAMPLES, SAMPLE_RATE, load_audio
+from multimodal.tokenizers.text import WhisperTokenizer
+
+ESPEAK = shutil.which("espeak-ng")
+needs_espeak = pytest.mark.skipif(ESPEAK is None, reason="espeak-ng is not installed (apt-get install espeak-ng): "
+                                                         "no speech to transcribe")
+
+SENTENCES = ("Speech recognition turns spoken words into written text. The weather today is sunny with a light "
+             "breeze. Please remember to buy milk, bread and eggs on the way home. The meeting has been moved to "
+             "Thursday afternoon. Our new library transcribes long recordings one window at a time. Each window "
+             "covers thirty seconds of audio. The model predicts timestamps that tell us where the next window "
+             "should start. Trains leave the central station every fifteen minutes during the day.")
+
+
+def speak(text: str, path, speed: int = 150):
+    subprocess.run([ESPEAK, "-s", str(speed), "-w", str(path), text], check=True, capture_output=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_en():
+    folder = default_model_path()
+    return load_whisper(folder).eval(), WhisperTokenizer.from_file(folder / "tokenizer.json")
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    p = multimodal.pipeline("automatic-speech-recognition", device="cpu")
+    p.set_progress_bar_config(disable=True)
+    return p
+
+
+@pytest.fixture(scope="module")
+def long_speech(tmp_path_factory):
+    """About 32 s of speech: two windows, the second starting at a predicted timestamp."""
+    if ESPEAK is None:
+        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng): no speech to transcribe")
+    return speak(SENTENCES, tmp_path_factory.mktemp("speech") / "long.wav")
+
+
+@pytest.fixture(scope="module")
+def short_speech(tmp_path_factory):
+    if ESPEAK is None:
+        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng): no speech to transcribe")
+    return speak("The quick brown fox jumps over the lazy dog.", tmp_path_factory.mktemp("speech") / "fox.wav")
+
+
+# ---------------------------------------------------------------------------- windowed log-mel
+@pytest.mark.parametrize("length, chunk", [(150, 7), (250, 100), (16000 * 7 + 33, 4001), (16000 * 65 + 77, 480000)])
+def test_windowed_log_mel_equals_the_whole_recordings(length, chunk):
+    """Window by window from chunks of any size, the spectrogram openai-whisper's transcribe slices
+    from one computed over the whole padded recording (quiet start: the 8-decade clip matters)."""
+    rng = np.random.default_rng(length)
+    audio = (rng.standard_normal(length) * np.linspace(0.001, 1, length) ** 3).astype(np.float32)
+    ref = whisper.log_mel_spectrogram(torch.from_numpy(audio), padding=N_SAMPLES)
+    mel = asr.WindowedLogMel(lambda: (audio[i:i + chunk] for i in range(0, length, chunk)))
+    content = ref.shape[-1] - N_FRAMES
+    assert mel.content_frames == content
+    for seek in sorted({0, 1, 2, 5, 1000, 2999, 3001, 5000}):
+        if seek >= content:
+            break
+        size = min(N_FRAMES, content - seek)
+        window, level = mel.window(seek, size)
+        torch.testing.assert_close(window, whisper.pad_or_trim(ref[:, seek:seek + size], N_FRAMES), atol=1e-5, rtol=0)
+    mel.restart()  # the first 30 s as language detection sees it: padding frames computed, not zeros
+    torch.testing.assert_close(mel.window(0, N_FRAMES)[0], whisper.pad_or_trim(ref, N_FRAMES), atol=1e-5, rtol=0)
+
+
+def test_windowed_log_mel_holds_a_window_not_the_recording():
+    """Memory stays flat: a 20-minute stream, generated lazily, is never held beyond about one
+    window (plus one chunk) of samples while transcribe-like windows walk over it."""
+    chunk, minutes = SAMPLE_RATE * 30, 20
+    rng = np.random.default_rng(0)
+    blocks = [rng.standard_normal(chunk).astype(np.float32) * 0.1 for _ in range(3)]
+    mel = asr.WindowedLogMel(lambda: (blocks[i % 3] for i in range(minutes * 2)))
+    assert mel.content_frames == minutes * 60 * 100
+    largest, seek = 0, 0
+    while seek < mel.content_frames:
+        window, level = mel.window(seek, min(N_FRAMES, mel.content_frames - seek))
+        assert window.shape == (80, N_FRAMES) and -40 < level < 0
+        largest = max(largest, len(mel._buffer))
+        seek += 2345  # as if the last timestamp came 23.45 s into each window
+    assert largest <= N_SAMPLES + chunk + 1000
+
+
+def test_levels():
+    assert asr.level_db(-10.0) < -100  # digital silence
+    sine = np.sin(2 * np.pi * 440 * np.arange(SAMPLE_RATE) / SAMPLE_RATE).astype(np.float32)
+    for amplitude, expected in ((1.0, 0.0), (0.01, -40.0)):
+        mel = asr.WindowedLogMel(lambda: iter([sine * amplitude]))
+        assert mel.window(0, 100)[1] == pytest.approx(expected, abs=1.5)
+
+
+# ---------------------------------------------------------------------------- long-form equality
+@needs_espeak
+def test_transcribe_equals_openai_whisper_on_long_speech(long_speech, tiny_en):
+    """The same text and the same segments, to the timestamp, as openai-whisper's transcribe with
+    the same weights, over two windows, ours streaming the file and openai-whisper given it whole."""
+    model, tokenizer = tiny_en
+    audio = load_audio(long_speech)
+    assert len(audio) > N_SAMPLES
+    got = asr.transcribe(model, tokenizer, long_speech, beam_size=None)
+    want = whisper.transcribe(openai_twin(model), audio, fp16=False, beam_size=None, best_of=5)
+    assert got["text"] == want["text"] and got["language"] == want["language"] == "en"
+    keys = ("id", "seek", "start", "end", "text", "tokens", "temperature")
+    assert [{k: s[k] for k in keys} for s in got["segments"]] == [{k: s[k] for k in keys} for s in want["segments"]]
+    assert len(got["segments"]) >= 6 and got["segments"][-1]["end"] > 30.0
+    assert {s["seek"] for s in got["segments"]} != {0}  # the second window started at a timestamp
+    words = set(re.findall(r"[a-z]+", got["text"].lower()))
+    assert {"weather", "milk", "bread", "meeting", "thursday", "window", "trains", "station"} <= words
+
+
+@needs_espeak
+def test_beam_search_transcription_equals_openai_whisper(short_speech, tiny_en):
+    model, tokenizer = tiny_en
+    audio = load_audio(short_speech)
+    got = asr.transcribe(model, tokenizer, audio, sampling_rate=SAMPLE_RATE, beam_size=5, patience=2.0,
+                         initial_prompt="Animals and letters.")
+    want = whisper.transcribe(openai_twin(model), audio, fp16=False, beam_size=5, best_of=5, patience=2.0,
+                              initial_prompt="Animals and letters.")
+    assert got["text"] == want["text"]
+    assert [(s["start"], s["end"], s["tokens"]) for s in got["segments"]] == \
+        [(s["start"], s["end"], s["tokens"]) for s in want["segments"]]
+    assert "fox" in got["text"].lower() and "dog" in got["text"].lower()
+
+
+# ---------------------------------------------------------------------------- silence and noise
+def test_silence_and_noise_give_no_text(pipe):
+    rng = np.random.default_rng(0)
+    silence = np.zeros(SAMPLE_RATE * 35, np.float32)
+    noise = (rng.standard_normal(SAMPLE_RATE * 35) * 0.001).astype(np.float32)  # -60 dBFS white noise
+    results = pipe([silence, noise], sampling_rate=SAMPLE_RATE)
+    assert [r["text"] for r in results] == ["", ""]
+    # Without the level gate tiny.en writes ". . ." into that noise (and openai-whisper keeps it):
+    # a segment without a word is blanked.
+    result = pipe(noise, sampling_rate=SAMPLE_RATE, silence_threshold_db=None, temperature=0.0)
+    assert result["text"] == "" and result["segments"] and all(s["text"] == "" for s in result["segments"])
+
+
+# ------------------------------------------------------------------------------------ pipeline
+def test_the_factory_builds_the_default_model_on_first_use(monkeypatch, tmp_path, short_speech):
+    monkeypatch.setenv("MULTIMODAL_CACHE", str(tmp_path / "cache"))
+    p = multimodal.pipeline("automatic-speech-recognition", device="cpu")
+    assert isinstance(p, asr.SpeechRecognitionPipeline)
+    assert (tmp_path / "cache" / "checkpoints" / "whisper-tiny.en" / "model.safetensors").is_file()
+    buffer = io.StringIO()
+    p.set_progress_bar_config(file=buffer, mininterval=0)
+    result = p(str(short_speech), beam_size=1)
+    assert {"quick", "lazy", "dog"} <= set(re.findall(r"[a-z]+", result["text"].lower()))
+    assert result["language"] == "en" and result["segments"][0]["start"] == 0.0
+    bar = buffer.getvalue()  # a bar over the seconds of audio, run to its end
+    assert "transcribing" in bar and re.search(r"\b(\d+\.\d+)/\1\b", bar)
+
+
+@needs_espeak
+def test_every_kind_of_input_gives_the_same_text(pipe, short_speech):
+    audio = load_audio(short_speech)
+    data = short_speech.read_bytes()
+    inputs = [short_speech, data, {"array": audio, "sampling_rate": SAMPLE_RATE}, torch.from_numpy(audio)]
+    results = [pipe(x, beam_size=1, sampling_rate=SAMPLE_RATE if isinstance(x, torch.Tensor) else None)
+               for x in inputs]
+    assert len({r["text"] for r in results}) == 1
+    without = pipe(short_speech, beam_size=1, return_timestamps=False)
+    assert len(without["segments"]) == 1 and "lazy dog" in without["text"].lower()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(beam_size=0), "beam_size: expected None or an integer >= 1"),
+    (dict(best_of=-2), "best_of: expected None or an integer >= 1"),
+    (dict(temperature="hot"), "temperature: expected a number or a non-empty sequence"),
+    (dict(temperature=()), "temperature: expected a number or a non-empty sequence"),
+    (dict(temperature=(0.0, -0.5)), "temperature: expected a number in"),
+    (dict(language="de"), "language: expected None or 'en' for an English-only model"),
+    (dict(task="translate"), "task: expected 'transcribe' for an English-only model"),
+    (dict(task="summarize"), "task: expected one of transcribe, translate"),
+    (dict(initial_prompt=5), "initial_prompt: expected None or text"),
+    (dict(condition_on_previous_text="yes"), "condition_on_previous_text: expected True or False"),
+    (dict(no_speech_threshold=float("nan")), "no_speech_threshold: expected None or a finite number"),
+    (dict(length_penalty=3), "length_penalty: expected None or a number in"),
+])
+def test_bad_options_are_input_errors(pipe, kwargs, message):
+    with pytest.raises(InputError, match=message):
+        pipe(np.zeros(1600, np.float32), sampling_rate=SAMPLE_RATE, **kwargs)
+
+
+def test_bad_audio_is_an_input_error(pipe, tmp_path):
+    cases = [
+        ((str(tmp_path / "missing.wav"),), {}, "audio: expected an audio file, found .*does not exist"),
+        ((np.zeros(1600, np.float32),), {}, "sampling_rate: expected the rate of the samples in audio"),
+        ((np.zeros(0, np.float32),), dict(sampling_rate=16000), "audio: expected at least one sample"),
+        ((12,), {}, "audio: expected a path, bytes, an array with sampling_rate"),
+        (([],), {}, "audio: expected an audio input or a non-empty list"),
+        (([np.zeros(10, np.float32), 3],), dict(sampling_rate=16000), r"audio\[1\]: expected a path"),
+        ((b"not audio at all",), {}, "expected an audio file"),
+        ((np.full(1600, np.nan, np.float32),), dict(sampling_rate=16000), "expected finite samples"),
+    ]
+    for args, kwargs, message in cases:
+        with pytest.raises(InputError, match=message):
+            pipe(*args, **kwargs)
+
+
+# ------------------------------------------------------------------------------------- writers
+RESULT = {"text": " Hello there. Second line --> ok", "language": "en", "segments": [
+    {"id": 0, "start": 0.0, "end": 2.5, "text": " Hello there."},
+    {"id": 1, "start": 2.5, "end": 3.0, "text": ""},
+    {"id": 2, "start": 3661.25, "end": 3663.999, "text": " Second line --> ok"}]}
+
+
+def _seconds(stamp: str, marker: str) -> float:
+    match = re.fullmatch(rf"(\d\d):([0-5]\d):([0-5]\d){re.escape(marker)}(\d{{3}})", stamp)
+    assert match, stamp
+    h, m, s, ms = map(int, match.groups())
+    return h * 3600 + m * 60 + s + ms / 1000
+
+
+def _parse_cues(text: str, marker: str) -> list[tuple[float, float, str]]:
+    cues = []
+    for block in text.strip().split("\n\n"):
+        lines = block.split("\n")
+        timing = next(i for i, line in enumerate(lines) if "-->" in line)
+        start, end = lines[timing].split(" --> ")
+        cues.append((_seconds(start, marker), _seconds(end, marker), "\n".join(lines[timing + 1:])))
+    return cues
+
+
+def test_srt_and_vtt_are_valid_and_round_trip(tmp_path):
+    srt = asr.write_result(RESULT, tmp_path / "a.srt").read_text()
+    vtt = asr.write_result(RESULT, tmp_path / "a.vtt", "vtt").read_text()
+    want = [(0.0, 2.5, "Hello there."), (3661.25, 3663.999, "Second line -> ok")]
+    assert _parse_cues(srt, ",") == want
+    blocks = srt.strip().split("\n\n")
+    assert [b.split("\n")[0] for b in blocks] == ["1", "2"]  # numbered from 1
+    assert vtt.startswith("WEBVTT\n\n")
+    assert _parse_cues(vtt[len("WEBVTT\n\n"):], ".") == want
+    assert "01:01:01,250 --> 01:01:03,999" in srt and "01:01:01.250 --> 01:01:03.999" in vtt
+
+
+def test_txt_and_json(tmp_path):
+    assert asr.write_result(RESULT, tmp_path / "a.txt").read_text() == "Hello there.\nSecond line --> ok\n"
+    assert json.loads(asr.write_result(RESULT, tmp_path / "a.json").read_text()) == RESULT
+
+
+def test_a_bad_format_leaves_the_file_as_it_was(tmp_path):
+    path = tmp_path / "a.srt"
+    path.write_text("old")
+    with pytest.raises(InputError, match="format: expected one of txt, srt, vtt, json, found 'docx'"):
+        asr.write_result(RESULT, path, "docx")
+    with pytest.raises(InputError, match="result: expected a transcription dict"):
+        asr.write_result({"segments": [{"text": 1}]}, path, "srt")
+    assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["a.srt"]
+
+
+def test_format_timestamp():
+    assert asr.format_timestamp(0) == "00:00:00.000"
+    assert asr.format_timestamp(59.9996, ",") == "00:01:00,000"
+    assert asr.format_timestamp(36000 + 0.001) == "10:00:00.001"
+
+
+# --------------------------------------------------------------------------------- CLI and app
+def test_cli_writes_every_format(short_speech, tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    asr.add_transcribe_arguments(parser)
+    args = parser.parse_args([str(short_speech), "--beam-size", "1", "--output-dir", str(tmp_path / "out"),
+                              "--device", "cpu"])
+    assert asr.run_transcribe(args) == 0
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == ["fox.json", "fox.srt", "fox.txt", "fox.vtt"]
+    assert "lazy dog" in capsys.readouterr().out.lower()
+    cues = _parse_cues((tmp_path / "out" / "fox.srt").read_text(), ",")
+    assert cues and cues[0][0] == 0.0 and "lazy dog" in cues[0][2].lower()
+    bad = parser.parse_args([str(tmp_path / "nope.wav"), "--output-dir", str(tmp_path / "out2")])
+    with pytest.raises(InputError, match="does not exist"):
+        asr.run_transcribe(bad)
+    assert not (tmp_path / "out2").exists()
+
+
+def test_app_handler_returns_text_segments_and_srt(pipe, short_speech, tmp_path, monkeypatch):
+    monkeypatch.setattr(asr, "_APP_PIPELINE", pipe)
+    text, rows, srt = asr.transcribe_audio_file(str(short_speech), 1, out_dir=str(tmp_path))
+    assert "lazy dog" in text.lower() and rows and rows[0][0] == "00:00:00.000"
+    assert srt.endswith("fox.srt") and "-->" in open(srt).read()
+    with pytest.raises(InputError, match="audio: expected a recording or an uploaded file"):
+        asr.transcribe_audio_file(None, 5)
+
+
+def test_the_tab_builds():
+    import gradio as gr
+
+    with gr.Blocks():
+        asr.transcribe_tab()
