@@ -318,8 +318,10 @@ class MLP(nn.Module):
         if self.kind == "swiglu":
             gate, up = h.chunk(2, dim=-1)
             h = F.silu(gate) * up
-        else:
+        elif h.requires_grad:
             h = F.gelu(h, approximate="tanh" if self.kind == "gelu_tanh" else "none")
+        else:  # inference: overwrite fc1's fresh output rather than allocate a second [B, L, hidden]
+            h = torch.ops.aten.gelu_(h, approximate="tanh" if self.kind == "gelu_tanh" else "none")
         return self.dropout(self.fc2(self.dropout(h)))
 
 
