@@ -346,3 +346,15 @@ def test_drop_path_and_layer_scale_train_but_eval_is_deterministic():
     torch.testing.assert_close(model(x), model(x))
     model.train()
     assert not torch.allclose(model(x), model(x))
+
+
+def test_inference_path_equals_autograd_path():
+    """Without autograd the MLP applies GELU in place; it must compute the same thing."""
+    for kind in ("gelu", "gelu_tanh", "swiglu"):
+        model = randomize(Transformer(cfg(mlp=kind)))
+        x = torch.randn(2, 5, W)
+        with torch.no_grad():
+            fast = model(x)
+        with torch.inference_mode():
+            torch.testing.assert_close(model(x), fast, atol=0, rtol=0)
+        torch.testing.assert_close(model(x), fast, atol=0, rtol=0)
