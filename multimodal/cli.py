@@ -128,3 +128,33 @@ def transcribe(args: argparse.Namespace) -> int | None:
     from .pipelines.speech_recognition import run_transcribe
 
     return run_transcribe(args)
+
+
+def _train_arguments(parser: argparse.ArgumentParser) -> None:
+    from .data import image_classification
+
+    models = parser.add_subparsers(dest="model", title="models", required=True)
+    image_classification.add_train_vit_arguments(models.add_parser(
+        "vit", help="a ViT image classifier on an image folder or Fashion-MNIST"))
+
+
+@command("train", "train a model on your data (vit); --resume continues a run", _train_arguments)
+def train(args: argparse.Namespace) -> None:
+    from .data import image_classification
+
+    {"vit": image_classification.run_train_vit}[args.model](args)
+
+
+def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    from .data import image_classification
+
+    models = parser.add_subparsers(dest="model", title="models", required=True)
+    image_classification.add_evaluate_vit_arguments(models.add_parser(
+        "vit", help="accuracy, per-class accuracy and confusion matrix of a ViT checkpoint"))
+
+
+@command("evaluate", "evaluate a trained model (vit) and update its MODEL_CARD.md", _evaluate_arguments)
+def evaluate(args: argparse.Namespace) -> None:
+    from .data import image_classification
+
+    {"vit": image_classification.run_evaluate_vit}[args.model](args)

@@ -1,5 +1,8 @@
 """Importers of third-party weights into this package's models."""
 
+from .vit import from_huggingface as vit_from_huggingface
+from .vit import from_timm, load_vit
 from .whisper import default_model_path, from_ctranslate2, from_huggingface, from_openai, load_whisper
 
-__all__ = ["default_model_path", "from_ctranslate2", "from_huggingface", "from_openai", "load_whisper"]
+__all__ = ["default_model_path", "from_ctranslate2", "from_huggingface", "from_openai", "from_timm", "load_vit", "load_whisper",
+           "vit_from_huggingface"]

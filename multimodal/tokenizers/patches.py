@@ -1,0 +1,122 @@
+"""Image patches: the image tokenizer of ViT and DiT.
+
+An image ``[B, C, H, W]`` is cut into non-overlapping ``p_h x p_w`` patches in row-major order over
+the ``(H / p_h) x (W / p_w)`` grid. ``patchify`` flattens each patch to a vector laid out
+``(row, column, channel)`` inside the patch, the layout of MAE's ``patchify`` and of DiT's final
+layer (its ``unpatchify`` reads ``[..., p, p, c]``), so DiT outputs map back to pixels with
+``unpatchify`` unchanged. ``PatchEmbed`` is the learned tokenizer: a convolution whose kernel equals
+its stride (timm's and Hugging Face's layout), which is a linear map of each patch.
+
+Learned position tables trained at one grid are resampled to another with ``resize_pos_embed``
+(bicubic, as timm's ``resample_abs_pos_embed``), which is what lets a ViT run at any resolution.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from ..errors import InputError
+
+Size2 = tuple[int, int]
+
+
+def pair(value: int | Size2 | list[int], name: str) -> Size2:
+    """``7`` -> ``(7, 7)``; ``(h, w)`` stays; anything but positive integers is an InputError."""
+    hw = (value, value) if isinstance(value, int) else tuple(value) if isinstance(value, (tuple, list)) else None
+    if hw is None or len(hw) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in hw):
+        raise InputError(f"{name}: expected a positive integer or a pair (height, width) of them, found {value!r}")
+    return hw
+
+
+def grid_size(image_hw: Size2, patch: int | Size2, name: str = "images") -> Size2:
+    """Patch rows and columns of an image of ``image_hw``; sides must be multiples of the patch."""
+    ph, pw = pair(patch, "patch")
+    h, w = image_hw
+    if h % ph or w % pw or h == 0 or w == 0:
+        raise InputError(f"{name}: expected height and width that are positive multiples of the patch size "
+                         f"{ph}x{pw}, found {h}x{w}")
+    return h // ph, w // pw
+
+
+def _check_images(images: torch.Tensor, name: str = "images") -> None:
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        found = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise InputError(f"{name}: expected a tensor [batch, channels, height, width], found {found}")
+
+
+def patchify(images: torch.Tensor, patch: int | Size2) -> torch.Tensor:
+    """``[B, C, H, W]`` -> ``[B, N, p_h * p_w * C]``, N = (H / p_h)(W / p_w) patches in row-major order,
+    each flattened as (row, column, channel)."""
+    _check_images(images)
+    ph, pw = pair(patch, "patch")
+    grid_size(tuple(images.shape[-2:]), (ph, pw))
+    return rearrange(images, "b c (h p1) (w p2) -> b (h w) (p1 p2 c)", p1=ph, p2=pw)
+
+
+def unpatchify(tokens: torch.Tensor, patch: int | Size2, image_size: int | Size2, channels: int) -> torch.Tensor:
+    """Inverse of ``patchify``: ``[B, N, p_h * p_w * C]`` -> ``[B, C, H, W]``."""
+    ph, pw = pair(patch, "patch")
+    H, W = pair(image_size, "image_size")
+    rows, cols = grid_size((H, W), (ph, pw), "image_size")
+    if not isinstance(channels, int) or channels <= 0:
+        raise InputError(f"channels: expected a positive integer, found {channels!r}")
+    expected = (rows * cols, ph * pw * channels)
+    if not isinstance(tokens, torch.Tensor) or tokens.ndim != 3 or tuple(tokens.shape[1:]) != expected:
+        found = tuple(tokens.shape) if isinstance(tokens, torch.Tensor) else type(tokens).__name__
+        raise InputError(f"tokens: expected [batch, {expected[0]}, {expected[1]}] for {H}x{W} images of {channels} "
+                         f"channels in {ph}x{pw} patches, found {found}")
+    return rearrange(tokens, "b (h w) (p1 p2 c) -> b c (h p1) (w p2)", h=rows, w=cols, p1=ph, p2=pw)
+
+
+class PatchEmbed(nn.Module):
+    """images ``[B, C, H, W]`` -> tokens ``[B, N, width]``: one linear map per patch, computed as a
+    convolution with kernel = stride = patch (``proj``, timm's name). Any H, W that are multiples of
+    the patch are accepted; ``grid(H, W)`` says the resulting token grid."""
+
+    def __init__(self, in_channels: int, width: int, patch: int | Size2, bias: bool = True):
+        super().__init__()
+        self.patch = pair(patch, "patch")
+        self.in_channels = in_channels
+        self.proj = nn.Conv2d(in_channels, width, kernel_size=self.patch, stride=self.patch, bias=bias)
+
+    def grid(self, height: int, width: int) -> Size2:
+        return grid_size((height, width), self.patch)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        _check_images(images)
+        if images.shape[1] != self.in_channels:
+            raise InputError(f"images: expected {self.in_channels} channels, found {images.shape[1]} "
+                             f"(shape {tuple(images.shape)})")
+        self.grid(*images.shape[-2:])
+        return self.proj(images).flatten(2).transpose(1, 2)  # [B, W, h, w] -> [B, h*w, W]
+
+
+def resize_pos_embed(pos: torch.Tensor, old_grid: Size2, new_grid: Size2, num_prefix_tokens: int = 1,
+                     antialias: bool = True) -> torch.Tensor:
+    """Resample a learned position table from one patch grid to another.
+
+    ``pos``: ``[P + rows * cols, D]`` or ``[1, P + rows * cols, D]`` with P = ``num_prefix_tokens``
+    entries (class token, registers) first, kept as they are; the grid part is interpolated
+    bicubically in float32 and returned in ``pos``'s dtype and rank. ``antialias`` as timm
+    (True; only matters when shrinking, but also changes the cubic kernel: PyTorch's antialiased
+    bicubic is PIL's, a = -0.5, the plain one a = -0.75). Hugging Face's ViT uses antialias=False.
+    """
+    old_grid, new_grid = pair(old_grid, "old_grid"), pair(new_grid, "new_grid")
+    if not isinstance(pos, torch.Tensor) or pos.ndim not in (2, 3) or (pos.ndim == 3 and pos.shape[0] != 1):
+        found = tuple(pos.shape) if isinstance(pos, torch.Tensor) else type(pos).__name__
+        raise InputError(f"pos: expected a position table [tokens, dim] or [1, tokens, dim], found {found}")
+    table = pos if pos.ndim == 2 else pos[0]
+    n = num_prefix_tokens + old_grid[0] * old_grid[1]
+    if not isinstance(num_prefix_tokens, int) or num_prefix_tokens < 0 or table.shape[0] != n:
+        raise InputError(f"pos: expected {n} entries ({num_prefix_tokens} prefix + {old_grid[0]}x{old_grid[1]} grid), "
+                         f"found {table.shape[0]}")
+    if old_grid == new_grid:
+        return pos
+    prefix, grid = table[:num_prefix_tokens], table[num_prefix_tokens:]
+    grid = rearrange(grid.float(), "(h w) d -> 1 d h w", h=old_grid[0], w=old_grid[1])
+    grid = F.interpolate(grid, size=new_grid, mode="bicubic", align_corners=False, antialias=antialias)
+    out = torch.cat([prefix, rearrange(grid, "1 d h w -> (h w) d").to(table.dtype)])
+    return out if pos.ndim == 2 else out[None]
