@@ -31,7 +31,7 @@ from ..errors import InputError
 from ..models.vit import ViT, ViTConfig
 from ..paths import resolve_model
 from ..pipelines.base import parse_dtype
-from .whisper import _hf_tensors, _read_json, _torch_load
+from .common import hf_tensors, read_json, torch_load
 
 TIMM_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
 TIMM_HEADS = {"tiny": 3, "small": 6, "base": 12, "large": 16, "huge": 16}
@@ -120,14 +120,14 @@ def _timm_files(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     found: dict[str, Any] = {}
     if path.is_dir():
         if (path / CONFIG_NAME).is_file():
-            found = _timm_folder_fields(_read_json(path / CONFIG_NAME))
+            found = _timm_folder_fields(read_json(path / CONFIG_NAME))
         files = [path / f for f in TIMM_FILES if (path / f).is_file()]
         if not files:
             raise InputError(f"{path}: expected timm weights ({', '.join(TIMM_FILES)}), found none")
         path = files[0]
     if path.suffix == ".safetensors":
         return load_tensors(path), found
-    ckpt = _torch_load(path)
+    ckpt = torch_load(path)
     for key in ("state_dict_ema", "state_dict", "model"):
         if isinstance(ckpt, dict) and isinstance(ckpt.get(key), dict):
             ckpt = ckpt[key]
@@ -209,13 +209,13 @@ def from_huggingface(folder: str | os.PathLike, *, dtype: torch.dtype | str = to
     folder = Path(folder).expanduser()
     if not (folder / CONFIG_NAME).is_file():
         raise InputError(f"{folder}: expected a Hugging Face ViT folder with {CONFIG_NAME}, found none")
-    hf = _read_json(folder / CONFIG_NAME)
+    hf = read_json(folder / CONFIG_NAME)
     where = str(folder)
     if hf.get("model_type") != "vit":
         raise InputError(f"{folder / CONFIG_NAME}: expected model_type 'vit', found {hf.get('model_type')!r}")
     if hf.get("hidden_act", "gelu") != "gelu":
         raise InputError(f"{folder / CONFIG_NAME}: expected hidden_act 'gelu' (exact), found {hf['hidden_act']!r}")
-    tensors = {k.removeprefix("vit."): v for k, v in _hf_tensors(folder).items()}
+    tensors = {k.removeprefix("vit."): v for k, v in hf_tensors(folder).items()}
     tensors = {_hf_legacy_name(k): v for k, v in tensors.items()}
     width, heads = hf["hidden_size"], hf["num_attention_heads"]
     id2label = hf.get("id2label") or {}
@@ -280,7 +280,7 @@ def _hf_preprocessing(folder: Path, channels: int) -> dict[str, Any]:
     path = folder / "preprocessor_config.json"
     if not path.is_file():
         return {}
-    pre = _read_json(path)
+    pre = read_json(path)
     out: dict[str, Any] = {"resize": "squash"}
     for ours, theirs in (("image_mean", "image_mean"), ("image_std", "image_std")):
         if isinstance(pre.get(theirs), list) and len(pre[theirs]) == channels:
@@ -297,7 +297,7 @@ def load_vit(path_or_name: str | os.PathLike, *, dtype: torch.dtype | str = torc
     the name of one of our checkpoints (``multimodal.paths``)."""
     path = resolve_model(path_or_name)
     if path.is_dir() and (path / CONFIG_NAME).is_file():
-        config = _read_json(path / CONFIG_NAME)
+        config = read_json(path / CONFIG_NAME)
         if "width" in config and "patch_size" in config and (path / WEIGHTS_NAME).is_file():
             return ViT.from_pretrained(path, device=device, dtype=parse_dtype(dtype))
         if config.get("model_type") == "vit":

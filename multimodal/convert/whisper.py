@@ -18,11 +18,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
-import json
 import os
-import pickle
 import shutil
-import zipfile
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -34,6 +31,7 @@ from ..errors import InputError
 from ..models.whisper import PRESET_ALIASES, PRESETS, Whisper, WhisperConfig, WhisperGenerationConfig
 from ..paths import cache_dir, checkpoint_dirs
 from ..pipelines.base import parse_dtype
+from .common import hf_tensors, read_json, torch_load
 from .ctranslate2 import dequantize, read_model_bin
 
 DEFAULT_NAME = "whisper-tiny.en"
@@ -126,28 +124,6 @@ def _build(config: WhisperConfig, state: dict[str, torch.Tensor], dtype, where: 
     return model.eval()
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise InputError(f"{path}: expected a readable JSON file, found {e.strerror or e}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(f"{path}: expected JSON, found a syntax error ({e})") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: expected a JSON object, found {type(data).__name__}")
-    return data
-
-
-def _torch_load(path: Path) -> object:
-    """``torch.load(weights_only=True)``: tensors and plain containers only, never arbitrary pickles."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise InputError(f"{path}: expected a PyTorch checkpoint file, found nothing there") from None
-    except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise InputError(f"{path}: expected a PyTorch checkpoint of tensors (loaded with weights_only=True), "
-                         f"found an unreadable or unsafe file ({first})") from None
 
 
 # ------------------------------------------------------------------------------------ OpenAI
@@ -157,7 +133,7 @@ def from_openai(path: str | os.PathLike, *, dtype: torch.dtype | str = torch.flo
     The file does not record alignment heads; when its name is a released model's (``tiny.en.pt``,
     ``large-v2.pt``, …) and the dimensions agree, that model's heads are used."""
     path = Path(path).expanduser()
-    ckpt = _torch_load(path)
+    ckpt = torch_load(path)
     if not (isinstance(ckpt, dict) and isinstance(ckpt.get("dims"), dict) and isinstance(ckpt.get("model_state_dict"), dict)):
         found = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
         raise InputError(f"{path}: expected an OpenAI Whisper checkpoint with 'dims' and 'model_state_dict', found {found}")
@@ -196,7 +172,6 @@ def from_openai(path: str | os.PathLike, *, dtype: torch.dtype | str = torch.flo
 
 
 # ------------------------------------------------------------------------------ Hugging Face
-HF_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 HF_GENERATION_KEYS = ("suppress_tokens", "begin_suppress_tokens", "lang_to_id", "task_to_id", "decoder_start_token_id",
                       "eos_token_id", "no_timestamps_token_id", "prev_sot_token_id", "max_initial_timestamp_index")
 
@@ -231,28 +206,6 @@ def _not_on_disk(name: str, what: str) -> InputError:
         "folder here and pass its path.")
 
 
-def _hf_tensors(folder: Path) -> dict[str, torch.Tensor]:
-    if (folder / "model.safetensors").is_file():
-        return load_tensors(folder / "model.safetensors")
-    for index_name, load in (("model.safetensors.index.json", load_tensors), ("pytorch_model.bin.index.json", _torch_load)):
-        if (folder / index_name).is_file():
-            weight_map = _read_json(folder / index_name).get("weight_map")
-            if not isinstance(weight_map, dict):
-                raise InputError(f"{folder / index_name}: expected a 'weight_map' object, found {weight_map!r}")
-            tensors = {}
-            for shard in sorted(set(weight_map.values())):
-                part = load(folder / shard)
-                if not isinstance(part, dict):
-                    raise InputError(f"{folder / shard}: expected a dict of tensors, found {type(part).__name__}")
-                tensors.update(part)
-            return tensors
-    if (folder / "pytorch_model.bin").is_file():
-        tensors = _torch_load(folder / "pytorch_model.bin")
-        if not isinstance(tensors, dict):
-            raise InputError(f"{folder / 'pytorch_model.bin'}: expected a dict of tensors, found {type(tensors).__name__}")
-        return tensors
-    raise InputError(f"{folder}: expected Hugging Face weights ({', '.join(HF_WEIGHTS)}), found none")
-
 
 def from_huggingface(folder_or_name: str | os.PathLike, *, dtype: torch.dtype | str = torch.float32) -> Whisper:
     """A transformers ``WhisperForConditionalGeneration`` (or ``WhisperModel``) folder, or the name of
@@ -265,7 +218,7 @@ def from_huggingface(folder_or_name: str | os.PathLike, *, dtype: torch.dtype | 
         folder = cached
     if not (folder / CONFIG_NAME).is_file():
         raise InputError(f"{folder}: expected a Hugging Face Whisper folder with {CONFIG_NAME}, found none")
-    hf = _read_json(folder / CONFIG_NAME)
+    hf = read_json(folder / CONFIG_NAME)
     where = str(folder)
     if hf.get("model_type") != "whisper":
         raise InputError(f"{folder / CONFIG_NAME}: expected model_type 'whisper', found {hf.get('model_type')!r}")
@@ -285,7 +238,7 @@ def from_huggingface(folder_or_name: str | os.PathLike, *, dtype: torch.dtype | 
 
     generation = WhisperGenerationConfig()
     gen_path = folder / "generation_config.json"
-    gen = _read_json(gen_path) if gen_path.is_file() else {k: hf[k] for k in ("suppress_tokens", "begin_suppress_tokens") if k in hf}
+    gen = read_json(gen_path) if gen_path.is_file() else {k: hf[k] for k in ("suppress_tokens", "begin_suppress_tokens") if k in hf}
     for key in HF_GENERATION_KEYS:
         value = gen.get(key)
         if key == "eos_token_id" and isinstance(value, list):
@@ -296,7 +249,7 @@ def from_huggingface(folder_or_name: str | os.PathLike, *, dtype: torch.dtype | 
     if gen.get("alignment_heads"):
         config = config.replace(alignment_heads=[list(h) for h in gen["alignment_heads"]])
 
-    tensors = _hf_tensors(folder)
+    tensors = hf_tensors(folder)
     tensors = {k.removeprefix("model."): v for k, v in tensors.items()}
     src = _Source(tensors, where)
 
@@ -403,7 +356,7 @@ def from_ctranslate2(folder: str | os.PathLike, *, dtype: torch.dtype | str = to
 
     generation = WhisperGenerationConfig()
     if (folder / CONFIG_NAME).is_file():
-        ct2_config = _read_json(folder / CONFIG_NAME)
+        ct2_config = read_json(folder / CONFIG_NAME)
         generation.suppress_tokens = ct2_config.get("suppress_ids")
         generation.begin_suppress_tokens = ct2_config.get("suppress_ids_begin")
         generation.lang_ids = ct2_config.get("lang_ids")
@@ -457,7 +410,7 @@ def detect_format(path: Path) -> str:
     if (path / "model.bin").is_file():
         return "ctranslate2"
     if (path / CONFIG_NAME).is_file():
-        config = _read_json(path / CONFIG_NAME)
+        config = read_json(path / CONFIG_NAME)
         if "n_mels" in config and (path / WEIGHTS_NAME).is_file():
             return "multimodal"
         if config.get("model_type") == "whisper":
