@@ -397,7 +397,10 @@ class Block(nn.Module):
         if self.ada is not None:
             x = x + self.drop_path(gate2.unsqueeze(1) * self.ls2(self.mlp(modulate(self.norm2(x), shift2, scale2))))
         else:
-            x = x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
+            h = self.drop_path(self.ls2(self.mlp(self.norm2(x))))
+            # Without autograd, x is by now this block's own tensor (the first residual made it), so
+            # the second residual can land in place instead of allocating another [B, L, W].
+            x = x.add_(h) if not (x.requires_grad or h.requires_grad) else x + h
         return x
 
 
