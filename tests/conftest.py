@@ -81,3 +81,14 @@ def linear_tab():
         b = gr.Number(label="b")
     out = gr.Textbox(label="W x + b")
     gr.Button("apply").click(apply, [a, b], out, api_name="apply")
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models: a second intra-op thread only adds barrier waits, which on a loaded 2-core
+    machine cost more than the arithmetic. Modules opt in with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

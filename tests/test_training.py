@@ -39,14 +39,7 @@ def _load_helpers():
 W = _load_helpers()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The models here are tiny: a second intra-op thread only adds barrier waits, which on a loaded
-    # 2-core machine cost more than the arithmetic.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def config(out_dir, **changes) -> TrainConfig:

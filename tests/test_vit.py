@@ -24,13 +24,7 @@ from multimodal.training import TrainConfig
 from multimodal.training.trainer import Trainer, param_groups
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny models: a second intra-op thread only adds waits on a loaded 2-core machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(**changes) -> ViTConfig:
