@@ -130,31 +130,32 @@ def transcribe(args: argparse.Namespace) -> int | None:
     return run_transcribe(args)
 
 
-def _train_arguments(parser: argparse.ArgumentParser) -> None:
-    from .data import image_classification
+# Per-model training and evaluation: (help, add_arguments, run) for each model, by name.
+def _trainable_models() -> dict[str, dict[str, tuple]]:
+    from .data import image_classification as vit
 
-    models = parser.add_subparsers(dest="model", title="models", required=True)
-    image_classification.add_train_vit_arguments(models.add_parser(
-        "vit", help="a ViT image classifier on an image folder or Fashion-MNIST"))
+    return {
+        "train": {"vit": ("a ViT image classifier on an image folder or Fashion-MNIST",
+                          vit.add_train_vit_arguments, vit.run_train_vit)},
+        "evaluate": {"vit": ("accuracy, per-class accuracy and confusion matrix of a ViT checkpoint",
+                             vit.add_evaluate_vit_arguments, vit.run_evaluate_vit)},
+    }
 
 
-@command("train", "train a model on your data (vit); --resume continues a run", _train_arguments)
+def _per_model_arguments(action: str):
+    def arguments(parser: argparse.ArgumentParser) -> None:
+        models = parser.add_subparsers(dest="model", title="models", required=True)
+        for name, (help, add_arguments, _) in _trainable_models()[action].items():
+            add_arguments(models.add_parser(name, help=help))
+
+    return arguments
+
+
+@command("train", "train a model on your data (vit); --resume continues a run", _per_model_arguments("train"))
 def train(args: argparse.Namespace) -> None:
-    from .data import image_classification
-
-    {"vit": image_classification.run_train_vit}[args.model](args)
+    _trainable_models()["train"][args.model][2](args)
 
 
-def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
-    from .data import image_classification
-
-    models = parser.add_subparsers(dest="model", title="models", required=True)
-    image_classification.add_evaluate_vit_arguments(models.add_parser(
-        "vit", help="accuracy, per-class accuracy and confusion matrix of a ViT checkpoint"))
-
-
-@command("evaluate", "evaluate a trained model (vit) and update its MODEL_CARD.md", _evaluate_arguments)
+@command("evaluate", "evaluate a trained model (vit) and update its MODEL_CARD.md", _per_model_arguments("evaluate"))
 def evaluate(args: argparse.Namespace) -> None:
-    from .data import image_classification
-
-    {"vit": image_classification.run_evaluate_vit}[args.model](args)
+    _trainable_models()["evaluate"][args.model][2](args)

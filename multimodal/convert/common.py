@@ -61,3 +61,14 @@ def hf_tensors(folder: Path) -> dict[str, torch.Tensor]:
             raise InputError(f"{folder / 'pytorch_model.bin'}: expected a dict of tensors, found {type(tensors).__name__}")
         return tensors
     raise InputError(f"{folder}: expected Hugging Face weights ({', '.join(HF_WEIGHTS)}), found none")
+
+
+def hf_config(folder: Path, model_type: str, what: str) -> dict:
+    """A Hugging Face folder's config.json, checked to be of ``model_type``."""
+    path = folder / "config.json"
+    if not path.is_file():
+        raise InputError(f"{folder}: expected a Hugging Face {what} folder with config.json, found none")
+    config = read_json(path)
+    if config.get("model_type") != model_type:
+        raise InputError(f"{path}: expected model_type {model_type!r}, found {config.get('model_type')!r}")
+    return config

@@ -31,7 +31,7 @@ from ..errors import InputError
 from ..models.vit import ViT, ViTConfig
 from ..paths import resolve_model
 from ..pipelines.base import parse_dtype
-from .common import hf_tensors, read_json, torch_load
+from .common import hf_config, hf_tensors, read_json, torch_load
 
 TIMM_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
 TIMM_HEADS = {"tiny": 3, "small": 6, "base": 12, "large": 16, "huge": 16}
@@ -207,12 +207,8 @@ def from_huggingface(folder: str | os.PathLike, *, dtype: torch.dtype | str = to
     """A transformers ``ViTForImageClassification`` (or ``ViTModel``: no classifier) folder, with the
     preprocessing of its ``preprocessor_config.json`` when present. ``overrides``: ViTConfig fields."""
     folder = Path(folder).expanduser()
-    if not (folder / CONFIG_NAME).is_file():
-        raise InputError(f"{folder}: expected a Hugging Face ViT folder with {CONFIG_NAME}, found none")
-    hf = read_json(folder / CONFIG_NAME)
+    hf = hf_config(folder, "vit", "ViT")
     where = str(folder)
-    if hf.get("model_type") != "vit":
-        raise InputError(f"{folder / CONFIG_NAME}: expected model_type 'vit', found {hf.get('model_type')!r}")
     if hf.get("hidden_act", "gelu") != "gelu":
         raise InputError(f"{folder / CONFIG_NAME}: expected hidden_act 'gelu' (exact), found {hf['hidden_act']!r}")
     tensors = {k.removeprefix("vit."): v for k, v in hf_tensors(folder).items()}

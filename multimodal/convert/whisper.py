@@ -31,7 +31,7 @@ from ..errors import InputError
 from ..models.whisper import PRESET_ALIASES, PRESETS, Whisper, WhisperConfig, WhisperGenerationConfig
 from ..paths import cache_dir, checkpoint_dirs
 from ..pipelines.base import parse_dtype
-from .common import hf_tensors, read_json, torch_load
+from .common import hf_config, hf_tensors, read_json, torch_load
 from .ctranslate2 import dequantize, read_model_bin
 
 DEFAULT_NAME = "whisper-tiny.en"
@@ -216,12 +216,8 @@ def from_huggingface(folder_or_name: str | os.PathLike, *, dtype: torch.dtype | 
         if cached is None:
             raise _not_on_disk(str(folder_or_name), "a Hugging Face Whisper folder or a model name in the local cache")
         folder = cached
-    if not (folder / CONFIG_NAME).is_file():
-        raise InputError(f"{folder}: expected a Hugging Face Whisper folder with {CONFIG_NAME}, found none")
-    hf = read_json(folder / CONFIG_NAME)
+    hf = hf_config(folder, "whisper", "Whisper")
     where = str(folder)
-    if hf.get("model_type") != "whisper":
-        raise InputError(f"{folder / CONFIG_NAME}: expected model_type 'whisper', found {hf.get('model_type')!r}")
     try:
         width = hf["d_model"]
         config = WhisperConfig(
