@@ -16,7 +16,7 @@ import gradio as gr  # noqa: E402
 
 from multimodal import __version__, pipelines  # noqa: E402
 
-COMING = "image classification, text-to-image and text-to-audio"
+COMING = "text-to-image and text-to-audio"
 
 
 def build() -> gr.Blocks:
@@ -28,7 +28,7 @@ def build() -> gr.Blocks:
         else:
             with gr.Tabs():
                 for registration in with_ui:
-                    with gr.Tab(registration.task):
+                    with gr.Tab(registration.title or registration.task):
                         registration.ui()
     return demo
 

@@ -130,6 +130,19 @@ def transcribe(args: argparse.Namespace) -> int | None:
     return run_transcribe(args)
 
 
+def _classify_arguments(parser: argparse.ArgumentParser) -> None:
+    from .pipelines.image_classification import add_classify_arguments
+
+    add_classify_arguments(parser)
+
+
+@command("classify", "classify images with a ViT (top-k labels and scores)", _classify_arguments)
+def classify(args: argparse.Namespace) -> int | None:
+    from .pipelines.image_classification import run_classify
+
+    return run_classify(args)
+
+
 # Per-model training and evaluation: (help, add_arguments, run) for each model, by name.
 def _trainable_models() -> dict[str, dict[str, tuple]]:
     from .data import image_classification as vit

@@ -21,6 +21,7 @@ from test_whisper_decoding import openai_twin
 import multimodal
 from multimodal.convert.whisper import default_model_path, load_whisper
 from multimodal.errors import InputError
+from multimodal import pipelines
 from multimodal.pipelines import speech_recognition as asr
 from multimodal.tokenizers.audio import N_FRAMES, N_SAMPLES, SAMPLE_RATE, load_audio
 from multimodal.tokenizers.text import WhisperTokenizer
@@ -299,7 +300,7 @@ def test_cli_writes_every_format(short_speech, tmp_path, capsys):
 
 
 def test_app_handler_returns_text_segments_and_srt(pipe, short_speech, tmp_path, monkeypatch):
-    monkeypatch.setattr(asr, "_APP_PIPELINE", pipe)
+    monkeypatch.setitem(pipelines._APP_PIPELINES, "automatic-speech-recognition", pipe)
     text, rows, srt = asr.transcribe_audio_file(str(short_speech), 1, out_dir=str(tmp_path))
     assert "lazy dog" in text.lower() and rows and rows[0][0] == "00:00:00.000"
     assert srt.endswith("fox.srt") and "-->" in open(srt).read()

@@ -4,10 +4,11 @@ Tasks are named as in Hugging Face ("image-classification", "automatic-speech-re
 "text-to-image", "text-to-audio", …). Each pipeline module registers its class at import time:
 
     register_pipeline("image-classification", ImageClassificationPipeline,
-                      default_model="vit-fashion-mnist", ui=image_classification_tab)
+                      default_model="vit-fashion-mnist", ui=classify_tab, title="Classify")
 
 and is imported at the bottom of this file. ``ui`` builds the pipeline's tab in the Gradio app
-(``app.py`` calls it inside ``gr.Blocks``); it imports Gradio itself, so the library never does.
+(``app.py`` calls it inside ``gr.Blocks``, in a tab named ``title``); it imports Gradio itself, so the
+library never does.
 """
 
 from __future__ import annotations
@@ -25,16 +26,17 @@ class Registration:
     cls: type[Pipeline]
     default_model: str | None = None  # a checkpoint name (see multimodal.paths) or folder
     ui: Callable[[], None] | None = None  # builds the app's tab for this task
+    title: str | None = None  # the tab's name in the app (default: the task)
 
 
 _REGISTRY: dict[str, Registration] = {}
 
 
 def register_pipeline(task: str, cls: type[Pipeline], default_model: str | None = None,
-                      ui: Callable[[], None] | None = None) -> None:
+                      ui: Callable[[], None] | None = None, title: str | None = None) -> None:
     if task in _REGISTRY and _REGISTRY[task].cls is not cls:
         raise ValueError(f"task {task!r} is already registered to {_REGISTRY[task].cls.__name__}")
-    _REGISTRY[task] = Registration(task, cls, default_model, ui)
+    _REGISTRY[task] = Registration(task, cls, default_model, ui, title)
 
 
 def registrations() -> list[Registration]:
@@ -66,8 +68,22 @@ def pipeline(task: str, model: str | None = None, **kwargs) -> Pipeline:
     return registration.cls.from_pretrained(model, **kwargs)
 
 
-__all__ = ["Pipeline", "Registration", "available_tasks", "get_registration", "gradio_errors", "pipeline",
+_APP_PIPELINES: dict[str, Pipeline] = {}
+
+
+def app_pipeline(task: str) -> Pipeline:
+    """The app's pipeline for ``task``: its default model, loaded on the first request and kept for
+    the next ones, with progress bars off."""
+    if task not in _APP_PIPELINES:
+        pipe = pipeline(task)
+        pipe.set_progress_bar_config(disable=True)
+        _APP_PIPELINES[task] = pipe
+    return _APP_PIPELINES[task]
+
+
+__all__ = ["Pipeline", "Registration", "app_pipeline", "available_tasks", "get_registration", "gradio_errors", "pipeline",
            "register_pipeline", "registrations"]
 
 # Pipeline modules register themselves on import; add each one here.
+from . import image_classification  # noqa: E402,F401  (registers "image-classification")
 from . import speech_recognition  # noqa: E402,F401  (registers "automatic-speech-recognition")

@@ -41,7 +41,7 @@ from ..paths import resolve_model
 from ..tokenizers.audio import (HOP_LENGTH, N_FFT, N_FRAMES, SAMPLE_RATE, iter_audio_chunks, load_audio,
                                 mel_filters)
 from ..tokenizers.text import WhisperTokenizer
-from . import register_pipeline
+from . import app_pipeline, register_pipeline
 from .base import Pipeline, gradio_errors
 
 TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
@@ -596,26 +596,11 @@ def run_transcribe(args) -> int:
 
 
 # ----------------------------------------------------------------------------------------- app
-_APP_PIPELINE: SpeechRecognitionPipeline | None = None
-
-
-def _app_pipeline() -> SpeechRecognitionPipeline:
-    """The app's pipeline, loaded on the first request and kept for the next ones."""
-    global _APP_PIPELINE
-    if _APP_PIPELINE is None:
-        from . import pipeline
-
-        pipe = pipeline("automatic-speech-recognition")
-        pipe.set_progress_bar_config(disable=True)
-        _APP_PIPELINE = pipe
-    return _APP_PIPELINE
-
-
 def transcribe_audio_file(path: str | None, beam_size: float = 5, out_dir: str | None = None):
     """The app's handler: (text, segments table rows, path of the .srt)."""
     if not path:
         raise InputError("audio: expected a recording or an uploaded file, found none")
-    result = _app_pipeline()(path, beam_size=int(beam_size))
+    result = app_pipeline("automatic-speech-recognition")(path, beam_size=int(beam_size))
     rows = [[format_timestamp(s["start"]), format_timestamp(s["end"]), s["text"].strip()]
             for s in result["segments"] if s["text"].strip()]
     folder = Path(out_dir) if out_dir else Path(_tempdir())
@@ -648,4 +633,4 @@ def transcribe_tab() -> None:
 
 
 register_pipeline("automatic-speech-recognition", SpeechRecognitionPipeline, default_model=DEFAULT_NAME,
-                  ui=transcribe_tab)
+                  ui=transcribe_tab, title="Transcribe")
