@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import shutil
 import warnings
 
 import numpy as np
@@ -294,6 +295,13 @@ def test_train_vit_on_fashion_mnist_files_reports_the_test_split(tmp_path, monke
     assert all(bytes(x.numpy()) in rows for x in val.images)
     assert not {bytes(x.numpy()) for x in val.images} & {bytes(x.numpy()) for x in train.images}
     assert torch.equal(val.images, ic.load_split("fashion-mnist", "val", config, val_size=20, split_seed=0).images)
+    # a copy stored in float16 (as shipped checkpoints are) says so in its card, evaluated as stored
+    assert "stored weights" not in card
+    half = tmp_path / "half"
+    ViT.from_pretrained(folder).save_pretrained(half, dtype=torch.float16)
+    shutil.copy(folder / "training.json", half / "training.json")
+    ic.evaluate_vit(half, "test", device="cpu")
+    assert "| stored weights | float16; loaded as float32" in (half / "MODEL_CARD.md").read_text()
 
 
 def test_train_vit_bad_input(tmp_path):

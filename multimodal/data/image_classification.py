@@ -31,7 +31,8 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import CONFIG_NAME, atomic_write_bytes, atomic_write_text, find_dir, fresh_tmp_dir, publish_dir
+from ..checkpoint import (CONFIG_NAME, WEIGHTS_NAME, atomic_write_bytes, atomic_write_text, find_dir, fresh_tmp_dir,
+                          load_tensors, publish_dir)
 from ..errors import InputError
 from ..models.vit import ViT, ViTConfig, count_parameters
 from ..pipelines.base import default_device, parse_device
@@ -475,6 +476,11 @@ def model_card(folder: Path) -> str:
         rows += [("parameters", f"{info['parameters'] / 1e6:.2f} M"),
                  ("training data", f"{info['train_images']:,} training images + {held_out}"),
                  ("training", run), ("selection", selection)]
+    stored = sorted({str(t.dtype).removeprefix("torch.") for t in load_tensors(folder / WEIGHTS_NAME).values()
+                     if t.is_floating_point()}) if (folder / WEIGHTS_NAME).is_file() else []
+    if stored and stored != ["float32"]:
+        rows.append(("stored weights", f"{', '.join(stored)}; loaded as float32 by default; the evaluation below "
+                                       "ran on these stored weights"))
     licence = " (Zalando Research, MIT licence; Debian package dataset-fashion-mnist)" if fashion else ""
     lines = [f"# ViT image classifier: {source}", "",
              f"A Vision Transformer (`multimodal.models.vit`) trained from scratch on {source}{licence}.", "",
