@@ -43,6 +43,7 @@ class BackboneConfig(Config):
     mlp_hidden: int | None = None  # default 4 * width (2/3 of that for swiglu, rounded up to 8)
     norm: str = "layernorm"  # layernorm | rmsnorm
     norm_eps: float = 1e-5
+    mlp_norm_eps: float | None = None  # eps of the norm before the MLP; default norm_eps (diffusers' DiT: 1e-5 vs 1e-6)
     norm_affine: bool = True
     qkv_bias: bool = True
     k_bias: bool = True  # False: keys have no bias even when queries and values do (Whisper)
@@ -91,12 +92,14 @@ class BackboneConfig(Config):
 
 
 # ----------------------------------------------------------------------------------------- norms
-def make_norm(cfg: BackboneConfig, dim: int | None = None, affine: bool | None = None) -> nn.Module:
+def make_norm(cfg: BackboneConfig, dim: int | None = None, affine: bool | None = None,
+              eps: float | None = None) -> nn.Module:
     dim = dim or cfg.width
     affine = cfg.norm_affine if affine is None else affine
+    eps = cfg.norm_eps if eps is None else eps
     if cfg.norm == "rmsnorm":
-        return nn.RMSNorm(dim, eps=cfg.norm_eps, elementwise_affine=affine)
-    return nn.LayerNorm(dim, eps=cfg.norm_eps, elementwise_affine=affine)
+        return nn.RMSNorm(dim, eps=eps, elementwise_affine=affine)
+    return nn.LayerNorm(dim, eps=eps, elementwise_affine=affine)
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -364,7 +367,7 @@ class Block(nn.Module):
         self.attn = Attention(cfg)
         self.cross_norm = make_norm(cfg) if cfg.cross_attention else None
         self.cross_attn = Attention(cfg, cross=True) if cfg.cross_attention else None
-        self.norm2 = make_norm(cfg, affine=affine)
+        self.norm2 = make_norm(cfg, affine=affine, eps=cfg.mlp_norm_eps)
         self.mlp = MLP(cfg)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.ls1 = LayerScale(cfg.width, cfg.layer_scale) if cfg.layer_scale is not None else nn.Identity()

@@ -89,3 +89,14 @@ def _build(hint, value, where: str):
     if origin is list and args and isinstance(value, list):
         return [_build(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)]
     return value
+
+
+def preset_fields(name: str, family: str, sizes: dict[str, dict], patches: tuple[int, ...],
+                  overrides: dict[str, Any]) -> dict[str, Any]:
+    """The config fields of a ``{family}-{size}/{patch}`` preset name (e.g. ``vit-s/16``): the
+    size's fields, its patch size, then ``overrides``."""
+    size, _, patch = str(name).lower().removeprefix(f"{family}-").partition("/")
+    if size not in sizes or patch not in {str(p) for p in patches}:
+        raise InputError(f"{family} preset: expected {family}-{{{','.join(sizes)}}}/{{{','.join(map(str, patches))}}}, "
+                         f"found {name!r}")
+    return {**sizes[size], "patch_size": int(patch), **overrides}

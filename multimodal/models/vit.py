@@ -33,7 +33,7 @@ from torch import nn
 
 from ..backbone import BackboneConfig, Transformer, make_norm
 from ..checkpoint import PretrainedMixin
-from ..config import Config
+from ..config import Config, preset_fields
 from ..errors import InputError
 from ..tokenizers.patches import PatchEmbed, grid_size, pair, resize_pos_embed
 
@@ -141,10 +141,7 @@ class ViTConfig(Config):
     def preset(cls, name: str, **overrides) -> ViTConfig:
         """``vit-{ti,s,b,l}/{4,8,16,32}`` (e.g. ``vit-s/16``): the widths, depths and heads of
         ViT-Tiny/Small/Base/Large with that patch size; ``overrides`` set any other field."""
-        size, _, patch = name.lower().removeprefix("vit-").partition("/")
-        if size not in PRESETS or patch not in ("4", "8", "16", "32"):
-            raise InputError(f"ViT preset: expected vit-{{{','.join(PRESETS)}}}/{{4,8,16,32}}, found {name!r}")
-        return cls(**{**PRESETS[size], "patch_size": int(patch), **overrides})
+        return cls(**preset_fields(name, "vit", PRESETS, (4, 8, 16, 32), overrides))
 
 
 PRESETS = {
