@@ -304,7 +304,6 @@ def test_app_handler_and_tab(pipe, monkeypatch):
 SHIPPED = SHIPPED_CHECKPOINTS / ic.DEFAULT_MODEL
 
 
-@pytest.mark.skipif(not (SHIPPED / "model.safetensors").is_file(), reason="the checkpoint is not built yet")
 def test_the_shipped_model_loads_by_default_and_knows_its_examples():
     pipe = multimodal.pipeline("image-classification", device="cpu")
     examples = ic.example_images()

@@ -302,6 +302,9 @@ def test_train_vit_on_fashion_mnist_files_reports_the_test_split(tmp_path, monke
     shutil.copy(folder / "training.json", half / "training.json")
     ic.evaluate_vit(half, "test", device="cpu")
     assert "| stored weights | float16; loaded as float32" in (half / "MODEL_CARD.md").read_text()
+    (half / "card_notes.md").write_text("Made by casting to float16.\n")
+    ic.evaluate_vit(half, "test", device="cpu")
+    assert (half / "MODEL_CARD.md").read_text().endswith("## Notes\n\nMade by casting to float16.\n")
 
 
 def test_train_vit_bad_input(tmp_path):

@@ -42,6 +42,7 @@ from .images import (FASHION_MNIST_LABELS, ImageFolderDataset, ImageTensorDatase
 
 FASHION_MNIST = "fashion-mnist"
 RUN_NAME, TRAINING_NAME, MODEL_DIR, CARD_NAME = "vit_run.json", "training.json", "model", "MODEL_CARD.md"
+NOTES_NAME = "card_notes.md"  # optional, appended to MODEL_CARD.md
 SPLITS = ("train", "val", "test")
 
 # The recipe: model dimensions when no --preset is given, and the trainer's defaults.
@@ -500,6 +501,8 @@ def model_card(folder: Path) -> str:
                   f"Accuracy **{100 * result['accuracy']:.2f} %** ({result['correct']:,} / {result['images']:,}).", "",
                   "| class | accuracy | images |", "| --- | ---: | ---: |", *per_class, "",
                   f"![confusion matrix](confusion_{split}.png)", ""]
+    if (folder / NOTES_NAME).is_file():  # hand-written notes (how the folder was made, caveats) survive rebuilds
+        lines += ["## Notes", "", (folder / NOTES_NAME).read_text().strip(), ""]
     return "\n".join(lines)
 
 
