@@ -116,14 +116,14 @@ def sinusoids_1d(length: int, dim: int, max_timescale: float = 10000.0) -> torch
     from theirs by up to 1e-4 at late positions."""
     half = dim // 2
     step = math.log(max_timescale) / (half - 1)
-    inv = torch.exp(-step * torch.arange(half, dtype=torch.float32))
-    angles = torch.arange(length, dtype=torch.float32)[:, None] * inv[None, :]
+    inv = torch.exp(-step * torch.arange(half, dtype=torch.float32, device="cpu"))
+    angles = torch.arange(length, dtype=torch.float32, device="cpu")[:, None] * inv[None, :]
     return torch.cat([angles.sin(), angles.cos()], dim=1)
 
 
 def _sincos(pos: torch.Tensor, dim: int) -> torch.Tensor:
     """MAE/DiT 1-D layout: frequencies 1 / 10000^(i / (dim/2)), i < dim/2; [sin | cos]."""
-    freqs = 1.0 / 10000 ** (torch.arange(dim // 2, dtype=torch.float64) / (dim / 2))
+    freqs = 1.0 / 10000 ** (torch.arange(dim // 2, dtype=torch.float64, device=pos.device) / (dim / 2))
     angles = pos.reshape(-1, 1).double() * freqs[None]
     return torch.cat([angles.sin(), angles.cos()], dim=1)
 
@@ -134,7 +134,8 @@ def sinusoids_2d(rows: int, cols: int, dim: int, scale: float = 1.0) -> torch.Te
     interpolation_scale). -> [rows * cols, dim]"""
     if dim % 4:
         raise InputError(f"sinusoids_2d: expected dim divisible by 4, found {dim}")
-    r, c = torch.meshgrid(torch.arange(rows) / scale, torch.arange(cols) / scale, indexing="ij")
+    r, c = torch.meshgrid(torch.arange(rows, device="cpu") / scale, torch.arange(cols, device="cpu") / scale,
+                          indexing="ij")
     return torch.cat([_sincos(c, dim // 2), _sincos(r, dim // 2)], dim=1).float()
 
 
@@ -422,9 +423,12 @@ class Transformer(PretrainedMixin, nn.Module):
         elif cfg.positions in ("sinusoidal", "sinusoidal_2d"):
             # Fixed, but kept in the state dict: released checkpoints store their table (Whisper's
             # rounded to float16), and loading theirs rather than recomputing ours keeps outputs exact.
+            # Tables are computed on the CPU whatever the default device: on the meta device (as
+            # from_pretrained builds) torch would run its Python reference kernels, whose first
+            # use imports torch._dynamo and sympy, seconds per process.
             table = (sinusoids_1d(cfg.max_len, cfg.width) if cfg.positions == "sinusoidal"
                      else sinusoids_2d(*cfg.grid, cfg.width))
-            self.register_buffer("pos_embed", table)
+            self.register_buffer("pos_embed", table.to(torch.empty(0).device))
         rates = [cfg.drop_path * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]
         self.blocks = nn.ModuleList(Block(cfg, drop_path=r) for r in rates)
         self.norm = make_norm(cfg) if cfg.final_norm else nn.Identity()

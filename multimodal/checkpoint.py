@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import torch
+from torch import nn
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load_bytes
 from safetensors.torch import save as st_save_bytes
@@ -157,6 +158,27 @@ def check_state_dict(module: torch.nn.Module, state: dict[str, torch.Tensor], wh
 
 
 # ------------------------------------------------------------------------------- pretrained mixin
+@contextmanager
+def _no_weight_init():
+    """Skip ``torch.nn.init``'s initialisers while a model is built to be overwritten by loaded
+    weights. Besides wasted work, on the meta device some of them (``trunc_normal_``'s ``erfinv_``)
+    run torch's Python reference kernels, whose first use imports torch._dynamo and sympy: seconds
+    added to every command that loads a checkpoint."""
+    names = [n for n in vars(nn.init) if n.endswith("_") and not n.startswith("_") and callable(getattr(nn.init, n))]
+    saved = {n: getattr(nn.init, n) for n in names}
+    for n in names:
+        setattr(nn.init, n, _keep)
+    try:
+        yield
+    finally:
+        for n, fn in saved.items():
+            setattr(nn.init, n, fn)
+
+
+def _keep(tensor, *args, **kwargs):
+    return tensor
+
+
 class PretrainedMixin:
     """``save_pretrained`` / ``from_pretrained`` for an ``nn.Module`` built from ``config_class``.
 
@@ -185,7 +207,7 @@ class PretrainedMixin:
                              f"found {'a file' if folder.exists() else 'nothing'}")
         config = cls.config_class.load(folder / CONFIG_NAME)
         state = load_tensors(folder / WEIGHTS_NAME)
-        with torch.device("meta"):
+        with torch.device("meta"), _no_weight_init():
             model = cls(config)
         check_state_dict(model, state, str(folder / WEIGHTS_NAME))
         # Weights stored in float16/bfloat16 to keep checkpoints small load as float32 unless

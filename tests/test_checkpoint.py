@@ -183,3 +183,29 @@ def test_tree_round_trip_without_pickle(tmp_path):
     opt2.load_state_dict(back["optimizer"])
     for s1, s2 in zip(opt.state_dict()["state"].values(), opt2.state_dict()["state"].values()):
         assert all(torch.equal(s1[k], s2[k]) for k in s1)
+
+
+def test_loading_skips_initialisers_and_never_imports_the_compiler(tmp_path):
+    """from_pretrained builds on the meta device without running nn.init (whose meta kernels import
+    torch._dynamo and sympy, seconds per process); the loaded weights are the saved ones."""
+    from multimodal.backbone import BackboneConfig, Transformer
+    from multimodal.models.vit import ViT, ViTConfig
+
+    vit = ViT(ViTConfig(image_size=8, patch_size=4, in_channels=1, num_classes=2, width=16, depth=1, heads=2))
+    vit.save_pretrained(tmp_path / "vit")
+    Transformer(BackboneConfig(width=16, depth=1, heads=2, positions="sinusoidal", max_len=8)).save_pretrained(
+        tmp_path / "sin")
+    code = (
+        "import sys, torch\n"
+        "from multimodal.backbone import Transformer\n"
+        "from multimodal.models.vit import ViT\n"
+        f"v = ViT.from_pretrained({str(tmp_path / 'vit')!r})\n"
+        f"t = Transformer.from_pretrained({str(tmp_path / 'sin')!r})\n"
+        "assert torch.nn.init.trunc_normal_.__name__ == 'trunc_normal_'\n"
+        "print(v.pos_embed.sum().item(), t.pos_embed.sum().item(), 'torch._dynamo' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True).stdout
+    vit_sum, sin_sum, dynamo = out.split()
+    assert float(vit_sum) == pytest.approx(vit.pos_embed.sum().item(), abs=1e-6)
+    assert float(sin_sum) == pytest.approx(Transformer(BackboneConfig(width=16, depth=1, heads=2, positions="sinusoidal",
+                                                                      max_len=8)).pos_embed.sum().item(), abs=1e-6)
+    assert dynamo == "False"
