@@ -1,5 +1,6 @@
 """Models: each a short composition of a tokenizer, the shared backbone and a head."""
 
+from .autoencoder import Autoencoder, AutoencoderConfig
 from .diffusion import GaussianDiffusion, Transport, classifier_free_guidance, ddpm_sample, sit_sample
 from .dit import DiT, DiTConfig
 from .vit import ViT, ViTConfig
@@ -7,3 +8,4 @@ from .whisper import Whisper, WhisperConfig, WhisperGenerationConfig
 
 __all__ = ["ViT", "ViTConfig", "Whisper", "WhisperConfig", "WhisperGenerationConfig"]
 __all__ += ["DiT", "DiTConfig", "GaussianDiffusion", "Transport", "classifier_free_guidance", "ddpm_sample", "sit_sample"]
+__all__ += ["Autoencoder", "AutoencoderConfig"]

@@ -1,0 +1,300 @@
+"""Training the image autoencoder on the captioned world: ``multimodal train vae``.
+
+::
+
+    multimodal train vae --out-dir runs/vae --max-steps 6000 --batch-size 64 --lr 1e-3 --kl-weight 1e-6
+    multimodal train vae --out-dir runs/vae --max-steps 6000 --batch-size 64 --lr 1e-3 --kl-weight 1e-6 --resume
+
+(Python: ``train_autoencoder(out_dir, steps=..., batch_size=..., lr=..., kl_weight=..., seed=..., resume=...)``.)
+
+**Data.** Batches stream from ``CaptionedWorld("train")``; the batch of optimizer step ``s`` is drawn
+with its own generator, seeded by ``(seed, s, rank)``, so a resumed run sees exactly the images an
+uninterrupted one would. Held-out combinations (``world.HELD_OUT``) are never rendered for training.
+
+**Loss.** Reconstruction (``--loss l1``, the default, or ``mse``; the mean over pixels on the [-1, 1]
+scale) of a posterior sample, plus ``--kl-weight`` times the KL to N(0, I) per image divided by the
+image's pixel values: LDM's weighting of the two terms, so its 1e-6 means the same here. No adversarial
+or perceptual terms.
+
+**At the end.** The final weights (the EMA when ``--ema-decay`` is on) get their latent scale measured
+(``measure_latent_scale`` on ``--scale-images`` training renders of a fixed seed) and their
+reconstruction PSNR on ``--eval-images`` renders of the held-out split (combinations never seen in
+training) and, for comparison, of fresh training-split renders. ``<out-dir>/model/`` is then a
+``Autoencoder.from_pretrained`` folder: config.json (with ``scaling_factor`` and ``shift_factor``),
+model.safetensors, training.json and MODEL_CARD.md. During training ``eval_fn`` logs the PSNR on
+256 held-out and 256 seen renders every ``--eval-every`` steps.
+
+Run folder: the trainer's files (``checkpoint/``, metrics.jsonl, loss.png), ``vae_run.json`` (what a
+resumed run must match) and ``model/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..checkpoint import atomic_write_text, fresh_tmp_dir, publish_dir
+from ..data.world import CaptionedWorld
+from ..errors import InputError, expect
+from ..models.autoencoder import Autoencoder, AutoencoderConfig, measure_latent_scale, reconstruction_psnr
+from ..models.vit import count_parameters
+from . import TrainConfig, Trainer, add_train_args, train_config_from_args
+
+RUN_NAME, TRAINING_NAME, MODEL_DIR, CARD_NAME = "vae_run.json", "training.json", "model", "MODEL_CARD.md"
+LOSSES = ("l1", "mse")
+# Fixed seeds of the measurement sets, far from any training step's (seed, step, rank).
+SCALE_SEED, HELD_OUT_SEED, SEEN_SEED = 10_001, 10_002, 10_003
+
+RECIPE_TRAIN = TrainConfig(out_dir="runs/vae", max_steps=6000, batch_size=64, lr=1e-3, weight_decay=0.0,
+                           warmup_steps=200, min_lr_ratio=0.05, grad_clip=1.0, eval_every=500, save_every=500,
+                           log_every=50)
+
+
+# ------------------------------------------------------------------------------------------- data
+def make_batch_fn(world: CaptionedWorld, batch_size: int, seed: int):
+    """batch_fn(step, rank, world_size) -> uint8 images [batch_size / world_size, 3, H, W] of step ``step``."""
+    def batch_fn(step: int, rank: int, world_size: int) -> torch.Tensor:
+        state = np.random.SeedSequence([seed, step, rank]).generate_state(2, dtype=np.uint64)[0]
+        generator = torch.Generator().manual_seed(int(state) & (2 ** 63 - 1))
+        return world.sample(batch_size // world_size, generator).images
+    return batch_fn
+
+
+def make_loss_fn(loss: str, kl_weight: float):
+    reconstruction = F.l1_loss if loss == "l1" else F.mse_loss
+
+    def loss_fn(model, images: torch.Tensor):
+        x = images.float() / 127.5 - 1
+        out, kl = model(x)                       # [B, 3, H, W], [B]
+        rec = reconstruction(out, x)
+        # Both terms per pixel value: the weighting of LDM's autoencoders (per-image sums of each),
+        # so their kl_weight (1e-6) means the same here whatever the latent size.
+        kl = kl.mean() / out[0].numel()
+        return rec + kl_weight * kl, {"rec": rec.detach(), "kl": kl.detach()}
+    return loss_fn
+
+
+def make_eval_fn(held_out: torch.Tensor, seen: torch.Tensor):
+    def eval_fn(model) -> dict[str, float]:
+        return {"held_out_psnr": reconstruction_psnr(model, held_out), "seen_psnr": reconstruction_psnr(model, seen)}
+    return eval_fn
+
+
+# ------------------------------------------------------------------------------------------- train
+def train_autoencoder(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, steps: int = RECIPE_TRAIN.max_steps,
+                      batch_size: int = RECIPE_TRAIN.batch_size, lr: float = RECIPE_TRAIN.lr, kl_weight: float = 1e-6,
+                      seed: int = 0, resume: bool = False, config: AutoencoderConfig | None = None, loss: str = "l1",
+                      scale_images: int = 2000, eval_images: int = 1000, fashion=None, progress: bool = True,
+                      command: str | None = None, **train_options: Any) -> dict:
+    """Train an ``Autoencoder`` on the captioned world, measure its latent scale and held-out PSNR, and
+    write ``out_dir/model`` (see the module docstring). ``train_options``: other ``TrainConfig`` fields
+    (``warmup_steps``, ``eval_every``, ``ema_decay``, ``device``, ...; the recipe's by default).
+    ``fashion``: garments for the world (tests), by default Fashion-MNIST. Returns the numbers of
+    training.json."""
+    config = config or AutoencoderConfig()
+    expect(isinstance(config, AutoencoderConfig), "config", "an AutoencoderConfig", type(config).__name__)
+    expect(loss in LOSSES, "loss", " or ".join(LOSSES), repr(loss))
+    expect(isinstance(kl_weight, (int, float)) and kl_weight >= 0, "kl_weight", "a number >= 0", kl_weight)
+    for name, value in (("scale_images", scale_images), ("eval_images", eval_images)):
+        expect(isinstance(value, int) and not isinstance(value, bool) and value > 0, name, "a positive count", value)
+    fields = {**RECIPE_TRAIN.to_dict(), **train_options, "out_dir": str(out_dir), "max_steps": steps,
+              "batch_size": batch_size, "lr": lr, "seed": seed}
+    unknown = sorted(set(fields) - set(TrainConfig.__dataclass_fields__))
+    expect(not unknown, "train_options", "TrainConfig fields", ", ".join(unknown))
+    train_config = TrainConfig.from_dict(fields, where="train_options")
+    # The scale is measured at the end; a run starts from the unscaled latent space.
+    config = config.replace(scaling_factor=1.0, shift_factor=0.0)
+
+    out_dir = Path(out_dir)
+    run = {"model": config.to_dict(), "loss": loss, "kl_weight": kl_weight}
+    if resume:
+        _check_resume(out_dir, run)
+    train_world = CaptionedWorld("train", fashion=fashion)
+    held_world = CaptionedWorld("held_out", fashion=fashion)
+    expect(config.sample_size == train_world.image_size, "config.sample_size",
+           f"the world's image side ({train_world.image_size})", config.sample_size)
+    small = min(256, eval_images)
+    eval_fn = make_eval_fn(held_world.sample(small, HELD_OUT_SEED).images, train_world.sample(small, SEEN_SEED).images)
+
+    torch.manual_seed(train_config.seed)  # the initial weights
+    model = Autoencoder(config)
+    trainer = Trainer(model, train_config, make_loss_fn(loss, kl_weight),
+                      batch_fn=make_batch_fn(train_world, train_config.batch_size, train_config.seed),
+                      eval_fn=eval_fn, resume=resume, progress=progress)
+    if trainer.is_main:
+        atomic_write_text(out_dir / RUN_NAME, json.dumps(run, indent=2) + "\n")
+    start = time.perf_counter()
+    summary = trainer.train()
+    seconds = time.perf_counter() - start
+    if not trainer.is_main:
+        return summary
+
+    final = trainer.eval_model.eval()
+    measure_start = time.perf_counter()
+    scale, shift = measure_latent_scale(final, train_world.sample(scale_images, SCALE_SEED).images)
+    final.set_latent_scale(scale, shift)
+    held_out_psnr = reconstruction_psnr(final, held_world.sample(eval_images, HELD_OUT_SEED).images)
+    seen_psnr = reconstruction_psnr(final, train_world.sample(eval_images, SEEN_SEED).images)
+    logged = [r for r in trainer.history if r.get("kind") == "train" and r.get("examples_per_s")]
+    speeds = [r["examples_per_s"] for r in logged]
+    # Training time over every call of a resumed run: each logged window's steps at its speed.
+    steps_before = [0] + [r["step"] for r in logged[:-1]]
+    train_seconds = sum((r["step"] - s) * train_config.batch_size / r["examples_per_s"]
+                        for r, s in zip(logged, steps_before))
+    training = {
+        "command": command or _python_call(out_dir, steps, batch_size, lr, kl_weight, seed, loss, train_options),
+        "data": "captioned world, split train (streamed; held-out combinations never drawn)",
+        "steps": trainer.step, "batch_size": train_config.batch_size,
+        "images_seen": trainer.step * train_config.batch_size,
+        "loss": loss, "kl_weight": kl_weight, "train_seconds": train_seconds, "wall_seconds_this_call": seconds,
+        "measure_seconds": time.perf_counter() - measure_start, "resumed": bool(resume),
+        "examples_per_s": sorted(speeds)[len(speeds) // 2] if speeds else None,
+        "device": str(trainer.device), "torch_threads": torch.get_num_threads(),
+        "parameters": count_parameters(final),
+        "scaling_factor": scale, "shift_factor": shift, "scale_images": scale_images,
+        "held_out_psnr": held_out_psnr, "seen_psnr": seen_psnr, "eval_images": eval_images,
+        "final_train": {k: summary[k] for k in ("loss", "rec", "kl") if k in summary},
+        "train_config": train_config.to_dict(), "model": final.config.to_dict(),
+    }
+    folder = out_dir / MODEL_DIR
+    tmp = fresh_tmp_dir(folder)
+    final.save_pretrained(tmp)
+    atomic_write_text(tmp / TRAINING_NAME, json.dumps(training, indent=2) + "\n")
+    atomic_write_text(tmp / CARD_NAME, model_card(training))
+    publish_dir(tmp, folder)
+    return {**training, "model_dir": str(folder)}
+
+
+def _python_call(out_dir, steps, batch_size, lr, kl_weight, seed, loss, options) -> str:
+    extra = "".join(f", {k}={v!r}" for k, v in options.items())
+    return (f"train_autoencoder({str(out_dir)!r}, steps={steps}, batch_size={batch_size}, lr={lr}, "
+            f"kl_weight={kl_weight}, seed={seed}, loss={loss!r}{extra})")
+
+
+def _check_resume(out_dir: Path, run: dict) -> None:
+    path = out_dir / RUN_NAME
+    if not path.is_file():
+        raise InputError(f"resume: expected {path} from the run to continue, found none")
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise InputError(f"{path}: expected the run's JSON settings, found an unreadable file ({e})") from None
+    now = json.loads(json.dumps(run))  # tuples -> lists, as saved
+    changed = [f"{k} ({saved.get(k)!r} in the run, {now[k]!r} now)" for k in now if saved.get(k) != now[k]]
+    if changed:
+        raise InputError(f"resume: expected the model and loss that {out_dir} was trained with, "
+                         f"found changes: {'; '.join(changed)}")
+
+
+def model_card(info: dict) -> str:
+    m, t = AutoencoderConfig.from_dict(info["model"]), info["train_config"]
+    side, latent = m.sample_size, m.latent_size
+    return f"""# Image autoencoder (AutoencoderKL) for the captioned world
+
+diffusers `AutoencoderKL`: {side}x{side}x{m.in_channels} images -> {latent}x{latent}x{m.latent_channels} latents; \
+block_out_channels {m.block_out_channels}, {m.layers_per_block} layer(s) per block, {m.norm_num_groups} norm groups, \
+{'attention' if m.mid_block_add_attention else 'no attention'} in the middle block; {info['parameters']:,} parameters.
+
+Load: `multimodal.models.autoencoder.Autoencoder.from_pretrained(this_folder)`; `encode(images)` returns
+latents already scaled, `(z - shift_factor) * scaling_factor`; `decode(latents)` images in [-1, 1].
+
+## Training
+
+    {info['command']}
+
+- Data: {info['data']}; {info['steps']} steps of batch {info['batch_size']} ({info['images_seen']:,} images).
+- Loss: {info['loss']} reconstruction + {info['kl_weight']} x KL (per pixel value); AdamW lr {t['lr']}, \
+warmup {t['warmup_steps']}, cosine to {t['min_lr_ratio']} x lr, weight decay {t['weight_decay']}, \
+EMA {t['ema_decay']}.
+- Time: {info['train_seconds'] / 60:.1f} min of training steps{' over all calls (resumed)' if info['resumed'] else ''} \
+on {info['device']} ({info['torch_threads']} threads), median {info['examples_per_s'] or 0:.0f} images/s; \
+{info['wall_seconds_this_call'] / 60:.1f} min wall time in the last call, with evaluations and checkpoints.
+
+## Evaluation
+
+| | value |
+| --- | --- |
+| reconstruction PSNR, held-out combinations ({info['eval_images']} images) | {info['held_out_psnr']:.2f} dB |
+| reconstruction PSNR, seen combinations ({info['eval_images']} fresh images) | {info['seen_psnr']:.2f} dB |
+| latent scaling_factor (1 / std over {info['scale_images']} training images) | {info['scaling_factor']:.5f} |
+| latent shift_factor (mean) | {info['shift_factor']:.5f} |
+
+PSNR: mean over images of 10 log10(1 / MSE) on the [0, 1] scale, posterior means, decoder output clamped.
+Held-out combinations (red sneaker, blue dress, ...) were never rendered for training.
+"""
+
+
+# --------------------------------------------------------------------------------------------- CLI
+def add_train_autoencoder_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Arguments of ``multimodal train vae``: model, loss, measurement sizes and every TrainConfig flag."""
+    default = AutoencoderConfig()
+    model = parser.add_argument_group("model (diffusers AutoencoderKL)")
+    model.add_argument("--block-out-channels", type=int, nargs="+", default=list(default.block_out_channels),
+                       metavar="C", help=f"channels of each stage; all but the last halve the side "
+                                         f"(default: {' '.join(map(str, default.block_out_channels))}: 32x32 -> 8x8)")
+    model.add_argument("--layers-per-block", type=int, default=default.layers_per_block,
+                       help=f"(default {default.layers_per_block})")
+    model.add_argument("--latent-channels", type=int, default=default.latent_channels,
+                       help=f"(default {default.latent_channels})")
+    model.add_argument("--norm-num-groups", type=int, default=default.norm_num_groups,
+                       help=f"(default {default.norm_num_groups})")
+    model.add_argument("--mid-attention", action=argparse.BooleanOptionalAction,
+                       default=default.mid_block_add_attention, help="self-attention in the middle block")
+    objective = parser.add_argument_group("loss and measurements")
+    objective.add_argument("--loss", choices=LOSSES, default="l1", help="reconstruction loss (default l1)")
+    objective.add_argument("--kl-weight", type=float, default=1e-6,
+                           help="weight of the KL term, per pixel value as in LDM (default 1e-6)")
+    objective.add_argument("--scale-images", type=int, default=2000,
+                           help="training renders the latent scale is measured on (default 2000)")
+    objective.add_argument("--eval-images", type=int, default=1000,
+                           help="held-out renders the final PSNR is measured on (default 1000)")
+    add_train_args(parser, RECIPE_TRAIN)
+    parser.set_defaults(_vae_parser=parser)
+    return parser
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """``multimodal train vae`` with every option that differs from its default, to redo a run."""
+    parser = getattr(args, "_vae_parser", None)
+    words = ["multimodal", "train", "vae"]
+    for action in parser._actions if parser is not None else ():
+        if not action.option_strings or action.dest in ("help", "resume", "progress"):
+            continue
+        value = getattr(args, action.dest, None)
+        if value == action.default:
+            continue
+        flag = action.option_strings[0]
+        if isinstance(action, argparse.BooleanOptionalAction):
+            words.append(flag if value else "--no-" + flag[2:])
+        elif isinstance(value, (list, tuple)):
+            words += [flag, *map(str, value)]
+        else:
+            words += [flag, "none" if value is None else str(value)]
+    return " ".join(words)
+
+
+def run_train_autoencoder(args: argparse.Namespace) -> dict:
+    """``multimodal train vae``: train, measure, write ``<out-dir>/model`` and print the numbers."""
+    config = AutoencoderConfig(block_out_channels=tuple(args.block_out_channels),
+                               layers_per_block=args.layers_per_block, latent_channels=args.latent_channels,
+                               norm_num_groups=args.norm_num_groups,
+                               mid_block_add_attention=args.mid_attention)
+    fields = train_config_from_args(args).to_dict()
+    named = {k: fields.pop(k) for k in ("out_dir", "max_steps", "batch_size", "lr", "seed")}
+    result = train_autoencoder(named["out_dir"], steps=named["max_steps"], batch_size=named["batch_size"],
+                               lr=named["lr"], kl_weight=args.kl_weight, seed=named["seed"], resume=args.resume,
+                               config=config, loss=args.loss, scale_images=args.scale_images,
+                               eval_images=args.eval_images, progress=args.progress, command=command_line(args),
+                               **fields)
+    if "model_dir" in result:
+        print(f"held-out PSNR {result['held_out_psnr']:.2f} dB, seen PSNR {result['seen_psnr']:.2f} dB, "
+              f"scaling_factor {result['scaling_factor']:.5f}, shift_factor {result['shift_factor']:.5f}")
+        print(f"model: {result['model_dir']}")
+    return result
