@@ -37,6 +37,7 @@ from ..errors import InputError
 from ..models.vit import ViT, ViTConfig, count_parameters
 from ..pipelines.base import default_device, parse_device
 from ..training import TrainConfig, Trainer, add_train_args, train_config_from_args
+from ..training.trainer import check_resume_settings
 from .images import (FASHION_MNIST_LABELS, ImageFolderDataset, ImageTensorDataset, TrainAugment,
                      keep_batch, load_fashion_mnist, normalize, split_indices)
 
@@ -314,7 +315,7 @@ def run_train_vit(args: argparse.Namespace) -> dict:
            "model": config.to_dict()}
     out_dir = Path(train_config.out_dir)
     if args.resume:
-        _check_resume(out_dir, run)
+        check_resume_settings(out_dir / RUN_NAME, run, "the data, model and augmentation")
     augment = TrainAugment(config.num_classes, config.image_mean, config.image_std, **run["augment"])
     torch.manual_seed(train_config.seed)  # the initial weights
     model = ViT(config)
@@ -361,21 +362,6 @@ def run_train_vit(args: argparse.Namespace) -> dict:
         print(f"{split} accuracy: {100 * result['accuracy']:.2f} % ({result['correct']} / {result['images']})")
     print(f"model: {folder}")
     return {**summary, "model": str(folder)}
-
-
-def _check_resume(out_dir: Path, run: dict) -> None:
-    path = out_dir / RUN_NAME
-    if not path.is_file():
-        raise InputError(f"resume: expected {path} from the run to continue, found none")
-    try:
-        saved = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise InputError(f"{path}: expected the run's JSON settings, found an unreadable file ({e})") from None
-    now = json.loads(json.dumps(run))  # tuples -> lists, as saved
-    changed = [f"{k} ({saved.get(k)!r} in the run, {now[k]!r} now)" for k in now if saved.get(k) != now[k]]
-    if changed:
-        raise InputError(f"resume: expected the data, model and augmentation that {out_dir} was trained with, "
-                         f"found changes: {'; '.join(changed)}")
 
 
 # -------------------------------------------------------------------------------- evaluation

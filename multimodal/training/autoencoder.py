@@ -46,6 +46,7 @@ from ..errors import InputError, expect
 from ..models.autoencoder import Autoencoder, AutoencoderConfig, measure_latent_scale, reconstruction_psnr
 from ..models.vit import count_parameters
 from . import TrainConfig, Trainer, add_train_args, train_config_from_args
+from .trainer import check_resume_settings
 
 RUN_NAME, TRAINING_NAME, MODEL_DIR, CARD_NAME = "vae_run.json", "training.json", "model", "MODEL_CARD.md"
 LOSSES = ("l1", "mse")
@@ -115,7 +116,7 @@ def train_autoencoder(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, steps: int 
     out_dir = Path(out_dir)
     run = {"model": config.to_dict(), "loss": loss, "kl_weight": kl_weight}
     if resume:
-        _check_resume(out_dir, run)
+        check_resume_settings(out_dir / RUN_NAME, run, "the model and loss")
     train_world = CaptionedWorld("train", fashion=fashion)
     held_world = CaptionedWorld("held_out", fashion=fashion)
     expect(config.sample_size == train_world.image_size, "config.sample_size",
@@ -176,21 +177,6 @@ def _python_call(out_dir, steps, batch_size, lr, kl_weight, seed, loss, options)
     extra = "".join(f", {k}={v!r}" for k, v in options.items())
     return (f"train_autoencoder({str(out_dir)!r}, steps={steps}, batch_size={batch_size}, lr={lr}, "
             f"kl_weight={kl_weight}, seed={seed}, loss={loss!r}{extra})")
-
-
-def _check_resume(out_dir: Path, run: dict) -> None:
-    path = out_dir / RUN_NAME
-    if not path.is_file():
-        raise InputError(f"resume: expected {path} from the run to continue, found none")
-    try:
-        saved = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise InputError(f"{path}: expected the run's JSON settings, found an unreadable file ({e})") from None
-    now = json.loads(json.dumps(run))  # tuples -> lists, as saved
-    changed = [f"{k} ({saved.get(k)!r} in the run, {now[k]!r} now)" for k in now if saved.get(k) != now[k]]
-    if changed:
-        raise InputError(f"resume: expected the model and loss that {out_dir} was trained with, "
-                         f"found changes: {'; '.join(changed)}")
 
 
 def model_card(info: dict) -> str:

@@ -64,6 +64,22 @@ METRICS_NAME, PLOT_NAME = "metrics.jsonl", "loss.png"
 FREE_ON_RESUME = ("out_dir", "eval_every", "save_every", "log_every", "num_workers", "compile", "device")
 
 
+def check_resume_settings(path: Path, run: dict, what: str) -> None:
+    """Before ``--resume``: the settings a run was started with (the JSON file ``path``) must equal
+    ``run``, the settings given now; ``what`` names them in the error (e.g. "the model and loss")."""
+    if not path.is_file():
+        raise InputError(f"resume: expected {path} from the run to continue, found none")
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise InputError(f"{path}: expected the run's JSON settings, found an unreadable file ({e})") from None
+    now = json.loads(json.dumps(run))  # tuples -> lists, as saved
+    changed = [f"{k} ({saved.get(k)!r} in the run, {now[k]!r} now)" for k in now if saved.get(k) != now[k]]
+    if changed:
+        raise InputError(f"resume: expected {what} that {path.parent} was trained with, "
+                         f"found changes: {'; '.join(changed)}")
+
+
 def _help(text: str, default):
     return field(default=default, metadata={"help": text})
 
