@@ -14,6 +14,9 @@ PYTHON := $(VENV)/bin/python
 BOOTSTRAP_PYTHON := $(shell command -v python3.11 || command -v python3)
 # Debian packages the tests need (soundfile's wheel bundles libsndfile): espeak-ng speaks test sentences.
 DEB_PACKAGES := espeak-ng
+# Debian packages the benchmarks' data needs: Fashion-MNIST, and the held-out voices and real
+# recordings of the ASR evaluation set (pico, in non-free, is used when installed; see DATA.md).
+BENCH_DEB_PACKAGES := dataset-fashion-mnist flite festival festvox-us-slt-hts pocketsphinx-testdata alsa-utils
 # One process: on 2 cores, `-n 2` (pytest-xdist) measured slower, as torch already uses both.
 PYTEST_ARGS ?= -q
 BENCH_ARGS ?=
@@ -31,6 +34,8 @@ test: install
 
 # Every benchmarks/*.py that runs as a script, as `python -m benchmarks.NAME $(BENCH_ARGS)`.
 bench: install
+	@if [ "$$(id -u)" = 0 ] && ! dpkg -s $(BENCH_DEB_PACKAGES) >/dev/null 2>&1; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(BENCH_DEB_PACKAGES); fi
 	@for f in $$(grep -l '^if __name__ == "__main__"' benchmarks/*.py); do \
 		echo "== $$f"; $(PYTHON) -m benchmarks.$$(basename $$f .py) $(BENCH_ARGS) || exit 1; done
 

@@ -201,8 +201,15 @@ class KVCache:
         """Keep batch rows ``index`` (beam search). ``cross=False`` skips cross-attention keys, for
         when every row of a group shares the same context."""
         index = index.to(self.k[0].device)
-        self.k = [k.index_select(0, index) for k in self.k]
-        self.v = [v.index_select(0, index) for v in self.v]
+        if index.shape[0] == self.k[0].shape[0]:
+            # Same number of rows (a beam-search step): gather in place, over the filled positions
+            # only; gathering whole preallocated buffers into new tensors costs more than the step.
+            n = self.length
+            for buf in (*self.k, *self.v):
+                buf[:, :, :n] = buf[index, :, :n]
+        else:
+            self.k = [k.index_select(0, index) for k in self.k]
+            self.v = [v.index_select(0, index) for v in self.v]
         if cross:
             self.cross = [None if kv is None else (kv[0].index_select(0, index), kv[1].index_select(0, index))
                           for kv in self.cross]

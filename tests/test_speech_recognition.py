@@ -11,14 +11,18 @@ import json
 import re
 import shutil
 import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 import whisper
-from test_whisper_decoding import openai_twin
 
 import multimodal
+from benchmarks.whisper_twins import openai_twin
 from multimodal.convert.whisper import default_model_path, load_whisper
 from multimodal.errors import InputError
 from multimodal import pipelines
@@ -162,6 +166,64 @@ def test_silence_and_noise_give_no_text(pipe):
     assert result["text"] == "" and result["segments"] and all(s["text"] == "" for s in result["segments"])
 
 
+# ----------------------------------------------------------------------------- a two-hour file
+def _peak_rss_reset() -> int | None:
+    """Reset the kernel's peak-RSS mark (Linux: clear_refs 5) and return the current RSS in bytes,
+    or None where that is not possible."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return _status_bytes("VmRSS")
+    except OSError:
+        return None
+
+
+def _status_bytes(field: str) -> int:
+    line = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith(field + ":"))
+    return int(line.split()[1]) * 1024
+
+
+@needs_espeak
+def test_a_two_hour_file_transcribes_in_flat_memory(pipe, tmp_path, monkeypatch):
+    """Two hours of audio, silent but for a sentence at the start and one 2 minutes before the end,
+    written chunk by chunk (FLAC: the silence costs no disk). Both sentences come back at their
+    times, the silent windows are skipped by the level gate without decoding, and the peak memory
+    stays far below the 460 MB that two hours of float32 samples would take."""
+    first = load_audio(speak("Good morning, this is the first sentence of a very long recording.", tmp_path / "a.wav"))
+    last = load_audio(speak("And this is the last thing said, near the end of the second hour.", tmp_path / "b.wav"))
+    total, last_at = 2 * 3600 * SAMPLE_RATE, (2 * 3600 - 125) * SAMPLE_RATE
+    path = tmp_path / "two-hours.flac"
+    step = 60 * SAMPLE_RATE
+    with sf.SoundFile(path, "w", samplerate=SAMPLE_RATE, channels=1, subtype="PCM_16") as f:
+        for start in range(0, total, step):
+            block = np.zeros(step, np.float32)
+            for clip, at in ((first, 0), (last, last_at)):
+                lo, hi = max(at, start), min(at + len(clip), start + step)
+                if lo < hi:
+                    block[lo - start:hi - start] = clip[lo - at:hi - at]
+            f.write(block)
+    assert sf.info(path).duration == 7200.0
+
+    decoded = []
+    original = asr.decode
+    monkeypatch.setattr(asr, "decode", lambda *a, **k: decoded.append(1) or original(*a, **k))
+    baseline = _peak_rss_reset()
+    began = time.perf_counter()
+    result = pipe(str(path), beam_size=5)
+    seconds = time.perf_counter() - began
+    growth = _status_bytes("VmHWM") - baseline if baseline is not None else None
+
+    text = result["text"].lower()
+    assert "first sentence" in text and "long recording" in text and "last thing said" in text
+    spoken = [s for s in result["segments"] if s["text"].strip()]
+    assert spoken[0]["start"] < 1.0 and "first" in spoken[0]["text"].lower()
+    assert abs(spoken[-1]["start"] - last_at / SAMPLE_RATE) < 31 and "second hour" in spoken[-1]["text"].lower()
+    assert len(decoded) <= 4  # the windows with speech (and their fallbacks), not 240 windows
+    if growth is not None:
+        assert growth < 200e6, f"peak memory grew by {growth / 1e6:.0f} MB"
+    print(f"two hours transcribed in {seconds:.1f} s; peak memory growth "
+          f"{'n/a' if growth is None else f'{growth / 1e6:.0f} MB'}", file=sys.stderr)
+
+
 # ------------------------------------------------------------------------------------ pipeline
 def test_the_factory_builds_the_default_model_on_first_use(monkeypatch, tmp_path, short_speech):
     monkeypatch.setenv("MULTIMODAL_CACHE", str(tmp_path / "cache"))
@@ -187,6 +249,31 @@ def test_every_kind_of_input_gives_the_same_text(pipe, short_speech):
     assert len({r["text"] for r in results}) == 1
     without = pipe(short_speech, beam_size=1, return_timestamps=False)
     assert len(without["segments"]) == 1 and "lazy dog" in without["text"].lower()
+
+
+@needs_espeak
+def test_int8_quantization_gives_the_float32_transcript(short_speech):
+    """``quantize="int8"``: int8 weights in the MLPs, attention outputs and the output embedding;
+    on a short clear clip the transcript (text and segment times) is the float32 one."""
+    fp32 = multimodal.pipeline("automatic-speech-recognition", device="cpu")
+    int8 = multimodal.pipeline("automatic-speech-recognition", device="cpu", quantize="int8")
+    assert int8.model.is_quantized and not fp32.model.is_quantized
+    for p in (fp32, int8):
+        p.set_progress_bar_config(disable=True)
+    want, got = fp32(str(short_speech)), int8(str(short_speech))
+    assert got["text"] == want["text"] and "lazy dog" in got["text"].lower()
+    assert [(s["start"], s["end"]) for s in got["segments"]] == [(s["start"], s["end"]) for s in want["segments"]]
+    linears = [m for m in int8.model.modules() if type(m).__name__ == "Linear" and "quantized" in type(m).__module__]
+    assert len(linears) == 4 * 3 + 4 * 4 + 1  # encoder out/fc1/fc2, decoder out/cross out/fc1/fc2, output
+    with pytest.raises(InputError, match="expected a float model to save"):
+        int8.model.save_pretrained(Path("never-written"))
+
+
+def test_bad_quantize_option():
+    with pytest.raises(InputError, match="quantize: expected one of None, 'int8', found 'int4'"):
+        multimodal.pipeline("automatic-speech-recognition", device="cpu", quantize="int4")
+    with pytest.raises(InputError, match="quantize: expected device 'cpu'"):
+        multimodal.pipeline("automatic-speech-recognition", device="cuda", quantize="int8")
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -9,9 +9,8 @@ import os
 import pytest
 import torch
 import whisper
-from whisper.model import ModelDimensions
-from whisper.model import Whisper as OpenAIWhisper
 
+from benchmarks.whisper_twins import openai_twin
 from multimodal.convert.whisper import default_model_path
 from multimodal.errors import InputError
 from multimodal.models.whisper import Whisper, WhisperConfig
@@ -24,52 +23,6 @@ TINY = dict(n_mels=80, n_audio_ctx=1500, n_audio_state=64, n_audio_head=2, n_aud
 
 
 # ------------------------------------------------------------------------------- shared helpers
-def openai_state_dict(ours: dict[str, torch.Tensor], config: WhisperConfig) -> dict[str, torch.Tensor]:
-    """Our Whisper's state dict under openai-whisper's names (fused q/k/v split apart; keys have no
-    bias). The encoder's sinusoid table is a buffer both sides compute themselves."""
-    out = {}
-
-    def block(src: str, dst: str, width: int, cross: bool) -> None:
-        q, k, v = ours[f"{src}.attn.qkv.weight"].split(width)
-        qb, _, vb = ours[f"{src}.attn.qkv.bias"].split(width)
-        out.update({f"{dst}.attn.query.weight": q, f"{dst}.attn.query.bias": qb, f"{dst}.attn.key.weight": k,
-                    f"{dst}.attn.value.weight": v, f"{dst}.attn.value.bias": vb})
-        pairs = {"attn.out": "attn.out", "norm1": "attn_ln", "norm2": "mlp_ln", "mlp.fc1": "mlp.0", "mlp.fc2": "mlp.2"}
-        if cross:
-            ck, cv = ours[f"{src}.cross_attn.kv.weight"].split(width)
-            out.update({f"{dst}.cross_attn.key.weight": ck, f"{dst}.cross_attn.value.weight": cv,
-                        f"{dst}.cross_attn.value.bias": ours[f"{src}.cross_attn.kv.bias"][width:]})
-            pairs.update({"cross_attn.q": "cross_attn.query", "cross_attn.out": "cross_attn.out",
-                          "cross_norm": "cross_attn_ln"})
-        for a, b in pairs.items():
-            out[f"{dst}.{b}.weight"], out[f"{dst}.{b}.bias"] = ours[f"{src}.{a}.weight"], ours[f"{src}.{a}.bias"]
-
-    for name in ("conv1", "conv2"):
-        for p in ("weight", "bias"):
-            out[f"encoder.{name}.{p}"] = ours[f"encoder.{name}.{p}"]
-    for i in range(config.n_audio_layer):
-        block(f"encoder.transformer.blocks.{i}", f"encoder.blocks.{i}", config.n_audio_state, cross=False)
-    for i in range(config.n_text_layer):
-        block(f"decoder.transformer.blocks.{i}", f"decoder.blocks.{i}", config.n_text_state, cross=True)
-    for p in ("weight", "bias"):
-        out[f"encoder.ln_post.{p}"] = ours[f"encoder.transformer.norm.{p}"]
-        out[f"decoder.ln.{p}"] = ours[f"decoder.transformer.norm.{p}"]
-    out["decoder.token_embedding.weight"] = ours["decoder.token_embedding.weight"]
-    out["decoder.positional_embedding"] = ours["decoder.transformer.pos_embed"]
-    return out
-
-
-def openai_twin(model: Whisper) -> OpenAIWhisper:
-    """openai-whisper's Whisper holding our model's weights (float32, eval mode)."""
-    cfg = model.config
-    dims = ModelDimensions(**{k: v for k, v in cfg.to_dict().items() if k != "alignment_heads"})
-    twin = OpenAIWhisper(dims)
-    state = {k: v.float() for k, v in openai_state_dict(model.state_dict(), cfg).items()}
-    result = twin.load_state_dict(state, strict=False)
-    assert not result.unexpected_keys and result.missing_keys == ["encoder.positional_embedding"]
-    return twin.eval()
-
-
 def random_whisper(tokenizer: WhisperTokenizer, seed: int = 0, **dims) -> Whisper:
     """A tiny Whisper whose random weights make decoding non-trivial: weights large enough that
     the output depends on the audio and the context (not one token repeated), and <|endoftext|>

@@ -24,6 +24,7 @@ next to ``config.json``.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -181,10 +182,13 @@ class TextDecoder(nn.Module):
         self.transformer = Transformer(BackboneConfig(
             width=W, depth=cfg.n_text_layer, heads=cfg.n_text_head, k_bias=False, causal=True,
             cross_attention=True, context_width=cfg.n_audio_state, positions="learned", max_len=cfg.n_text_ctx))
+        self.output: nn.Module | None = None  # an int8 copy of the tied embedding (``quantize_int8``)
 
     def forward(self, tokens: torch.Tensor, audio_features: torch.Tensor | None,
                 cache: KVCache | None = None) -> torch.Tensor:
         x = self.transformer(self.token_embedding(tokens), context=audio_features, cache=cache)
+        if self.output is not None:
+            return self.output(x).float()
         # Tied output embedding; logits in float32 as openai-whisper returns them, so that
         # log-softmax over 51k entries stays accurate under float16 / bfloat16 weights.
         return (x @ self.token_embedding.weight.to(x.dtype).T).float()
@@ -358,9 +362,35 @@ class Whisper(PretrainedMixin, nn.Module):
                 handle.remove()
         return logits, torch.stack([scores[layer][:, head] for layer, head in heads], dim=1)
 
+    # ------------------------------------------------------------------------------- quantization
+    def quantize_int8(self) -> Whisper:
+        """A copy for CPU inference with int8 weights: torch's dynamic quantization (per output
+        channel weight scales, activations quantized per call) of the MLPs, the attention output
+        projections and the output embedding, the bulk of the multiply-adds and, in the decoder's
+        steps, of the weights read. The fused q/k/v projections stay float32 (the backbone calls
+        them with their weight tensors), as do the token embedding's lookups and the norms. The copy
+        cannot be trained or saved."""
+        if self.device.type != "cpu" or self.dtype != torch.float32:
+            raise InputError(f"quantize: expected a float32 model on the CPU, found {self.dtype} on {self.device}")
+        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+        model = copy.deepcopy(self).eval()
+        head = nn.Linear(self.config.n_text_state, self.config.n_vocab, bias=False)
+        head.weight = model.decoder.token_embedding.weight
+        model.decoder.output = head
+        names = {name: per_channel_dynamic_qconfig for name, m in model.named_modules()
+                 if isinstance(m, nn.Linear) and name.rsplit(".", 1)[-1] in ("out", "fc1", "fc2", "output")}
+        return quantize_dynamic(model, names, dtype=torch.qint8, inplace=True)
+
+    @property
+    def is_quantized(self) -> bool:
+        return self.decoder.output is not None
+
     # -------------------------------------------------------------------------------- checkpoints
     def save_pretrained(self, folder: str | Path, *, dtype: torch.dtype | None = None) -> Path:
         """config.json + model.safetensors, and generation_config.json when the model has one."""
+        if self.is_quantized:
+            raise InputError("model: expected a float model to save, found an int8-quantized copy (save the original)")
         folder = super().save_pretrained(folder, dtype=dtype)
         path = folder / GENERATION_CONFIG_NAME
         if self.generation_config.is_empty():

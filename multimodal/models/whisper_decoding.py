@@ -15,7 +15,8 @@ The search follows the Whisper paper and openai-whisper's behaviour:
 
 The audio is encoded once per window and the initial tokens run once per window; the cache is then
 gathered out to one row per beam or sample (``KVCache.reorder``), and beam bookkeeping reorders only
-the self-attention keys, because every beam of one window shares the cross-attention keys.
+the self-attention keys (in place, over the filled positions only), because every beam of one
+window shares the cross-attention keys.
 
 Shapes: B windows, N = B * G decoder rows (G beams or samples per window), L tokens, V vocabulary.
 """

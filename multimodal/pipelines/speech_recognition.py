@@ -46,6 +46,7 @@ from .base import Pipeline, gradio_errors
 
 TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 FORMATS = ("txt", "srt", "vtt", "json")
+QUANTIZATIONS = (None, "int8")
 _CHUNK_SECONDS = 30  # audio read per step of either pass
 
 
@@ -83,6 +84,9 @@ class WindowedLogMel:
 
     def _log10_mel(self, padded: torch.Tensor) -> torch.Tensor:
         """log10 mel power [n_mels, frames] of frames centred at 200, 360, … of ``padded``."""
+        if not bool(padded.any()):  # digital silence (hours of it in a long file): the clamp's value
+            frames = (len(padded) - N_FFT) // HOP_LENGTH + 1
+            return torch.full((self.n_mels, frames), 1e-10).log10_()
         spec = torch.stft(padded, N_FFT, HOP_LENGTH, window=torch.hann_window(N_FFT), center=False,
                           return_complex=True)
         power = spec.real.square() + spec.imag.square()
@@ -453,16 +457,25 @@ class SpeechRecognitionPipeline(Pipeline):
         self.tokenizer = tokenizer
 
     @classmethod
-    def from_pretrained(cls, path_or_name: str | os.PathLike = DEFAULT_NAME, device=None, dtype=None):
+    def from_pretrained(cls, path_or_name: str | os.PathLike = DEFAULT_NAME, device=None, dtype=None,
+                        quantize: str | None = None):
         """A checkpoint folder or name, a CTranslate2 or Hugging Face Whisper folder, or an OpenAI
-        ``.pt`` file. ``"whisper-tiny.en"``, the default, is converted from its package on first use."""
+        ``.pt`` file. ``"whisper-tiny.en"``, the default, is converted from its package on first use.
+        ``quantize="int8"``: int8 dynamic quantization for the CPU (see ``Whisper.quantize_int8``)."""
+        if quantize not in QUANTIZATIONS:
+            raise InputError(f"quantize: expected one of {', '.join(map(repr, QUANTIZATIONS))}, found {quantize!r}")
+        if quantize is not None and (torch.device(device).type if device is not None else "cpu") != "cpu":
+            raise InputError(f"quantize: expected device 'cpu' for int8 quantization, found {device!r}")
         if isinstance(path_or_name, (str, os.PathLike)) and str(path_or_name) == DEFAULT_NAME \
                 and not Path(path_or_name).exists():
             try:
                 path_or_name = resolve_model(DEFAULT_NAME)
             except InputError:
                 path_or_name = default_model_path()
-        return super().from_pretrained(path_or_name, device=device, dtype=dtype)
+        pipe = super().from_pretrained(path_or_name, device="cpu" if quantize else device, dtype=dtype)
+        if quantize == "int8":
+            pipe.model = pipe.model.quantize_int8()
+        return pipe
 
     @classmethod
     def _load(cls, folder: Path) -> SpeechRecognitionPipeline:

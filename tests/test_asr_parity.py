@@ -1,0 +1,72 @@
+"""Parity of our transcription with openai-whisper's and faster-whisper's on the same weights.
+
+The benchmark (``benchmarks/asr.py``) measures parity on the held-out evaluation set; this test
+checks the same property on a few utterances it synthesises itself with espeak-ng (voices, speeds
+and content varied: numbers, names, a question), with every system at its ``transcribe`` defaults
+and beam 5. Ours must equal openai-whisper's exactly (text, tokens and segment times: the same
+algorithm on the same float32 weights); faster-whisper computes its own log-mel spectrogram, so
+there the normalised text must agree."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+import whisper
+from whisper.normalizers import EnglishTextNormalizer
+
+from benchmarks.whisper_twins import openai_twin
+from multimodal.convert.whisper import _packaged_model, default_model_path, load_whisper
+from multimodal.pipelines import speech_recognition as asr
+from multimodal.tokenizers.audio import SAMPLE_RATE, load_audio
+from multimodal.tokenizers.text import WhisperTokenizer
+
+ESPEAK = shutil.which("espeak-ng")
+pytestmark = pytest.mark.skipif(ESPEAK is None, reason="espeak-ng is not installed (apt-get install espeak-ng): "
+                                                       "no speech to transcribe")
+
+UTTERANCES = [  # (espeak-ng voice, words per minute, pitch, text)
+    ("en-us", 150, 50, "The train to Boston leaves at seven thirty every morning."),
+    ("en-gb", 135, 35, "Could you tell me where the nearest post office is, please?"),
+    ("en-us+f3", 170, 60, "Anna bought twelve apples and three loaves of bread for the party on Saturday."),
+    ("en-gb-scotland", 140, 45, "Our flight was delayed by forty five minutes, so Michael called his sister."),
+]
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("parity")
+    out = []
+    for i, (voice, speed, pitch, text) in enumerate(UTTERANCES):
+        path = folder / f"{i}.wav"
+        subprocess.run([ESPEAK, "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(path), text],
+                       check=True, capture_output=True)
+        out.append(load_audio(path))
+    return out
+
+
+@pytest.fixture(scope="module")
+def ours():
+    folder = default_model_path()
+    return load_whisper(folder).eval(), WhisperTokenizer.from_file(folder / "tokenizer.json")
+
+
+def test_ours_equals_openai_whisper_and_faster_whisper(clips, ours):
+    from faster_whisper import WhisperModel
+
+    model, tokenizer = ours
+    twin = openai_twin(model)
+    fw = WhisperModel(str(_packaged_model()), device="cpu", compute_type="float32", cpu_threads=2)
+    norm = EnglishTextNormalizer()
+    for audio, (_, _, _, text) in zip(clips, UTTERANCES):
+        got = asr.transcribe(model, tokenizer, audio, sampling_rate=SAMPLE_RATE, beam_size=5)
+        want = whisper.transcribe(twin, audio, fp16=False, beam_size=5, best_of=5)
+        assert got["text"] == want["text"]
+        keys = ("start", "end", "tokens", "temperature")
+        assert [{k: s[k] for k in keys} for s in got["segments"]] == [{k: s[k] for k in keys} for s in want["segments"]]
+        fw_text = "".join(s.text for s in fw.transcribe(audio, beam_size=5, language="en")[0])
+        assert norm(got["text"]) == norm(fw_text)
+        # and they are mostly the words spoken (tiny.en mishears a few of espeak's)
+        said, heard = set(norm(text).split()), set(norm(got["text"]).split())
+        assert len(said & heard) >= 0.7 * len(said), (text, got["text"])
