@@ -146,12 +146,19 @@ def classify(args: argparse.Namespace) -> int | None:
 # Per-model training and evaluation: (help, add_arguments, run) for each model, by name.
 def _trainable_models() -> dict[str, dict[str, tuple]]:
     from .data import image_classification as vit
+    from .training import autoencoder, whisper
 
     return {
         "train": {"vit": ("a ViT image classifier on an image folder or Fashion-MNIST",
-                          vit.add_train_vit_arguments, vit.run_train_vit)},
+                          vit.add_train_vit_arguments, vit.run_train_vit),
+                  "whisper": ("fine-tune Whisper on JSONL manifests of {audio, text} (or speech-digits)",
+                              whisper.add_train_whisper_arguments, whisper.run_train_whisper),
+                  "vae": ("an image autoencoder (AutoencoderKL) on the captioned world",
+                          autoencoder.add_train_autoencoder_arguments, autoencoder.run_train_autoencoder)},
         "evaluate": {"vit": ("accuracy, per-class accuracy and confusion matrix of a ViT checkpoint",
-                             vit.add_evaluate_vit_arguments, vit.run_evaluate_vit)},
+                             vit.add_evaluate_vit_arguments, vit.run_evaluate_vit),
+                     "whisper": ("word error rate and exact-match rate of a Whisper checkpoint on a manifest",
+                                 whisper.add_evaluate_whisper_arguments, whisper.run_evaluate_whisper)},
     }
 
 
@@ -164,11 +171,11 @@ def _per_model_arguments(action: str):
     return arguments
 
 
-@command("train", "train a model on your data (vit); --resume continues a run", _per_model_arguments("train"))
+@command("train", "train a model (vit, whisper, vae); --resume continues a run", _per_model_arguments("train"))
 def train(args: argparse.Namespace) -> None:
     _trainable_models()["train"][args.model][2](args)
 
 
-@command("evaluate", "evaluate a trained model (vit) and update its MODEL_CARD.md", _per_model_arguments("evaluate"))
+@command("evaluate", "evaluate a trained model (vit, whisper)", _per_model_arguments("evaluate"))
 def evaluate(args: argparse.Namespace) -> None:
     _trainable_models()["evaluate"][args.model][2](args)

@@ -31,7 +31,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import (CONFIG_NAME, WEIGHTS_NAME, atomic_write_bytes, atomic_write_text, find_dir, fresh_tmp_dir,
+from ..checkpoint import (CONFIG_NAME, WEIGHTS_NAME, atomic_write_bytes, atomic_write_text, fresh_tmp_dir,
                           load_tensors, publish_dir)
 from ..errors import InputError
 from ..models.vit import ViT, ViTConfig, count_parameters
@@ -330,11 +330,8 @@ def run_train_vit(args: argparse.Namespace) -> dict:
     if not trainer.is_main:
         return summary
 
-    best = find_dir(out_dir / "best")
-    final = ViT.from_pretrained(best) if best is not None else trainer.eval_model.cpu().eval()
-    history = trainer.history
-    speeds = [r["examples_per_s"] for r in history if r.get("kind") == "train" and "examples_per_s" in r]
-    evals = [r for r in history if r.get("kind") == "eval"]
+    final = trainer.final_model(ViT.from_pretrained)
+    evals = [r for r in trainer.history if r.get("kind") == "eval"]
     best_eval = max(evals, key=lambda r: r.get("val_acc", 0)) if evals and val_set is not None else None
     training = {
         "command": command_line(args), "data": data, "val_size": val_size, "split_seed": args.split_seed,
@@ -344,8 +341,7 @@ def run_train_vit(args: argparse.Namespace) -> dict:
         "epochs": trainer.step * train_config.batch_size / len(train_set),
         "best_step": best_eval["step"] if best_eval else trainer.step,
         "val_acc": best_eval["val_acc"] if best_eval else None,
-        "examples_per_s": sorted(speeds)[len(speeds) // 2] if speeds else None,
-        "wall_seconds": seconds, "resumed": bool(args.resume), "device": str(trainer.device),
+        "examples_per_s": trainer.median_examples_per_s(), "wall_seconds": seconds, "resumed": bool(args.resume), "device": str(trainer.device),
         "torch_threads": torch.get_num_threads(), "parameters": count_parameters(final),
         "augment": run["augment"], "label_smoothing": args.label_smoothing, "train_config": train_config.to_dict(),
     }

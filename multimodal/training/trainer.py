@@ -64,9 +64,10 @@ METRICS_NAME, PLOT_NAME = "metrics.jsonl", "loss.png"
 FREE_ON_RESUME = ("out_dir", "eval_every", "save_every", "log_every", "num_workers", "compile", "device")
 
 
-def check_resume_settings(path: Path, run: dict, what: str) -> None:
+def check_resume_settings(path: Path, run: dict, what: str) -> dict:
     """Before ``--resume``: the settings a run was started with (the JSON file ``path``) must equal
-    ``run``, the settings given now; ``what`` names them in the error (e.g. "the model and loss")."""
+    ``run``, the settings given now; ``what`` names them in the error (e.g. "the model and loss").
+    Returns the saved settings."""
     if not path.is_file():
         raise InputError(f"resume: expected {path} from the run to continue, found none")
     try:
@@ -78,6 +79,7 @@ def check_resume_settings(path: Path, run: dict, what: str) -> None:
     if changed:
         raise InputError(f"resume: expected {what} that {path.parent} was trained with, "
                          f"found changes: {'; '.join(changed)}")
+    return saved
 
 
 def _help(text: str, default):
@@ -323,6 +325,16 @@ class Trainer:
     def eval_model(self) -> nn.Module:
         """The weights one evaluates and samples with: the EMA when it is on."""
         return self.ema_model if self.ema_model is not None else self.model
+
+    def final_model(self, load: Callable[[Path], nn.Module]) -> nn.Module:
+        """After ``train``: the weights selection kept in best/ (read by ``load(folder)``), else the
+        final (EMA) weights, on the CPU in eval mode."""
+        best = find_dir(self.out_dir / BEST_DIR)
+        return load(best) if best is not None else self.eval_model.cpu().eval()
+
+    def median_examples_per_s(self) -> float | None:
+        speeds = [r["examples_per_s"] for r in self.history if r.get("kind") == "train" and "examples_per_s" in r]
+        return sorted(speeds)[len(speeds) // 2] if speeds else None
 
     # ----------------------------------------------------------------------------------- loop
     def train(self) -> dict[str, Any]:

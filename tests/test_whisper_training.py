@@ -1,0 +1,198 @@
+"""Whisper fine-tuning (``multimodal.training.whisper``) and transcript scoring
+(``multimodal.data.speech_digits``), on generated clips and a tiny random Whisper."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from multimodal.convert.whisper import default_model_path
+from multimodal.data.speech_digits import digit_word, normalize_words, word_edits, word_error_rate
+from multimodal.errors import InputError
+from multimodal.models.whisper import Whisper, WhisperConfig
+from multimodal.tokenizers.text import WhisperTokenizer
+from multimodal.training import TrainConfig, Trainer
+from multimodal.training.whisper import (IGNORE, WhisperClips, collate, encoder_features, loss_fn, read_manifest,
+                                         target_tokens, transcribe_features)
+
+TEXTS = ("Five.", "Hello there.", "Nine.")
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> WhisperTokenizer:
+    return WhisperTokenizer.from_file(default_model_path() / "tokenizer.json")
+
+
+def tiny_whisper(seed: int = 0) -> Whisper:
+    torch.manual_seed(seed)
+    return Whisper(WhisperConfig(n_audio_state=32, n_audio_head=2, n_audio_layer=1, n_vocab=51864, n_text_ctx=32,
+                                 n_text_state=64, n_text_head=2, n_text_layer=1))
+
+
+def write_clips(folder, texts=TEXTS) -> list[dict]:
+    """One 16 kHz wav per text: a tone, noise, a two-tone chord (different lengths), long enough to fill
+    most of the 30-s window, so that even a random frozen encoder tells them apart."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for i, text in enumerate(texts):
+        t = np.arange(16000 * (25 + i)) / 16000
+        audio = [np.sin(2 * np.pi * 440 * t), rng.standard_normal(len(t)),
+                 np.sin(2 * np.pi * 150 * t) + np.sin(2 * np.pi * 2500 * t)][i % 3]
+        path = folder / f"clip{i}.wav"
+        sf.write(path, (0.3 * audio / np.abs(audio).max()).astype(np.float32), 16000)
+        rows.append({"audio": path.name, "text": text})
+    return rows
+
+
+def write_manifest(path, rows) -> None:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+
+
+# ------------------------------------------------------------------------------------ scoring
+def test_transcripts_are_normalised_before_scoring():
+    assert normalize_words(" Five.") == normalize_words("five") == normalize_words("5") == ["five"]
+    assert digit_word("Nine!") == "nine" and digit_word("Five five.") is None and digit_word("to") is None
+    assert word_edits("The cat sat.", "the cat, sat on") == (1, 3)
+    assert word_error_rate(["a b c d", "e f"], ["a x c d", "e f"]) == pytest.approx(1 / 6)
+
+
+# ---------------------------------------------------------------------------------- manifests
+def test_manifest_reads_relative_paths(tmp_path):
+    write_manifest(tmp_path / "m.jsonl", write_clips(tmp_path) + [""])
+    entries = read_manifest(tmp_path / "m.jsonl")
+    assert [e.text for e in entries] == list(TEXTS)
+    assert entries[1].audio == tmp_path / "clip1.wav" and entries[1].line == 2
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"audio": "missing.wav", "text": "Five."}, "no file"),
+    ({"text": "Five."}, "no audio"),
+    ({"audio": "clip0.wav"}, "no text"),
+    ({"audio": "clip0.wav", "text": "  "}, "non-empty"),
+    ("not json", "invalid JSON"),
+    ("[1, 2]", "JSON object"),
+])
+def test_bad_manifest_lines_are_named(tmp_path, bad, message):
+    rows = write_clips(tmp_path)
+    write_manifest(tmp_path / "m.jsonl", [rows[0], rows[1], bad])
+    with pytest.raises(InputError, match=message) as error:
+        read_manifest(tmp_path / "m.jsonl")
+    assert "m.jsonl:3" in str(error.value)
+
+
+def test_missing_or_empty_manifest(tmp_path):
+    with pytest.raises(InputError, match="nothing"):
+        read_manifest(tmp_path / "none.jsonl")
+    (tmp_path / "empty.jsonl").write_text("\n")
+    with pytest.raises(InputError, match="at least one entry"):
+        read_manifest(tmp_path / "empty.jsonl")
+
+
+# ------------------------------------------------------------------------------------- targets
+def test_prompt_is_masked_from_the_loss(tokenizer):
+    plain, p = target_tokens(tokenizer, "Five.")
+    timed, q = target_tokens(tokenizer, "Five.", timestamps=True, duration=0.5)
+    assert plain[:p] == [tokenizer.sot, tokenizer.no_timestamps] and plain[-1] == tokenizer.eot
+    assert timed[:q] == [tokenizer.sot] and timed[q] == tokenizer.timestamp_token(0.0)
+    assert timed[-2] == tokenizer.timestamp_token(0.5)
+    batch = [(torch.zeros(1), plain, p), (torch.zeros(1), timed, q)]
+    _, inputs, targets = collate(batch)
+    # Row 0: the first target would be <|notimestamps|>, a prompt token: ignored; the rest are the text + EOT.
+    assert targets[0, 0] == IGNORE and targets[0, 1:len(plain) - 1].tolist() == plain[2:]
+    assert (targets[0, len(plain) - 1:] == IGNORE).all()  # padding
+    assert targets[1, :len(timed) - 1].tolist() == timed[1:]
+    assert inputs[1, :len(timed) - 1].tolist() == timed[:-1]
+
+    # Changing the logits at masked positions leaves the loss unchanged.
+    class Fixed(torch.nn.Module):
+        def __init__(self, logits):
+            super().__init__()
+            self.config = WhisperConfig(n_audio_ctx=1, n_audio_state=4, n_audio_head=1)
+            self.out = logits
+
+        def __call__(self, audio, tokens):
+            return self.out
+
+        def logits(self, tokens, audio):
+            return self.out
+
+    logits = torch.randn(2, inputs.shape[1], 51864)
+    base = loss_fn(Fixed(logits), (torch.zeros(2, 1, 4), inputs, targets))[0]
+    changed = logits.clone()
+    changed[0, 0] += 100 * torch.randn(51864)
+    assert torch.allclose(loss_fn(Fixed(changed), (torch.zeros(2, 1, 4), inputs, targets))[0], base)
+
+
+# ------------------------------------------------------------------------------------ training
+class Interrupted(Exception):
+    pass
+
+
+def train_tiny(tmp_path, tokenizer, max_steps, resume=False, out="run", stop_after=None, save_every=20):
+    """Train a tiny Whisper's decoder on the generated clips; ``stop_after`` micro-steps, then
+    raise ``Interrupted`` (a killed run)."""
+    rows = write_clips(tmp_path)
+    write_manifest(tmp_path / "m.jsonl", rows)
+    entries = read_manifest(tmp_path / "m.jsonl")
+    model = tiny_whisper()
+    model.encoder.requires_grad_(False)
+    features, durations = encoder_features(model, entries, folder=tmp_path / "features", progress=False)
+    data = WhisperClips(entries, tokenizer, features=features, durations=durations, timestamp_mix=True)
+    config = TrainConfig(out_dir=str(tmp_path / out), max_steps=max_steps, batch_size=6, lr=1e-2, warmup_steps=5,
+                         weight_decay=0.0, save_every=save_every, log_every=5)
+    calls = []
+
+    def loss(model, batch):
+        if stop_after is not None and len(calls) == stop_after:
+            raise Interrupted
+        calls.append(1)
+        return loss_fn(model, batch)
+
+    trainer = Trainer(model, config, loss, dataset=data, collate_fn=collate, resume=resume, progress=False)
+    trainer.train()
+    return model, trainer, features
+
+
+def test_tiny_whisper_overfits_generated_clips(tmp_path, tokenizer, one_thread):
+    model, trainer, features = train_tiny(tmp_path, tokenizer, max_steps=60)
+    losses = [r["loss"] for r in trainer.history if r.get("kind") == "train"]
+    assert losses[-1] < 0.1 < 0.01 * losses[0]
+    model.eval()
+    assert transcribe_features(model, tokenizer, features) == list(TEXTS)
+    assert transcribe_features(model, tokenizer, features, timestamps=True, beam_size=2) == list(TEXTS)
+
+
+def test_resume_equals_an_uninterrupted_run(tmp_path, tokenizer, one_thread):
+    straight, _, _ = train_tiny(tmp_path, tokenizer, max_steps=16, out="straight", save_every=8)
+    with pytest.raises(Interrupted):
+        train_tiny(tmp_path, tokenizer, max_steps=16, out="resumed", save_every=8, stop_after=11)
+    resumed, _, _ = train_tiny(tmp_path, tokenizer, max_steps=16, out="resumed", save_every=8, resume=True)
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_encoder_features_continue_and_match_the_encoder(tmp_path, tokenizer):
+    rows = write_clips(tmp_path)
+    write_manifest(tmp_path / "m.jsonl", rows)
+    entries = read_manifest(tmp_path / "m.jsonl")
+    model = tiny_whisper()
+    features, durations = encoder_features(model, entries, batch_size=2, folder=tmp_path / "f", progress=False)
+    files = sorted((tmp_path / "f").glob("*.npy"))
+    assert len(files) == 3
+    assert durations.tolist() == pytest.approx([25, 26, 27])
+    # A pass interrupted before the last clip was stored encodes that clip only.
+    before = features[0:3]
+    features.paths[2].unlink()
+    stamps = {p: p.stat().st_mtime_ns for p in features.paths[:2]}
+    again, _ = encoder_features(model, entries, batch_size=2, folder=tmp_path / "f", progress=False)
+    assert {p: p.stat().st_mtime_ns for p in again.paths[:2]} == stamps
+    np.testing.assert_array_equal(again[0:3], before)
+    from multimodal.training.whisper import clip_mel, load_clip
+
+    with torch.no_grad():
+        direct = model.embed_audio(clip_mel(load_clip(entries[2]))[None])[0]
+    torch.testing.assert_close(torch.from_numpy(np.asarray(features[2], np.float32)), direct, atol=2e-3, rtol=2e-3)
