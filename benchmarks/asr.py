@@ -36,6 +36,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from multimodal.backbone import KVCache
 from multimodal.convert.whisper import _packaged_model, default_model_path, load_whisper
 from multimodal.data import speech_eval
 from multimodal.models import whisper_decoding
@@ -164,7 +165,7 @@ def timed_parts(totals: dict[str, float]):
         wrap(rule, "apply", "decoding: logit rules (timestamps, suppression)")
     wrap(wd.BeamSearch, "step", "decoding: beam search step (top-k, bookkeeping)")
     wrap(wd.Sampler, "step", "decoding: sampling step (fallback)")
-    wrap(wd, "reorder_filled", "decoding: KV cache reorder")
+    wrap(KVCache, "reorder", "decoding: KV cache reorder")
     wrap(asr, "decode", "decode() total")
     try:
         yield totals

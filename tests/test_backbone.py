@@ -262,11 +262,12 @@ def test_mlp_norm_eps_applies_to_the_norm_before_the_mlp_only():
     assert block.norm1.eps == 1e-6 and block.norm2.eps == 1e-2
     assert Block(cfg(norm_eps=1e-6)).norm2.eps == 1e-6  # default: norm_eps
     randomize(block)
-    x, c = torch.randn(2, 5, W) * 0.05, torch.randn(2, W)  # small activations, where eps matters
+    g = torch.Generator().manual_seed(0)
+    x, c = torch.randn(2, 5, W, generator=g) * 0.05, torch.randn(2, W, generator=g)  # small: eps matters
     s1, k1, g1, s2, k2, g2 = block.ada(c).chunk(6, -1)
     h = x + g1[:, None] * block.attn(F.layer_norm(x, (W,), eps=1e-6) * (1 + k1[:, None]) + s1[:, None])
     h = h + g2[:, None] * block.mlp(F.layer_norm(h, (W,), eps=1e-2) * (1 + k2[:, None]) + s2[:, None])
-    torch.testing.assert_close(block(x, cond=c), h, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(block(x, cond=c), h, atol=1e-4, rtol=1e-4)  # eps 1e-6 here differs by > 1e-2
 
 # ------------------------------------------------------------------------------------- positions
 def test_sinusoids_1d_match_whisper():
