@@ -37,7 +37,7 @@ from ..errors import InputError
 from ..models.vit import ViT, ViTConfig, count_parameters
 from ..pipelines.base import default_device, parse_device
 from ..training import TrainConfig, Trainer, add_train_args, train_config_from_args
-from ..training.trainer import check_resume_settings
+from ..training.trainer import check_resume_settings, command_line
 from .images import (FASHION_MNIST_LABELS, ImageFolderDataset, ImageTensorDataset, TrainAugment,
                      keep_batch, load_fashion_mnist, normalize, split_indices)
 
@@ -242,7 +242,7 @@ def add_train_vit_arguments(parser: argparse.ArgumentParser) -> argparse.Argumen
                           f"(whose default is {RECIPE_EPOCHS} epochs of Fashion-MNIST)")
     run.add_argument("--eval-batch-size", type=int, default=512, help="(default 512)")
     add_train_args(parser, RECIPE_TRAIN)
-    parser.set_defaults(_vit_parser=parser)
+    parser.set_defaults(_command_parser=parser)
     return parser
 
 
@@ -264,26 +264,6 @@ def _model_config(args, classes: list[str], native_size: int | None) -> ViTConfi
     if args.preset is not None:
         return ViTConfig.preset(args.preset, **fields)
     return ViTConfig(**fields)
-
-
-def command_line(args: argparse.Namespace) -> str:
-    """``multimodal train vit`` with every option that differs from its default, to redo a run."""
-    parser = args._vit_parser
-    words = ["multimodal", "train", "vit"]
-    for action in parser._actions:
-        if not action.option_strings or action.dest in ("help", "resume", "progress"):
-            continue
-        value = getattr(args, action.dest, None)
-        if value == action.default:
-            continue
-        flag = action.option_strings[0]
-        if isinstance(action, argparse.BooleanOptionalAction):
-            words.append(flag if value else "--no-" + flag[2:])
-        elif isinstance(value, (list, tuple)):
-            words += [flag, *map(str, value)]
-        else:
-            words += [flag, "none" if value is None else str(value)]
-    return " ".join(words)
 
 
 def run_train_vit(args: argparse.Namespace) -> dict:
@@ -334,7 +314,8 @@ def run_train_vit(args: argparse.Namespace) -> dict:
     evals = [r for r in trainer.history if r.get("kind") == "eval"]
     best_eval = max(evals, key=lambda r: r.get("val_acc", 0)) if evals and val_set is not None else None
     training = {
-        "command": command_line(args), "data": data, "val_size": val_size, "split_seed": args.split_seed,
+        "command": command_line(args, "multimodal train vit"), "data": data, "val_size": val_size,
+        "split_seed": args.split_seed,
         "train_images": len(train_set), "val_images": len(val_set) if val_set is not None else 0,
         "val_source": "folder" if not fashion and _folder_splits(Path(data))["val"] is not None else "carved",
         "steps": trainer.step, "batch_size": train_config.batch_size,

@@ -46,7 +46,7 @@ from ..errors import InputError, expect
 from ..models.autoencoder import Autoencoder, AutoencoderConfig, measure_latent_scale, reconstruction_psnr
 from ..models.vit import count_parameters
 from . import TrainConfig, Trainer, add_train_args, train_config_from_args
-from .trainer import check_resume_settings
+from .trainer import check_resume_settings, command_line
 
 RUN_NAME, TRAINING_NAME, MODEL_DIR, CARD_NAME = "vae_run.json", "training.json", "model", "MODEL_CARD.md"
 LOSSES = ("l1", "mse")
@@ -242,28 +242,8 @@ def add_train_autoencoder_arguments(parser: argparse.ArgumentParser) -> argparse
     objective.add_argument("--eval-images", type=int, default=1000,
                            help="held-out renders the final PSNR is measured on (default 1000)")
     add_train_args(parser, RECIPE_TRAIN)
-    parser.set_defaults(_vae_parser=parser)
+    parser.set_defaults(_command_parser=parser)
     return parser
-
-
-def command_line(args: argparse.Namespace) -> str:
-    """``multimodal train vae`` with every option that differs from its default, to redo a run."""
-    parser = getattr(args, "_vae_parser", None)
-    words = ["multimodal", "train", "vae"]
-    for action in parser._actions if parser is not None else ():
-        if not action.option_strings or action.dest in ("help", "resume", "progress"):
-            continue
-        value = getattr(args, action.dest, None)
-        if value == action.default:
-            continue
-        flag = action.option_strings[0]
-        if isinstance(action, argparse.BooleanOptionalAction):
-            words.append(flag if value else "--no-" + flag[2:])
-        elif isinstance(value, (list, tuple)):
-            words += [flag, *map(str, value)]
-        else:
-            words += [flag, "none" if value is None else str(value)]
-    return " ".join(words)
 
 
 def run_train_autoencoder(args: argparse.Namespace) -> dict:
@@ -277,7 +257,8 @@ def run_train_autoencoder(args: argparse.Namespace) -> dict:
     result = train_autoencoder(named["out_dir"], steps=named["max_steps"], batch_size=named["batch_size"],
                                lr=named["lr"], kl_weight=args.kl_weight, seed=named["seed"], resume=args.resume,
                                config=config, loss=args.loss, scale_images=args.scale_images,
-                               eval_images=args.eval_images, progress=args.progress, command=command_line(args),
+                               eval_images=args.eval_images, progress=args.progress,
+                               command=command_line(args, "multimodal train vae"),
                                **fields)
     if "model_dir" in result:
         print(f"held-out PSNR {result['held_out_psnr']:.2f} dB, seen PSNR {result['seen_psnr']:.2f} dB, "

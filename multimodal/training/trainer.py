@@ -64,6 +64,28 @@ METRICS_NAME, PLOT_NAME = "metrics.jsonl", "loss.png"
 FREE_ON_RESUME = ("out_dir", "eval_every", "save_every", "log_every", "num_workers", "compile", "device")
 
 
+def command_line(args: argparse.Namespace, command: str) -> str:
+    """``command`` (e.g. "multimodal train vit") with every option of ``args`` that differs from its
+    parser's default, to redo a run. The parser is ``args._command_parser`` (the train commands set
+    it with ``parser.set_defaults(_command_parser=parser)``)."""
+    parser = getattr(args, "_command_parser", None)
+    words = command.split()
+    for action in parser._actions if parser is not None else ():
+        if not action.option_strings or action.dest in ("help", "resume", "progress"):
+            continue
+        value = getattr(args, action.dest, None)
+        if value == action.default:
+            continue
+        flag = action.option_strings[0]
+        if isinstance(action, argparse.BooleanOptionalAction):
+            words.append(flag if value else "--no-" + flag[2:])
+        elif isinstance(value, (list, tuple)):
+            words += [flag, *map(str, value)]
+        else:
+            words += [flag, "none" if value is None else str(value)]
+    return " ".join(words)
+
+
 def check_resume_settings(path: Path, run: dict, what: str) -> dict:
     """Before ``--resume``: the settings a run was started with (the JSON file ``path``) must equal
     ``run``, the settings given now; ``what`` names them in the error (e.g. "the model and loss").
