@@ -16,7 +16,7 @@ import gradio as gr  # noqa: E402
 
 from multimodal import __version__, pipelines  # noqa: E402
 
-COMING = "text-to-image and text-to-audio"
+COMING = "text-to-audio"
 
 
 def build() -> gr.Blocks:

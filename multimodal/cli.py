@@ -143,10 +143,24 @@ def classify(args: argparse.Namespace) -> int | None:
     return run_classify(args)
 
 
+def _generate_arguments(parser: argparse.ArgumentParser) -> None:
+    from .pipelines.text_to_image import add_generate_image_arguments
+
+    kinds = parser.add_subparsers(dest="kind", title="what to generate", required=True)
+    add_generate_image_arguments(kinds.add_parser("image", help="an image from a text prompt (DiT / SiT)"))
+
+
+@command("generate", "generate an image from text (a PNG; a grid for several)", _generate_arguments)
+def generate(args: argparse.Namespace) -> int | None:
+    from .pipelines.text_to_image import run_generate_image
+
+    return run_generate_image(args)
+
+
 # Per-model training and evaluation: (help, add_arguments, run) for each model, by name.
 def _trainable_models() -> dict[str, dict[str, tuple]]:
     from .data import image_classification as vit
-    from .training import autoencoder, whisper
+    from .training import autoencoder, text2image, whisper
 
     return {
         "train": {"vit": ("a ViT image classifier on an image folder or Fashion-MNIST",
@@ -154,7 +168,9 @@ def _trainable_models() -> dict[str, dict[str, tuple]]:
                   "whisper": ("fine-tune Whisper on JSONL manifests of {audio, text} (or speech-digits)",
                               whisper.add_train_whisper_arguments, whisper.run_train_whisper),
                   "vae": ("an image autoencoder (AutoencoderKL) on the captioned world",
-                          autoencoder.add_train_autoencoder_arguments, autoencoder.run_train_autoencoder)},
+                          autoencoder.add_train_autoencoder_arguments, autoencoder.run_train_autoencoder),
+                  "text2image": ("a text-to-image DiT or SiT on the captioned world (needs a trained vae)",
+                                 text2image.add_train_text2image_arguments, text2image.run_train_text2image)},
         "evaluate": {"vit": ("accuracy, per-class accuracy and confusion matrix of a ViT checkpoint",
                              vit.add_evaluate_vit_arguments, vit.run_evaluate_vit),
                      "whisper": ("word error rate and exact-match rate of a Whisper checkpoint on a manifest",
@@ -171,7 +187,7 @@ def _per_model_arguments(action: str):
     return arguments
 
 
-@command("train", "train a model (vit, whisper, vae); --resume continues a run", _per_model_arguments("train"))
+@command("train", "train a model (vit, whisper, vae, text2image); --resume continues a run", _per_model_arguments("train"))
 def train(args: argparse.Namespace) -> None:
     _trainable_models()["train"][args.model][2](args)
 

@@ -288,7 +288,7 @@ def test_cli_bad_image_exits_2_naming_it_and_prints_nothing(folder, tmp_path, ca
 
 
 def test_app_handler_and_tab(pipe, monkeypatch):
-    monkeypatch.setitem(pipelines._APP_PIPELINES, "image-classification", pipe)
+    monkeypatch.setitem(pipelines._APP_PIPELINES, ("image-classification", None), pipe)
     image = picture(seed=11)
     scores = ic.classify_image(image, 3)
     assert list(scores) == [r["label"] for r in pipe(image, top_k=3)]

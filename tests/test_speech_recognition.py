@@ -387,7 +387,7 @@ def test_cli_writes_every_format(short_speech, tmp_path, capsys):
 
 
 def test_app_handler_returns_text_segments_and_srt(pipe, short_speech, tmp_path, monkeypatch):
-    monkeypatch.setitem(pipelines._APP_PIPELINES, "automatic-speech-recognition", pipe)
+    monkeypatch.setitem(pipelines._APP_PIPELINES, ("automatic-speech-recognition", None), pipe)
     text, rows, srt = asr.transcribe_audio_file(str(short_speech), 1, out_dir=str(tmp_path))
     assert "lazy dog" in text.lower() and rows and rows[0][0] == "00:00:00.000"
     assert srt.endswith("fox.srt") and "-->" in open(srt).read()

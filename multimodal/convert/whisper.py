@@ -26,7 +26,7 @@ from typing import Callable, Iterator
 import torch
 
 from ..checkpoint import (CONFIG_NAME, WEIGHTS_NAME, atomic_write_text, check_state_dict, find_dir,
-                          fresh_tmp_dir, load_tensors, publish_dir)
+                          fresh_tmp_dir, publish_dir)
 from ..errors import InputError
 from ..models.whisper import PRESET_ALIASES, PRESETS, Whisper, WhisperConfig, WhisperGenerationConfig
 from ..paths import cache_dir, checkpoint_dirs

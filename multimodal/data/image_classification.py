@@ -24,20 +24,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import (CONFIG_NAME, WEIGHTS_NAME, atomic_write_bytes, atomic_write_text, fresh_tmp_dir,
-                          load_tensors, publish_dir)
+from ..checkpoint import (CONFIG_NAME, WEIGHTS_NAME, atomic_write_bytes, atomic_write_text, load_tensors)
 from ..errors import InputError
 from ..models.vit import ViT, ViTConfig, count_parameters
 from ..pipelines.base import default_device, parse_device
 from ..training import TrainConfig, Trainer, add_train_args, train_config_from_args
-from ..training.trainer import check_resume_settings, command_line
+from ..training.trainer import check_resume_settings, command_line, publish_model
 from .images import (FASHION_MNIST_LABELS, ImageFolderDataset, ImageTensorDataset, TrainAugment,
                      keep_batch, load_fashion_mnist, normalize, split_indices)
 
@@ -302,11 +300,7 @@ def run_train_vit(args: argparse.Namespace) -> dict:
     trainer = Trainer(model, train_config, make_loss_fn(augment, args.label_smoothing), dataset=train_set,
                       collate_fn=keep_batch, resume=args.resume, progress=args.progress,
                       eval_fn=make_eval_fn(val_set, args.eval_batch_size) if val_set is not None else None)
-    if trainer.is_main:
-        atomic_write_text(out_dir / RUN_NAME, json.dumps(run, indent=2) + "\n")
-    start = time.perf_counter()
-    summary = trainer.train()
-    seconds = time.perf_counter() - start
+    summary, seconds = trainer.train_run(out_dir / RUN_NAME, run)
     if not trainer.is_main:
         return summary
 
@@ -322,16 +316,12 @@ def run_train_vit(args: argparse.Namespace) -> dict:
         "epochs": trainer.step * train_config.batch_size / len(train_set),
         "best_step": best_eval["step"] if best_eval else trainer.step,
         "val_acc": best_eval["val_acc"] if best_eval else None,
-        "examples_per_s": trainer.median_examples_per_s(), "wall_seconds": seconds, "resumed": bool(args.resume), "device": str(trainer.device),
+        "examples_per_s": trainer.median_examples_per_s(), "wall_seconds": seconds,
+        "train_seconds": trainer.train_seconds(), "resumed": bool(args.resume), "device": str(trainer.device),
         "torch_threads": torch.get_num_threads(), "parameters": count_parameters(final),
         "augment": run["augment"], "label_smoothing": args.label_smoothing, "train_config": train_config.to_dict(),
     }
-    folder = out_dir / MODEL_DIR
-    tmp = fresh_tmp_dir(folder)
-    final.save_pretrained(tmp)
-    atomic_write_text(tmp / TRAINING_NAME, json.dumps(training, indent=2) + "\n")
-    atomic_write_text(tmp / CARD_NAME, model_card(tmp))
-    publish_dir(tmp, folder)
+    folder = publish_model(out_dir / MODEL_DIR, final, training, model_card)
     has_test = fashion or _folder_splits(Path(data))["test"] is not None
     for split in ("test",) if has_test else ():
         result = evaluate_vit(folder, split, batch_size=args.eval_batch_size, device=trainer.device)
@@ -433,7 +423,12 @@ def model_card(folder: Path) -> str:
         run = f"{info['steps']:,} steps at batch {info['batch_size']} ({info['epochs']:.1f} epochs) on {info['device']}"
         if info.get("examples_per_s"):
             run += f", {info['examples_per_s']:.0f} examples/s"
-        if info.get("wall_seconds"):
+        if info.get("train_seconds"):  # summed over every call of a resumed run
+            run += (f", {info['train_seconds'] / 60:.1f} min of training steps"
+                    f"{' over all calls (resumed)' if info['resumed'] else ''}")
+            if info.get("wall_seconds"):
+                run += f", {info['wall_seconds'] / 60:.1f} min wall time{' in the last call' if info['resumed'] else ''}"
+        elif info.get("wall_seconds"):
             run += f", {info['wall_seconds'] / 60:.1f} min{' (last session)' if info['resumed'] else ''}"
         selection = (f"best validation accuracy {100 * info['val_acc']:.2f} % at step {info['best_step']:,}"
                      if info.get("val_acc") is not None else "final weights (no validation split)")

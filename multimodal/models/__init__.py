@@ -3,9 +3,12 @@
 from .autoencoder import Autoencoder, AutoencoderConfig
 from .diffusion import GaussianDiffusion, Transport, classifier_free_guidance, ddpm_sample, sit_sample
 from .dit import DiT, DiTConfig
+from .text2image import TextToImage, TextToImageConfig
+from .text_encoder import TextEncoder, TextEncoderConfig
 from .vit import ViT, ViTConfig
 from .whisper import Whisper, WhisperConfig, WhisperGenerationConfig
 
 __all__ = ["ViT", "ViTConfig", "Whisper", "WhisperConfig", "WhisperGenerationConfig"]
 __all__ += ["DiT", "DiTConfig", "GaussianDiffusion", "Transport", "classifier_free_guidance", "ddpm_sample", "sit_sample"]
 __all__ += ["Autoencoder", "AutoencoderConfig"]
+__all__ += ["TextEncoder", "TextEncoderConfig", "TextToImage", "TextToImageConfig"]

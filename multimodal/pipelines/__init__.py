@@ -68,17 +68,18 @@ def pipeline(task: str, model: str | None = None, **kwargs) -> Pipeline:
     return registration.cls.from_pretrained(model, **kwargs)
 
 
-_APP_PIPELINES: dict[str, Pipeline] = {}
+_APP_PIPELINES: dict[tuple[str, str | None], Pipeline] = {}
 
 
-def app_pipeline(task: str) -> Pipeline:
-    """The app's pipeline for ``task``: its default model, loaded on the first request and kept for
-    the next ones, with progress bars off."""
-    if task not in _APP_PIPELINES:
-        pipe = pipeline(task)
+def app_pipeline(task: str, model: str | None = None) -> Pipeline:
+    """The app's pipeline for ``task`` and ``model`` (default: the task's default model), loaded on the
+    first request and kept for the next ones, with progress bars off."""
+    key = (task, model)
+    if key not in _APP_PIPELINES:
+        pipe = pipeline(task, model=model)
         pipe.set_progress_bar_config(disable=True)
-        _APP_PIPELINES[task] = pipe
-    return _APP_PIPELINES[task]
+        _APP_PIPELINES[key] = pipe
+    return _APP_PIPELINES[key]
 
 
 __all__ = ["Pipeline", "Registration", "app_pipeline", "available_tasks", "get_registration", "gradio_errors", "pipeline",
@@ -87,3 +88,4 @@ __all__ = ["Pipeline", "Registration", "app_pipeline", "available_tasks", "get_r
 # Pipeline modules register themselves on import; add each one here.
 from . import image_classification  # noqa: E402,F401  (registers "image-classification")
 from . import speech_recognition  # noqa: E402,F401  (registers "automatic-speech-recognition")
+from . import text_to_image  # noqa: E402,F401  (registers "text-to-image")

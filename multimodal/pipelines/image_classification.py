@@ -16,7 +16,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
 
 from ..data.images import load_image, preprocess
 from ..errors import InputError

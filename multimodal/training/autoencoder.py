@@ -31,7 +31,6 @@ resumed run must match) and ``model/``.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -40,13 +39,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import atomic_write_text, fresh_tmp_dir, publish_dir
 from ..data.world import CaptionedWorld
-from ..errors import InputError, expect
+from ..errors import expect
 from ..models.autoencoder import Autoencoder, AutoencoderConfig, measure_latent_scale, reconstruction_psnr
 from ..models.vit import count_parameters
 from . import TrainConfig, Trainer, add_train_args, train_config_from_args
-from .trainer import check_resume_settings, command_line
+from .trainer import check_resume_settings, command_line, publish_model
 
 RUN_NAME, TRAINING_NAME, MODEL_DIR, CARD_NAME = "vae_run.json", "training.json", "model", "MODEL_CARD.md"
 LOSSES = ("l1", "mse")
@@ -129,11 +127,7 @@ def train_autoencoder(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, steps: int 
     trainer = Trainer(model, train_config, make_loss_fn(loss, kl_weight),
                       batch_fn=make_batch_fn(train_world, train_config.batch_size, train_config.seed),
                       eval_fn=eval_fn, resume=resume, progress=progress)
-    if trainer.is_main:
-        atomic_write_text(out_dir / RUN_NAME, json.dumps(run, indent=2) + "\n")
-    start = time.perf_counter()
-    summary = trainer.train()
-    seconds = time.perf_counter() - start
+    summary, seconds = trainer.train_run(out_dir / RUN_NAME, run)
     if not trainer.is_main:
         return summary
 
@@ -143,20 +137,14 @@ def train_autoencoder(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, steps: int 
     final.set_latent_scale(scale, shift)
     held_out_psnr = reconstruction_psnr(final, held_world.sample(eval_images, HELD_OUT_SEED).images)
     seen_psnr = reconstruction_psnr(final, train_world.sample(eval_images, SEEN_SEED).images)
-    logged = [r for r in trainer.history if r.get("kind") == "train" and r.get("examples_per_s")]
-    speeds = [r["examples_per_s"] for r in logged]
-    # Training time over every call of a resumed run: each logged window's steps at its speed.
-    steps_before = [0] + [r["step"] for r in logged[:-1]]
-    train_seconds = sum((r["step"] - s) * train_config.batch_size / r["examples_per_s"]
-                        for r, s in zip(logged, steps_before))
     training = {
         "command": command or _python_call(out_dir, steps, batch_size, lr, kl_weight, seed, loss, train_options),
         "data": "captioned world, split train (streamed; held-out combinations never drawn)",
         "steps": trainer.step, "batch_size": train_config.batch_size,
         "images_seen": trainer.step * train_config.batch_size,
-        "loss": loss, "kl_weight": kl_weight, "train_seconds": train_seconds, "wall_seconds_this_call": seconds,
+        "loss": loss, "kl_weight": kl_weight, "train_seconds": trainer.train_seconds(), "wall_seconds_this_call": seconds,
         "measure_seconds": time.perf_counter() - measure_start, "resumed": bool(resume),
-        "examples_per_s": sorted(speeds)[len(speeds) // 2] if speeds else None,
+        "examples_per_s": trainer.median_examples_per_s(),
         "device": str(trainer.device), "torch_threads": torch.get_num_threads(),
         "parameters": count_parameters(final),
         "scaling_factor": scale, "shift_factor": shift, "scale_images": scale_images,
@@ -164,12 +152,7 @@ def train_autoencoder(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, steps: int 
         "final_train": {k: summary[k] for k in ("loss", "rec", "kl") if k in summary},
         "train_config": train_config.to_dict(), "model": final.config.to_dict(),
     }
-    folder = out_dir / MODEL_DIR
-    tmp = fresh_tmp_dir(folder)
-    final.save_pretrained(tmp)
-    atomic_write_text(tmp / TRAINING_NAME, json.dumps(training, indent=2) + "\n")
-    atomic_write_text(tmp / CARD_NAME, model_card(training))
-    publish_dir(tmp, folder)
+    folder = publish_model(out_dir / MODEL_DIR, final, training, lambda _: model_card(training))
     return {**training, "model_dir": str(folder)}
 
 

@@ -30,6 +30,7 @@ import dataclasses
 import io
 import json
 import math
+import shutil
 import time
 import typing
 import warnings
@@ -58,6 +59,7 @@ EvalFn = Callable[[nn.Module], "dict[str, Any]"]
 CHECKPOINT_DIR, BEST_DIR = "checkpoint", "best"
 EMA_NAME, STATE_NAME, TRAIN_CONFIG_NAME = "ema.safetensors", "state.safetensors", "train_config.json"
 METRICS_NAME, PLOT_NAME = "metrics.jsonl", "loss.png"
+TRAINING_NAME, CARD_NAME = "training.json", "MODEL_CARD.md"  # in a published model folder
 
 # Fields a resumed run may change: they move files, set how often things happen or how fast a step
 # runs, but never change the arithmetic of a step. Every other field must match the checkpoint.
@@ -102,6 +104,21 @@ def check_resume_settings(path: Path, run: dict, what: str) -> dict:
         raise InputError(f"resume: expected {what} that {path.parent} was trained with, "
                          f"found changes: {'; '.join(changed)}")
     return saved
+
+
+def publish_model(folder: Path, model: nn.Module, training: dict, card: Callable[[Path], str], *,
+                  dtype: torch.dtype | None = None, extra_files: dict[str, Path] | None = None) -> Path:
+    """Write a trained model's folder as a whole: ``model.save_pretrained``, ``extra_files``
+    ({name: source file} copied in), ``training.json`` and ``MODEL_CARD.md`` (``card(folder)``, reading
+    what was written), into a temporary folder that then replaces ``folder``."""
+    tmp = fresh_tmp_dir(folder)
+    model.save_pretrained(tmp, **({"dtype": dtype} if dtype is not None else {}))
+    for name, source in (extra_files or {}).items():
+        shutil.copyfile(source, tmp / name)
+    atomic_write_text(tmp / TRAINING_NAME, json.dumps(training, indent=2) + "\n")
+    atomic_write_text(tmp / CARD_NAME, card(tmp))
+    publish_dir(tmp, folder)
+    return folder
 
 
 def _help(text: str, default):
@@ -357,6 +374,23 @@ class Trainer:
     def median_examples_per_s(self) -> float | None:
         speeds = [r["examples_per_s"] for r in self.history if r.get("kind") == "train" and "examples_per_s" in r]
         return sorted(speeds)[len(speeds) // 2] if speeds else None
+
+    def train_seconds(self) -> float:
+        """Time spent in training steps over every call of a (resumed) run: each logged window's
+        steps at its logged speed. Evaluations and checkpoints are not counted."""
+        logged = [r for r in self.history if r.get("kind") == "train" and r.get("examples_per_s")]
+        before = [0] + [r["step"] for r in logged[:-1]]
+        return sum((r["step"] - s) * self.config.batch_size / r["examples_per_s"] for r, s in zip(logged, before))
+
+    def train_run(self, run_file: Path, run: dict) -> tuple[dict[str, Any], float]:
+        """What every ``multimodal train`` entry does: write ``run`` (the settings a resumed run must
+        match, see ``check_resume_settings``) to ``run_file`` on rank 0, then ``train``. Returns the
+        summary and the wall seconds of this call."""
+        if self.is_main:
+            atomic_write_text(run_file, json.dumps(run, indent=2) + "\n")
+        start = time.perf_counter()
+        summary = self.train()
+        return summary, time.perf_counter() - start
 
     # ----------------------------------------------------------------------------------- loop
     def train(self) -> dict[str, Any]:

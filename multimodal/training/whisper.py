@@ -30,7 +30,6 @@ import hashlib
 import json
 import os
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -41,7 +40,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from ..checkpoint import atomic_path, atomic_write_text, find_dir, fresh_tmp_dir, publish_dir
+from ..checkpoint import atomic_path, atomic_write_text, find_dir
 from ..errors import InputError
 from ..models.whisper import Whisper
 from ..models.whisper_decoding import DecodingOptions, decode
@@ -49,7 +48,7 @@ from ..paths import cache_dir, resolve_model
 from ..tokenizers.audio import N_FRAMES, N_SAMPLES, SAMPLE_RATE, load_audio, log_mel_spectrogram
 from ..tokenizers.text import WhisperTokenizer
 from . import TrainConfig, Trainer, add_train_args, train_config_from_args
-from .trainer import check_resume_settings
+from .trainer import check_resume_settings, publish_model
 
 IGNORE = -100
 RUN_NAME, TRAINING_NAME, MODEL_DIR, CARD_NAME = "whisper_run.json", "training.json", "model", "MODEL_CARD.md"
@@ -412,11 +411,7 @@ def run_train_whisper(args: argparse.Namespace) -> dict:
         print("before: " + ", ".join(f"{k} {v:.4f}" for k, v in before.items()))
     trainer = Trainer(model, train_config, loss_fn, dataset=train_set, collate_fn=collate, eval_fn=eval_fn,
                       resume=args.resume, progress=args.progress)
-    if trainer.is_main:
-        atomic_write_text(out_dir / RUN_NAME, json.dumps({**run, "val_before": before}, indent=2) + "\n")
-    start = time.perf_counter()
-    summary = trainer.train()
-    seconds = time.perf_counter() - start
+    summary, seconds = trainer.train_run(out_dir / RUN_NAME, {**run, "val_before": before})
     if not trainer.is_main:
         return summary
 
@@ -434,13 +429,8 @@ def run_train_whisper(args: argparse.Namespace) -> dict:
                 "examples_per_s": trainer.median_examples_per_s(),
                 "wall_seconds": seconds, "resumed": bool(args.resume), "device": str(device),
                 "torch_threads": torch.get_num_threads(), "train_config": train_config.to_dict()}
-    folder = out_dir / MODEL_DIR
-    tmp = fresh_tmp_dir(folder)
-    final.save_pretrained(tmp, dtype=getattr(torch, args.save_dtype))
-    shutil.copyfile(source / "tokenizer.json", tmp / "tokenizer.json")
-    atomic_write_text(tmp / TRAINING_NAME, json.dumps(training, indent=2) + "\n")
-    atomic_write_text(tmp / CARD_NAME, model_card(training))
-    publish_dir(tmp, folder)
+    folder = publish_model(out_dir / MODEL_DIR, final, training, lambda _: model_card(training),
+                           dtype=getattr(torch, args.save_dtype), extra_files={"tokenizer.json": source / "tokenizer.json"})
     if best is not None:  # best/ loads with the pipeline too
         shutil.copyfile(source / "tokenizer.json", best / "tokenizer.json")
     print(f"model: {folder}")

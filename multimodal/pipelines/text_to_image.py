@@ -1,0 +1,212 @@
+"""Text-to-image with a DiT or SiT checkpoint: the pipeline, ``multimodal generate image`` and the
+app's "Text → Image" tab.
+
+``TextToImagePipeline`` (task ``"text-to-image"``) follows diffusers' conventions::
+
+    pipe = multimodal.pipeline("text-to-image")                      # the shipped DiT
+    images = pipe("a red circle on a black background", num_inference_steps=25, guidance_scale=4.0,
+                  sampler="ddim", generator=torch.Generator().manual_seed(0), num_images_per_prompt=4)
+
+It returns a list of PIL images (``output_type="pil"``), a float array ``[N, H, W, 3]`` in [0, 1]
+(``"np"``), or the latents ``[N, C, h, w]`` (``"latent"``), prompt by prompt, each prompt's
+``num_images_per_prompt`` images together. The same generator seed gives the same images. An empty
+prompt samples the unconditional model; a prompt longer than the text encoder's context is cut,
+with a warning. Samplers: ``ddpm``, ``ddim``, ``dpm++`` for DiT checkpoints; ``euler``, ``heun``,
+``sde`` for SiT checkpoints.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..errors import InputError
+from ..models.diffusion import MAX_STEPS
+from ..models.text2image import MAX_IMAGES_PER_CALL, TextToImage
+from . import app_pipeline, register_pipeline
+from .base import Pipeline, gradio_errors
+
+DEFAULT_MODEL = "text2image-dit"
+APP_MODELS = {"DiT": "text2image-dit", "SiT": "text2image-sit"}
+OUTPUT_TYPES = ("pil", "np", "latent")
+EXAMPLE_PROMPTS = ["a red circle on a black background", "a yellow sneaker on a navy background",
+                   "a red sneaker on a gray background", "a purple circle on a white background",
+                   "a green t-shirt on a black background", "a white star on a navy background"]
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class TextToImagePipeline(Pipeline):
+    """``pipe(prompt_or_list, num_inference_steps=25, guidance_scale=4.0, sampler=None, generator=None,
+    num_images_per_prompt=1, output_type="pil", latents=None)`` -> images (see the module docstring)."""
+
+    def __init__(self, model: TextToImage):
+        super().__init__()
+        self.model = model.eval()
+
+    @classmethod
+    def _load(cls, folder: Path) -> TextToImagePipeline:
+        return cls(TextToImage.from_pretrained(folder))
+
+    @property
+    def samplers(self) -> tuple[str, ...]:
+        return self.model.config.samplers
+
+    def validate(self, prompt, num_inference_steps: int = 25, guidance_scale: float = 4.0, sampler: str | None = None,
+                 generator=None, num_images_per_prompt: int = 1, output_type: str = "pil", latents=None) -> None:
+        prompts = [prompt] if isinstance(prompt, str) else prompt
+        if not isinstance(prompts, (list, tuple)) or not prompts:
+            raise InputError(f"prompt: expected a string or a non-empty list of strings, "
+                             f"found {'an empty list' if isinstance(prompts, (list, tuple)) else type(prompt).__name__}")
+        for i, p in enumerate(prompts):
+            if not isinstance(p, str):
+                raise InputError(f"prompt[{i}]: expected a string (\"\" for an unconditional image), "
+                                 f"found {type(p).__name__}")
+        if not _is_int(num_inference_steps) or not 1 <= num_inference_steps <= MAX_STEPS:
+            raise InputError(f"num_inference_steps: expected an integer from 1 to {MAX_STEPS}, "
+                             f"found {num_inference_steps!r}")
+        if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)) \
+                or not math.isfinite(guidance_scale) or guidance_scale < 0:
+            raise InputError(f"guidance_scale: expected a finite number >= 0 (1: no guidance), found {guidance_scale!r}")
+        if sampler is not None and sampler not in self.samplers:
+            raise InputError(f"sampler: expected one of {', '.join(self.samplers)} for this "
+                             f"{self.model.config.objective.upper()} model, found {sampler!r}")
+        if not _is_int(num_images_per_prompt) or num_images_per_prompt < 1:
+            raise InputError(f"num_images_per_prompt: expected an integer >= 1, found {num_images_per_prompt!r}")
+        total = len(prompts) * num_images_per_prompt
+        if total > MAX_IMAGES_PER_CALL:
+            raise InputError(f"num_images_per_prompt: expected at most {MAX_IMAGES_PER_CALL} images per call, found "
+                             f"{len(prompts)} prompt(s) x {num_images_per_prompt} = {total}; split the request")
+        if generator is not None and not isinstance(generator, torch.Generator) and not _is_int(generator):
+            raise InputError(f"generator: expected a torch.Generator, an integer seed or None, "
+                             f"found {type(generator).__name__}")
+        if output_type not in OUTPUT_TYPES:
+            raise InputError(f"output_type: expected one of {', '.join(OUTPUT_TYPES)}, found {output_type!r}")
+        if latents is not None:
+            den = self.model.config.denoiser
+            shape = (total, den.in_channels, *den.input_size)
+            if not isinstance(latents, torch.Tensor) or tuple(latents.shape) != shape \
+                    or not latents.is_floating_point() or not torch.isfinite(latents).all():
+                found = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
+                raise InputError(f"latents: expected finite float noise of shape {shape}, found {found}")
+
+    def _run(self, prompt, num_inference_steps: int = 25, guidance_scale: float = 4.0, sampler: str | None = None,
+             generator=None, num_images_per_prompt: int = 1, output_type: str = "pil", latents=None) -> Any:
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        rows = [p for p in prompts for _ in range(num_images_per_prompt)]
+        if _is_int(generator):
+            generator = torch.Generator().manual_seed(generator)
+        out = self.model.generate(rows, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+                                  sampler=sampler, generator=generator, latents=latents,
+                                  decode=output_type != "latent", progress=self.progress)
+        if output_type == "latent":
+            return out.float().cpu()
+        array = ((out.float() + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()  # [N, H, W, 3]
+        if output_type == "np":
+            return array
+        return [Image.fromarray(np.round(a * 255).astype(np.uint8)) for a in array]
+
+
+def image_grid(images: list[Image.Image], columns: int | None = None) -> Image.Image:
+    """Images of one size side by side, ``columns`` per row (default: about square)."""
+    if not images:
+        raise InputError("images: expected at least one image for a grid, found none")
+    columns = columns or math.ceil(math.sqrt(len(images)))
+    w, h = images[0].size
+    rows = math.ceil(len(images) / columns)
+    grid = Image.new("RGB", (columns * w, rows * h))
+    for i, image in enumerate(images):
+        grid.paste(image, ((i % columns) * w, (i // columns) * h))
+    return grid
+
+
+# ----------------------------------------------------------------------------------------- CLI
+def add_generate_image_arguments(parser) -> None:
+    """Arguments of ``multimodal generate image``."""
+    parser.add_argument("prompt", help='what to draw, e.g. "a red circle on a black background" ("": unconditional)')
+    parser.add_argument("-n", "--num-images", type=int, default=1, help="images to draw (default 1; >1: a grid)")
+    parser.add_argument("--steps", type=int, default=25, help="sampling steps (default 25)")
+    parser.add_argument("--guidance", type=float, default=4.0, help="classifier-free guidance scale (default 4)")
+    parser.add_argument("--sampler", default=None,
+                        help="ddpm, ddim, dpm++ (DiT) or euler, heun, sde (SiT); default ddim / heun")
+    parser.add_argument("--seed", type=int, default=None, help="random seed (default: random)")
+    parser.add_argument("--model", default=None, help=f"checkpoint folder or name (default {DEFAULT_MODEL})")
+    parser.add_argument("--scale", type=int, default=4, help="pixel magnification of the saved PNG (default 4)")
+    parser.add_argument("-o", "--output", default="out.png", help="PNG file to write (default out.png)")
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when present)")
+
+
+def run_generate_image(args) -> int:
+    """``multimodal generate image``: one PNG (a grid for several images)."""
+    from . import pipeline
+
+    output = Path(args.output)
+    if output.suffix.lower() != ".png":
+        raise InputError(f"--output: expected a .png file name, found {args.output!r}")
+    if not _is_int(args.scale) or not 1 <= args.scale <= 32:
+        raise InputError(f"--scale: expected an integer from 1 to 32, found {args.scale}")
+    pipe = pipeline("text-to-image", model=args.model, device=args.device)
+    options = dict(num_inference_steps=args.steps, guidance_scale=args.guidance, sampler=args.sampler,
+                   generator=args.seed, num_images_per_prompt=args.num_images)
+    pipe.validate(args.prompt, **options)  # before any work
+    images = pipe(args.prompt, **options)
+    grid = image_grid(images)
+    grid = grid.resize((grid.width * args.scale, grid.height * args.scale), Image.Resampling.NEAREST)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    from ..checkpoint import atomic_path
+
+    with atomic_path(output) as tmp:
+        grid.save(tmp, format="PNG")
+    print(f"wrote {len(images)} image(s) to {output}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------- app
+def generate_images(prompt: str, model: str = "DiT", sampler: str = "default", steps: float = 25,
+                    guidance: float = 4.0, seed: float = 0, count: float = 4) -> list[Image.Image]:
+    """The app's handler: a gallery of ``count`` images for ``prompt``."""
+    if model not in APP_MODELS:
+        raise InputError(f"model: expected one of {', '.join(APP_MODELS)}, found {model!r}")
+    pipe = app_pipeline("text-to-image", APP_MODELS[model])
+    sampler = None if sampler in (None, "", "default") else sampler
+    images = pipe(prompt or "", num_inference_steps=int(steps), guidance_scale=float(guidance), sampler=sampler,
+                  generator=int(seed), num_images_per_prompt=int(count))
+    return [image.resize((image.width * 4, image.height * 4), Image.Resampling.NEAREST) for image in images]
+
+
+def text_to_image_tab() -> None:
+    """The Gradio tab: prompt, model, sampler, steps, guidance, seed and count -> a gallery."""
+    import gradio as gr
+
+    handler = gradio_errors(generate_images)
+    gr.Markdown("Text-to-image with the DiT and SiT latent-diffusion models trained here on the captioned world: "
+                "32x32 images of one object (t-shirt, trouser, pullover, dress, coat, sandal, shirt, sneaker, bag, "
+                "ankle boot, circle, square, triangle, star, heart, cross) in one colour (red, orange, yellow, green, "
+                "cyan, blue, purple, white) on a black, white, gray or navy background. Some combinations "
+                "(red sneaker, purple circle, ...) were never shown in training. An empty prompt is unconditional.")
+    with gr.Row():
+        with gr.Column():
+            prompt = gr.Textbox(label="prompt", value=EXAMPLE_PROMPTS[0])
+            model = gr.Radio(list(APP_MODELS), value="DiT", label="model")
+            sampler = gr.Dropdown(["default", "ddim", "ddpm", "dpm++", "euler", "heun", "sde"], value="default",
+                                  label="sampler (DiT: ddim, ddpm, dpm++; SiT: euler, heun, sde)")
+            steps = gr.Slider(1, 100, value=25, step=1, label="steps")
+            guidance = gr.Slider(0, 10, value=4, step=0.5, label="guidance scale")
+            seed = gr.Number(value=0, precision=0, label="seed")
+            count = gr.Slider(1, 16, value=4, step=1, label="images")
+            button = gr.Button("generate", variant="primary")
+        with gr.Column():
+            gallery = gr.Gallery(label="images", columns=4)
+    gr.Examples([[p] for p in EXAMPLE_PROMPTS], inputs=[prompt])
+    button.click(handler, [prompt, model, sampler, steps, guidance, seed, count], [gallery], api_name="generate")
+
+
+register_pipeline("text-to-image", TextToImagePipeline, default_model=DEFAULT_MODEL, ui=text_to_image_tab,
+                  title="Text → Image")

@@ -1,0 +1,286 @@
+"""Training text-to-image on the captioned world: ``multimodal train text2image``.
+
+::
+
+    multimodal train vae --out-dir runs/vae                      # the autoencoder, first
+    multimodal train text2image --objective dit --vae runs/vae/model --out-dir runs/t2i-dit
+    multimodal train text2image --objective sit --vae runs/vae/model --out-dir runs/t2i-sit
+    multimodal train text2image ... --resume                     # continue a stopped run
+
+**Tokenizer.** Unless ``--tokenizer`` names a ``tokenizer.json``, a byte-level BPE of
+``--vocab-size`` tokens is trained first on every caption template of every training combination
+(``world.caption_corpus``) plus a general offline corpus (``--corpus`` files; by default the Python
+documentation sources of Debian's ``python3.11-doc`` when installed), and kept in the run folder,
+where a resumed run finds it.
+
+**Data.** Batches of (image, caption) stream from ``CaptionedWorld("train")``; the batch of
+optimizer step ``s`` is drawn with its own generator seeded by ``(seed, s, rank)``, so a resumed run
+sees what an uninterrupted one would. Held-out combinations are never rendered.
+
+**Model and loss.** ``TextToImage``: the text encoder and the DiT denoiser train jointly on the
+objective's loss (``--objective dit``: DDPM ε; ``sit``: interpolant velocity) over the frozen
+autoencoder's latents, with 10 % of captions dropped (``--cfg-dropout``) for classifier-free
+guidance. EMA weights (``--ema-decay``, on in the recipe) are what is saved and sampled.
+
+**Evaluation during training.** The loss on fixed batches (fixed noise and times) of seen and of
+held-out combinations, every ``--eval-every`` steps. Prompt accuracy needs the judge:
+``python -m benchmarks.text_to_image``.
+
+Run folder: the trainer's files, ``t2i_run.json`` (what a resumed run must match), ``tokenizer.json``
+and ``model/`` (a ``TextToImage.from_pretrained`` folder with training.json and MODEL_CARD.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import torch
+
+from ..data.world import CaptionedWorld, caption_corpus
+from ..errors import expect
+from ..models.autoencoder import Autoencoder
+from ..models.dit import DiTConfig, count_parameters
+from ..models.text2image import OBJECTIVES, TOKENIZER_NAME, TextToImage, TextToImageConfig
+from ..models.text_encoder import TextEncoderConfig
+from ..tokenizers.text import TextTokenizer
+from . import TrainConfig, Trainer, add_train_args, train_config_from_args
+from .trainer import check_resume_settings, command_line, publish_model
+
+RUN_NAME, TRAINING_NAME, MODEL_DIR, CARD_NAME = "t2i_run.json", "training.json", "model", "MODEL_CARD.md"
+GENERAL_CORPUS = Path("/usr/share/doc/python3.11/html/_sources")
+HELD_OUT_SEED, SEEN_SEED, EVAL_NOISE_SEED = 20_001, 20_002, 20_003
+
+RECIPE_TRAIN = TrainConfig(out_dir="runs/t2i", max_steps=20_000, batch_size=128, lr=5e-4, weight_decay=0.0,
+                           warmup_steps=500, min_lr_ratio=0.1, grad_clip=1.0, ema_decay=0.999, eval_every=1000,
+                           save_every=500, log_every=50)
+
+
+# -------------------------------------------------------------------------------------- tokenizer
+def general_corpus_files(paths: Iterable[str | Path] | None = None) -> list[Path]:
+    """The general text the BPE also learns from: ``paths`` (files or folders, read recursively), or
+    the Python documentation sources when installed; else none."""
+    roots = [Path(p) for p in paths] if paths is not None else ([GENERAL_CORPUS] if GENERAL_CORPUS.is_dir() else [])
+    files: list[Path] = []
+    for root in roots:
+        expect(root.exists(), "corpus", "existing files or folders", str(root))
+        files += sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+    return files
+
+
+def train_caption_tokenizer(vocab_size: int = 4096, corpus: Iterable[str | Path] | None = None) -> TextTokenizer:
+    """A byte-level BPE on every training caption (each template of each combination, repeated so that
+    caption words are merged whole) plus the general corpus."""
+    captions = caption_corpus("train")
+    return TextTokenizer.train(general_corpus_files(corpus) or None, iterator=captions * 4, vocab_size=vocab_size,
+                               special_tokens=("<|endoftext|>", "<|pad|>"))
+
+
+# ------------------------------------------------------------------------------------------- data
+def make_batch_fn(world: CaptionedWorld, batch_size: int, seed: int):
+    """batch_fn(step, rank, world_size) -> (uint8 images [b, 3, H, W], captions [b]) of step ``step``."""
+    def batch_fn(step: int, rank: int, world_size: int):
+        state = np.random.SeedSequence([seed, step, rank]).generate_state(2, dtype=np.uint64)[0]
+        batch = world.sample(batch_size // world_size, torch.Generator().manual_seed(int(state) & (2 ** 63 - 1)))
+        return batch.images, list(batch.captions)
+    return batch_fn
+
+
+def loss_fn(model: TextToImage, batch):
+    images, captions = batch
+    loss = model.loss(images, captions)
+    return loss, {}
+
+
+def make_eval_fn(seen, held_out, n: int):
+    """Loss on fixed batches with fixed noise and times (comparable from one evaluation to the next)."""
+    def fixed_loss(model: TextToImage, batch) -> float:
+        latents = model.autoencoder.encode(batch.images[:n])
+        g = torch.Generator().manual_seed(EVAL_NOISE_SEED)
+        t, noise = torch.rand(len(latents), generator=g), torch.randn(latents.shape, generator=g)
+        if model.config.objective == "dit":
+            t = (t * model.objective.num_train_timesteps).long().clamp(max=model.objective.num_train_timesteps - 1)
+        text = model.encode_text(list(batch.captions[:n]))
+        return model.objective.loss(model._denoise, latents, text, t=t.to(latents.device),
+                                    noise=noise.to(latents.device)).item()
+
+    def eval_fn(model) -> dict[str, float]:
+        return {"seen_loss": fixed_loss(model, seen), "held_out_loss": fixed_loss(model, held_out)}
+    return eval_fn
+
+
+# ------------------------------------------------------------------------------------------- train
+def train_text2image(out_dir: str | Path, *, vae: str | Path, config: TextToImageConfig, train_config: TrainConfig,
+                     tokenizer: str | Path | None = None, corpus: Iterable[str | Path] | None = None,
+                     resume: bool = False, fashion=None, progress: bool = True, command: str | None = None,
+                     eval_images: int = 256) -> dict:
+    """Train ``TextToImage`` (see the module docstring) and write ``out_dir/model``. ``fashion``:
+    garments for the world (tests). Returns the numbers of training.json."""
+    out_dir = Path(out_dir)
+    expect(Path(train_config.out_dir) == out_dir, "train_config.out_dir", str(out_dir), train_config.out_dir)
+    autoencoder = Autoencoder.from_pretrained(vae)
+    run = {"model": config.to_dict(), "vae": str(Path(vae).resolve()), "tokenizer": str(tokenizer) if tokenizer else None}
+    own_tokenizer = out_dir / TOKENIZER_NAME
+    if resume:
+        check_resume_settings(out_dir / RUN_NAME, run, "the model, autoencoder and tokenizer")
+        text_tokenizer = TextTokenizer.from_file(Path(tokenizer) if tokenizer else own_tokenizer)
+    elif tokenizer:
+        text_tokenizer = TextTokenizer.from_file(tokenizer)
+    else:
+        text_tokenizer = train_caption_tokenizer(config.text.vocab_size, corpus)
+    world = CaptionedWorld("train", fashion=fashion)
+    expect(autoencoder.config.sample_size == world.image_size, "vae", f"an autoencoder of {world.image_size}px "
+           "images (the world's)", f"{autoencoder.config.sample_size}px")
+    n = min(eval_images, 256)
+    eval_fn = make_eval_fn(world.sample(n, SEEN_SEED),
+                           CaptionedWorld("held_out", fashion=fashion).sample(n, HELD_OUT_SEED), n)
+
+    torch.manual_seed(train_config.seed)  # the initial weights
+    model = TextToImage(config, text_tokenizer, autoencoder)
+    trainer = Trainer(model, train_config, loss_fn, batch_fn=make_batch_fn(world, train_config.batch_size,
+                                                                           train_config.seed),
+                      eval_fn=eval_fn, resume=resume, progress=progress)
+    if trainer.is_main and not tokenizer and not resume:
+        text_tokenizer.save(out_dir)
+    summary, seconds = trainer.train_run(out_dir / RUN_NAME, run)
+    if not trainer.is_main:
+        return summary
+
+    final = trainer.eval_model.eval()
+    last_eval = next((r for r in reversed(trainer.history) if r.get("kind") == "eval"), {})
+    training = {
+        "command": command or f"train_text2image({str(out_dir)!r}, vae={str(vae)!r}, ...)",
+        "data": "captioned world, split train (streamed; held-out combinations never drawn)",
+        "objective": config.objective, "schedule": config.schedule, "path": config.path,
+        "steps": trainer.step, "batch_size": train_config.batch_size,
+        "images_seen": trainer.step * train_config.batch_size,
+        "train_seconds": trainer.train_seconds(), "wall_seconds_this_call": seconds, "resumed": bool(resume),
+        "examples_per_s": trainer.median_examples_per_s(), "device": str(trainer.device),
+        "torch_threads": torch.get_num_threads(),
+        "parameters": {"text_encoder": count_parameters(final.text_encoder),
+                       "denoiser": count_parameters(final.denoiser),
+                       "autoencoder": count_parameters(final.autoencoder)},
+        "tokenizer": {"vocab_size": text_tokenizer.vocab_size, "source": str(tokenizer) if tokenizer else
+                      "trained on the captions + " + (", ".join(map(str, corpus)) if corpus else
+                                                       str(GENERAL_CORPUS) if GENERAL_CORPUS.is_dir() else "nothing else")},
+        "vae": str(vae),
+        "final_eval": {k: v for k, v in last_eval.items() if k not in ("kind",)},
+        "train_config": train_config.to_dict(),
+    }
+    folder = publish_model(out_dir / MODEL_DIR, final, training, model_card)
+    return {**training, "model_dir": str(folder)}
+
+
+# ------------------------------------------------------------------------------------- model card
+def model_card(folder: str | Path) -> str:
+    """MODEL_CARD.md of a text-to-image folder from its config.json, training.json and, when the
+    benchmark has written one, evaluation.json (prompt accuracy, Fréchet distance, speed)."""
+    folder = Path(folder)
+    config = TextToImageConfig.load(folder / "config.json")
+    info = json.loads((folder / TRAINING_NAME).read_text())
+    t, d, x, p = info["train_config"], config.denoiser, config.text, info["parameters"]
+    kind = ("DiT: DDPM ε-prediction, " + config.schedule + " β schedule; samplers ddpm, ddim, dpm++ (diffusers)"
+            if config.objective == "dit" else
+            "SiT: stochastic interpolant, " + config.path + " path, velocity prediction; samplers euler, heun, sde")
+    evaluation = folder / "evaluation.json"
+    if evaluation.is_file():
+        ev = json.loads(evaluation.read_text())
+        rows = "\n".join(f"| {r['sampler']} | {r['steps']} | {100 * r['seen_accuracy']:.1f} % | "
+                         f"{100 * r['held_out_accuracy']:.1f} % | {r['frechet']:.2f} | {r['seconds_per_image']:.3f} |"
+                         for r in ev["rows"])
+        eval_text = f"""Measured by `{ev['command']}` (judge: {ev['judge']}); guidance {ev['guidance_scale']}, \
+{ev['images_per_prompt']} image(s) per prompt, {ev['seen_prompts']} seen and {ev['held_out_prompts']} held-out prompts.
+
+| sampler | steps | prompt accuracy, seen | prompt accuracy, held out | Fréchet distance (judge features) | s / image |
+| --- | --- | --- | --- | --- | --- |
+{rows}
+"""
+    else:
+        eval_text = "Not evaluated yet: run `python -m benchmarks.text_to_image`."
+    return f"""# Text-to-image on the captioned world ({config.objective.upper()})
+
+{kind}. A DiT denoiser (width {d.width}, depth {d.depth}, {d.heads} heads, patch {d.patch_size}, over \
+{d.in_channels}x{d.input_size[0]}x{d.input_size[1]} latents; {p['denoiser']:,} parameters) with adaLN-Zero on timestep + \
+pooled text and cross-attention to a bidirectional text encoder (width {x.width}, depth {x.depth}, at most \
+{x.max_length} tokens; {p['text_encoder']:,} parameters) over a byte-level BPE of {info['tokenizer']['vocab_size']} \
+tokens ({info['tokenizer']['source']}); a frozen AutoencoderKL ({p['autoencoder']:,} parameters, in `vae/`) maps \
+latents to 32x32 RGB images.
+
+Load: `multimodal.pipeline("text-to-image", model=this_folder)`.
+
+## Training
+
+    {info['command']}
+
+- Data: {info['data']}; {info['steps']} steps of batch {info['batch_size']} ({info['images_seen']:,} images).
+- AdamW lr {t['lr']}, warmup {t['warmup_steps']}, cosine to {t['min_lr_ratio']} x lr, weight decay \
+{t['weight_decay']}; 10 % of captions dropped (classifier-free guidance); EMA {t['ema_decay']} weights are the ones saved.
+- Time: {info['train_seconds'] / 60:.1f} min of training steps{' over all calls (resumed)' if info['resumed'] else ''} \
+on {info['device']} ({info['torch_threads']} threads), median {info['examples_per_s'] or 0:.0f} images/s.
+- Final loss on fixed batches: seen {info['final_eval'].get('seen_loss', float('nan')):.4f}, held-out combinations \
+{info['final_eval'].get('held_out_loss', float('nan')):.4f}.
+
+## Evaluation
+
+{eval_text}
+Held-out combinations (red sneaker, blue dress, green bag, yellow star, purple circle, white trouser, orange heart,
+cyan ankle boot) were never rendered for training: they measure composition.
+"""
+
+
+# --------------------------------------------------------------------------------------------- CLI
+def add_train_text2image_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    default = TextToImageConfig()
+    den, text = default.denoiser, default.text
+    g = parser.add_argument_group("model")
+    g.add_argument("--vae", required=True, help="autoencoder folder (multimodal train vae's <out-dir>/model)")
+    g.add_argument("--objective", choices=tuple(OBJECTIVES), default="dit",
+                   help="dit: DDPM ε-prediction; sit: interpolant, velocity (default dit)")
+    g.add_argument("--schedule", choices=("linear", "cosine"), default="linear", help="dit: β schedule")
+    g.add_argument("--path", choices=("linear", "gvp"), default="linear", help="sit: interpolant path")
+    g.add_argument("--width", type=int, default=den.width, help=f"denoiser width (default {den.width})")
+    g.add_argument("--depth", type=int, default=den.depth, help=f"denoiser blocks (default {den.depth})")
+    g.add_argument("--heads", type=int, default=den.heads, help=f"denoiser heads (default {den.heads})")
+    g.add_argument("--patch-size", type=int, default=den.patch_size, help=f"latent patch (default {den.patch_size})")
+    g.add_argument("--cfg-dropout", type=float, default=den.class_dropout_prob,
+                   help=f"captions dropped in training (default {den.class_dropout_prob})")
+    g.add_argument("--text-width", type=int, default=text.width, help=f"(default {text.width})")
+    g.add_argument("--text-depth", type=int, default=text.depth, help=f"(default {text.depth})")
+    g.add_argument("--text-heads", type=int, default=text.heads, help=f"(default {text.heads})")
+    g.add_argument("--max-length", type=int, default=text.max_length, help=f"prompt tokens (default {text.max_length})")
+    tok = parser.add_argument_group("tokenizer")
+    tok.add_argument("--tokenizer", default=None, help="a tokenizer.json to use instead of training one")
+    tok.add_argument("--vocab-size", type=int, default=text.vocab_size, help=f"(default {text.vocab_size})")
+    tok.add_argument("--corpus", nargs="+", default=None, metavar="PATH",
+                     help=f"general text besides the captions (default: {GENERAL_CORPUS} when installed)")
+    add_train_args(parser, RECIPE_TRAIN)
+    parser.set_defaults(_command_parser=parser)
+    return parser
+
+
+def config_from_args(args: argparse.Namespace, latent_channels: int, latent_size: int) -> TextToImageConfig:
+    text = TextEncoderConfig(vocab_size=args.vocab_size, max_length=args.max_length, width=args.text_width,
+                             depth=args.text_depth, heads=args.text_heads)
+    den = DiTConfig(input_size=latent_size, patch_size=args.patch_size, in_channels=latent_channels,
+                    width=args.width, depth=args.depth, heads=args.heads, context_dim=args.text_width,
+                    class_dropout_prob=args.cfg_dropout)
+    return TextToImageConfig(objective=args.objective, schedule=args.schedule, path=args.path, text=text, denoiser=den)
+
+
+def run_train_text2image(args: argparse.Namespace) -> dict:
+    """``multimodal train text2image``."""
+    from ..models.autoencoder import AutoencoderConfig
+
+    vae_config = AutoencoderConfig.load(Path(args.vae) / "config.json")
+    config = config_from_args(args, vae_config.latent_channels, vae_config.latent_size)
+    train_config = train_config_from_args(args)
+    result = train_text2image(train_config.out_dir, vae=args.vae, config=config, train_config=train_config,
+                              tokenizer=args.tokenizer, corpus=args.corpus, resume=args.resume,
+                              progress=args.progress, command=command_line(args, "multimodal train text2image"))
+    if "model_dir" in result:
+        print(f"final loss: {result['final_eval']}")
+        print(f"model: {result['model_dir']}")
+    return result

@@ -1,0 +1,371 @@
+"""Text-to-image: the text encoder, the composed model (DiT and SiT objectives), checkpoints, training
+(learning, exact resume), the pipeline, ``multimodal generate image``, the app's handler and bad input.
+Tiny configs; garments come from generated 28x28 items, never the Fashion-MNIST package."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from multimodal import cli, pipelines
+from multimodal.checkpoint import load_tensors
+from multimodal.data.world import CaptionedWorld
+from multimodal.errors import InputError
+from multimodal.models.autoencoder import Autoencoder, AutoencoderConfig
+from multimodal.models.dit import DiTConfig
+from multimodal.models.text2image import TextToImage, TextToImageConfig
+from multimodal.models.text_encoder import TextEncoder, TextEncoderConfig, normalize_prompt
+from multimodal.pipelines.text_to_image import TextToImagePipeline, generate_images, image_grid
+from multimodal.training import text2image as training
+from test_world import fake_fashion
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+VAE = AutoencoderConfig(block_out_channels=(8, 8, 16), norm_num_groups=4, layers_per_block=1, latent_channels=4)
+TEXT = TextEncoderConfig(vocab_size=700, width=32, depth=1, heads=2, max_length=12)
+PROMPT = "a red circle on a black background"
+
+
+def tiny_config(objective: str = "sit", **denoiser) -> TextToImageConfig:
+    den = DiTConfig(input_size=8, patch_size=2, in_channels=4, width=32, depth=2, heads=2, context_dim=32,
+                    **denoiser)
+    return TextToImageConfig(objective=objective, text=TEXT, denoiser=den)
+
+
+@pytest.fixture(scope="module")
+def fashion():
+    return fake_fashion()
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return training.train_caption_tokenizer(TEXT.vocab_size, corpus=[])
+
+
+@pytest.fixture(scope="module")
+def vae_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    vae = Autoencoder(VAE)
+    vae.set_latent_scale(1.3, 0.1)
+    return vae.save_pretrained(tmp_path_factory.mktemp("vae"))
+
+
+def tiny_model(tokenizer, vae_dir, objective="sit", seed=0, **denoiser) -> TextToImage:
+    torch.manual_seed(seed)
+    model = TextToImage(tiny_config(objective, **denoiser), tokenizer, Autoencoder.from_pretrained(vae_dir))
+    # adaLN-Zero starts at zero output; give the zero-initialised layers weights so outputs depend on inputs
+    with torch.no_grad():
+        for name, p in model.denoiser.named_parameters():
+            if p.abs().sum() == 0 and p.ndim == 2:
+                p.normal_(std=0.05)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tokenizer, vae_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("t2i")
+    return {kind: tiny_model(tokenizer, vae_dir, kind).save_pretrained(root / kind) for kind in ("dit", "sit")}
+
+
+# ---------------------------------------------------------------------------------- text encoder
+def test_normalize_prompt():
+    assert normalize_prompt("  A Red\tCircle \n on  a BLACK background ") == PROMPT
+
+
+def test_text_encoder_ignores_padding_and_handles_the_empty_prompt(tokenizer):
+    torch.manual_seed(0)
+    encoder = TextEncoder(TEXT).eval()
+    short, long = "red circle", "a picture of a green ankle boot on navy"
+    ids, mask = encoder.tokenize(tokenizer, [short, long, ""])
+    assert mask[2].all() and not mask[1].any() and mask[0].sum() > 0
+    alone_ids, alone_mask = encoder.tokenize(tokenizer, [short])
+    with torch.no_grad():
+        batch, alone = encoder(ids, mask), encoder(alone_ids, alone_mask)
+    n = alone.shape[1]
+    torch.testing.assert_close(batch[0, :n], alone[0], atol=1e-5, rtol=1e-5)  # padding changes nothing
+    assert torch.isfinite(batch).all()  # the empty row too
+    assert tokenizer.decode(ids[1, ~mask[1]].tolist()) == long
+
+
+def test_long_prompts_are_truncated_with_a_warning(tokenizer):
+    encoder = TextEncoder(TEXT)
+    long = " ".join(["red"] * 40)
+    with pytest.warns(UserWarning, match="truncated to the first 12"):
+        ids, mask = encoder.tokenize(tokenizer, [long, "red"])
+    assert ids.shape == (2, 12) and not mask[0].any() and mask[1].sum() == 11
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        encoder.tokenize(tokenizer, ["red circle"])  # no warning when it fits
+
+
+def test_caption_tokenizer_keeps_caption_words_whole(tokenizer):
+    for word in (" sneaker", " background", " purple"):
+        assert len(tokenizer.encode(word)) == 1, word
+
+
+# --------------------------------------------------------------------------------------- model
+def test_config_checks():
+    with pytest.raises(InputError, match="objective"):
+        TextToImageConfig(objective="gan", text=TEXT, denoiser=tiny_config().denoiser)
+    with pytest.raises(InputError, match="context_dim"):
+        TextToImageConfig(text=TEXT, denoiser=tiny_config().denoiser.replace(context_dim=16))
+    with pytest.raises(InputError, match="schedule"):
+        TextToImageConfig(objective="dit", schedule="sigmoid", text=TEXT, denoiser=tiny_config().denoiser)
+    config = tiny_config("dit")
+    assert TextToImageConfig.from_json(config.to_json()) == config
+
+
+def test_model_rejects_a_mismatched_autoencoder(tokenizer):
+    other = Autoencoder(VAE.replace(latent_channels=3))
+    with pytest.raises(InputError, match="autoencoder"):
+        TextToImage(tiny_config(), tokenizer, other)
+
+
+@pytest.mark.parametrize("objective,sampler", [("dit", "ddim"), ("dit", "dpm++"), ("dit", "ddpm"),
+                                               ("sit", "euler"), ("sit", "heun"), ("sit", "sde")])
+def test_same_seed_same_images_and_a_saved_model_samples_the_same(checkpoints, objective, sampler):
+    model = TextToImage.from_pretrained(checkpoints[objective])
+    prompts = [PROMPT, "a blue star on a white background"]
+
+    def draw(m, seed):
+        return m.generate(prompts, num_inference_steps=4, sampler=sampler, guidance_scale=3.0,
+                          generator=torch.Generator().manual_seed(seed))
+
+    a, b, c = draw(model, 0), draw(model, 0), draw(model, 1)
+    assert a.shape == (2, 3, 32, 32) and a.min() >= -1 and a.max() <= 1
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert (a - c).abs().max() > 1e-3
+    reloaded = TextToImage.from_pretrained(checkpoints[objective])
+    torch.testing.assert_close(draw(reloaded, 0), a, rtol=0, atol=0)
+
+
+def test_the_empty_prompt_is_unconditional_so_guidance_does_not_change_it(checkpoints):
+    model = TextToImage.from_pretrained(checkpoints["sit"])
+    noise = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(3))
+    plain = model.generate([""], num_inference_steps=3, guidance_scale=1.0, latents=noise, decode=False)
+    guided = model.generate([""], num_inference_steps=3, guidance_scale=7.0, latents=noise, decode=False)
+    torch.testing.assert_close(plain, guided, atol=1e-5, rtol=1e-5)
+    text = model.generate([PROMPT], num_inference_steps=3, guidance_scale=7.0, latents=noise, decode=False)
+    assert (text - plain).abs().max() > 1e-3
+
+
+def test_checkpoint_layout_and_half_precision(checkpoints, tmp_path):
+    folder = checkpoints["dit"]
+    assert {p.name for p in folder.iterdir()} >= {"config.json", "model.safetensors", "tokenizer.json", "vae"}
+    keys = load_tensors(folder / "model.safetensors")
+    assert keys and all(k.startswith(("text_encoder.", "denoiser.")) for k in keys)
+    model = TextToImage.from_pretrained(folder)
+    half = model.save_pretrained(tmp_path / "half", dtype=torch.float16)
+    assert all(v.dtype == torch.float16 for v in load_tensors(half / "model.safetensors").values())
+    loaded = TextToImage.from_pretrained(half)
+    for (name, p), q in zip(model.state_dict().items(), loaded.state_dict().values()):
+        torch.testing.assert_close(q, p.half().float(), rtol=0, atol=0, msg=name)
+
+
+def test_from_pretrained_errors(checkpoints, tmp_path):
+    with pytest.raises(InputError, match="expected a text-to-image checkpoint folder"):
+        TextToImage.from_pretrained(tmp_path / "nothing")
+    broken = tmp_path / "broken"
+    import shutil
+
+    shutil.copytree(checkpoints["sit"], broken)
+    state = load_tensors(broken / "model.safetensors")
+    from multimodal.checkpoint import save_tensors
+
+    save_tensors(broken / "model.safetensors", {k: v for k, v in state.items() if "final" not in k})
+    with pytest.raises(InputError, match="missing keys: denoiser.final"):
+        TextToImage.from_pretrained(broken)
+
+
+# ------------------------------------------------------------------------------------ training
+TRAIN = dict(warmup_steps=0, log_every=1, eval_every=0, save_every=0, ema_decay=None)
+
+
+def train(tmp_path, vae_dir, tokenizer_file, fashion, steps, objective="sit", resume=False, **options):
+    config = tiny_config(objective)
+    tc = training.RECIPE_TRAIN.replace(**{**TRAIN, "out_dir": str(tmp_path), "max_steps": steps, "batch_size": 16,
+                                          "lr": 3e-3, **options})
+    return training.train_text2image(tmp_path, vae=vae_dir, config=config, train_config=tc, tokenizer=tokenizer_file,
+                                     fashion=fashion, progress=False, resume=resume, eval_images=64)
+
+
+@pytest.fixture(scope="module")
+def tokenizer_file(tokenizer, tmp_path_factory):
+    return tokenizer.save(tmp_path_factory.mktemp("tok"))
+
+
+@pytest.mark.parametrize("objective", ["dit", "sit"])
+def test_training_learns_and_writes_a_loadable_model_with_a_card(tmp_path, vae_dir, tokenizer_file, fashion,
+                                                                  objective):
+    result = train(tmp_path, vae_dir, tokenizer_file, fashion, 80, objective, eval_every=80)
+    import json
+
+    evals = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    train_losses = [r["loss"] for r in evals if r["kind"] == "train"]
+    # SiT's velocity target keeps a large irreducible variance (noise minus data), so its loss falls less
+    assert np.mean(train_losses[-10:]) < {"dit": 0.7, "sit": 0.9}[objective] * np.mean(train_losses[:10])
+    folder = tmp_path / "model"
+    model = TextToImage.from_pretrained(folder)
+    assert model.config.objective == objective
+    card = (folder / "MODEL_CARD.md").read_text()
+    assert f"({objective.upper()})" in card and "80 steps of batch 16" in card and "Not evaluated yet" in card
+    assert result["final_eval"]["seen_loss"] > 0 and result["final_eval"]["held_out_loss"] > 0
+
+
+def test_resume_continues_exactly(tmp_path, vae_dir, tokenizer_file, fashion, monkeypatch):
+    options = dict(save_every=3, ema_decay=0.9)
+    full = train(tmp_path / "full", vae_dir, tokenizer_file, fashion, 6, **options)
+    make = training.make_batch_fn
+
+    def killed_at_step_4(*args):
+        batch_fn = make(*args)
+
+        def wrapped(step, rank, world_size):
+            if step == 4:
+                raise RuntimeError("simulated kill")
+            return batch_fn(step, rank, world_size)
+        return wrapped
+
+    monkeypatch.setattr(training, "make_batch_fn", killed_at_step_4)
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        train(tmp_path / "cut", vae_dir, tokenizer_file, fashion, 6, **options)
+    monkeypatch.setattr(training, "make_batch_fn", make)
+    resumed = train(tmp_path / "cut", vae_dir, tokenizer_file, fashion, 6, resume=True, **options)
+    assert resumed["steps"] == full["steps"] == 6 and resumed["final_eval"] == full["final_eval"]
+    a = load_tensors(tmp_path / "full" / "model" / "model.safetensors")
+    b = load_tensors(tmp_path / "cut" / "model" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_refuses_a_changed_model(tmp_path, vae_dir, tokenizer_file, fashion):
+    train(tmp_path, vae_dir, tokenizer_file, fashion, 2, save_every=2)
+    with pytest.raises(InputError, match="resume: expected the model"):
+        config = tiny_config("dit")
+        tc = training.RECIPE_TRAIN.replace(**{**TRAIN, "out_dir": str(tmp_path), "max_steps": 4, "batch_size": 16})
+        training.train_text2image(tmp_path, vae=vae_dir, config=config, train_config=tc, tokenizer=tokenizer_file,
+                                  fashion=fashion, progress=False, resume=True)
+
+
+# ------------------------------------------------------------------------------------ pipeline
+@pytest.fixture(scope="module")
+def pipe(checkpoints):
+    p = pipelines.pipeline("text-to-image", model=str(checkpoints["dit"]), device="cpu")
+    p.set_progress_bar_config(disable=True)
+    return p
+
+
+def test_pipeline_output_types_and_seeds(pipe):
+    images = pipe([PROMPT, "a white cross on a navy background"], num_inference_steps=3, generator=0,
+                  num_images_per_prompt=2)
+    assert len(images) == 4 and all(isinstance(i, Image.Image) and i.size == (32, 32) for i in images)
+    array = pipe([PROMPT, "a white cross on a navy background"], num_inference_steps=3,
+                 generator=torch.Generator().manual_seed(0), num_images_per_prompt=2, output_type="np")
+    assert array.shape == (4, 32, 32, 3) and array.dtype == np.float32 and 0 <= array.min() and array.max() <= 1
+    assert np.array_equal(np.stack([np.asarray(i) for i in images]), np.round(array * 255).astype(np.uint8))
+    latents = pipe(PROMPT, num_inference_steps=3, generator=0, output_type="latent")
+    assert latents.shape == (1, 4, 8, 8)
+    # prompt-major order: the first prompt's first image is what drawing it alone gives with the same noise
+    noise = torch.randn(4, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    alone = pipe(PROMPT, num_inference_steps=3, latents=noise[:1], output_type="np")
+    assert np.allclose(alone[0], array[0], atol=1e-5)
+
+
+def test_pipeline_progress_bar(checkpoints, capsys):
+    p = TextToImagePipeline.from_pretrained(checkpoints["sit"], device="cpu")
+    p(PROMPT, num_inference_steps=2, sampler="euler")
+    assert "euler" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(prompt=3), "prompt: expected a string or a non-empty list"),
+    (dict(prompt=[]), "found an empty list"),
+    (dict(prompt=["ok", None]), r"prompt\[1\]: expected a string"),
+    (dict(num_inference_steps=0), "num_inference_steps: expected an integer from 1 to 1000"),
+    (dict(num_inference_steps=1001), "num_inference_steps: expected an integer from 1 to 1000"),
+    (dict(num_inference_steps=2.5), "num_inference_steps"),
+    (dict(guidance_scale=-1.0), "guidance_scale: expected a finite number >= 0"),
+    (dict(guidance_scale=float("nan")), "guidance_scale"),
+    (dict(sampler="heun"), "sampler: expected one of ddpm, ddim, dpm\\+\\+ for this DIT model, found 'heun'"),
+    (dict(sampler="fast"), "sampler"),
+    (dict(num_images_per_prompt=0), "num_images_per_prompt: expected an integer >= 1"),
+    (dict(num_images_per_prompt=300), "at most 256 images per call"),
+    (dict(prompt=["a"] * 100, num_images_per_prompt=3), "100 prompt\\(s\\) x 3 = 300"),
+    (dict(output_type="pt"), "output_type: expected one of pil, np, latent"),
+    (dict(generator="seed"), "generator: expected a torch.Generator"),
+    (dict(latents=torch.zeros(2, 4, 8, 8)), r"latents: expected finite float noise of shape \(1, 4, 8, 8\)"),
+])
+def test_pipeline_bad_input(pipe, kwargs, match):
+    args = {"prompt": PROMPT, "num_inference_steps": 2, **kwargs}
+    with pytest.raises(InputError, match=match):
+        pipe(args.pop("prompt"), **args)
+
+
+def test_empty_and_long_prompts_work(pipe):
+    assert len(pipe("", num_inference_steps=2)) == 1
+    with pytest.warns(UserWarning, match="truncated"):
+        assert len(pipe(" ".join(["blue"] * 50), num_inference_steps=2)) == 1
+
+
+def test_image_grid():
+    tiles = [Image.new("RGB", (4, 3), (i * 40, 0, 0)) for i in range(5)]
+    grid = image_grid(tiles)
+    assert grid.size == (12, 6)
+    assert grid.getpixel((4, 3)) == (160, 0, 0) and grid.getpixel((8, 0)) == (80, 0, 0)
+    with pytest.raises(InputError):
+        image_grid([])
+
+
+# ---------------------------------------------------------------------------------- CLI and app
+def test_cli_generate_image(checkpoints, tmp_path, capsys):
+    out = tmp_path / "grid.png"
+    args = ["generate", "image", PROMPT, "-n", "4", "--steps", "2", "--seed", "0", "--model",
+            str(checkpoints["sit"]), "--sampler", "heun", "--scale", "2", "-o", str(out)]
+    assert cli.main(args) == 0
+    grid = Image.open(out)
+    assert grid.size == (2 * 32 * 2, 2 * 32 * 2)
+    first = np.asarray(grid)[:64:2, :64:2]
+    pipe = TextToImagePipeline.from_pretrained(checkpoints["sit"], device="cpu")
+    expected = pipe(PROMPT, num_inference_steps=2, generator=0, sampler="heun", num_images_per_prompt=4)[0]
+    assert np.array_equal(first, np.asarray(expected))
+    capsys.readouterr()
+    for bad, message in ((["--steps", "0"], "num_inference_steps"), (["--sampler", "ddim"], "sampler"),
+                         (["-n", "0"], "num_images_per_prompt")):
+        target = tmp_path / "bad.png"
+        argv = ["generate", "image", PROMPT, "--model", str(checkpoints["sit"]), "-o", str(target), *bad]
+        assert cli.main(argv) == 2
+        assert message in capsys.readouterr().err and not target.exists()
+    assert cli.main(["generate", "image", PROMPT, "--model", str(checkpoints["sit"]), "-o", str(tmp_path / "x.jpg")]) == 2
+
+
+def test_app_handler(pipe, monkeypatch):
+    monkeypatch.setitem(pipelines._APP_PIPELINES, ("text-to-image", "text2image-dit"), pipe)
+    images = generate_images(PROMPT, "DiT", "ddim", steps=2, guidance=3, seed=1, count=3)
+    assert len(images) == 3 and images[0].size == (128, 128)
+    with pytest.raises(InputError, match="model: expected one of DiT, SiT"):
+        generate_images(PROMPT, "GAN")
+    with pytest.raises(InputError, match="sampler"):
+        generate_images(PROMPT, "DiT", "heun", steps=2)
+
+
+def test_world_is_what_training_draws(fashion):
+    batch_fn = training.make_batch_fn(CaptionedWorld("train", fashion=fashion), 8, seed=0)
+    images, captions = batch_fn(5, 0, 1)
+    again, same = batch_fn(5, 0, 1)
+    assert torch.equal(images, again) and captions == same and images.shape == (8, 3, 32, 32)
+
+
+def test_the_app_has_a_text_to_image_tab():
+    import gradio as gr
+
+    import app
+
+    demo = app.build()  # the real registry: every shipped task's tab
+    tabs = [b.label for b in demo.blocks.values() if isinstance(b, gr.Tab)]
+    assert "Text → Image" in tabs and "Classify" in tabs and "Transcribe" in tabs
+    radios = [b for b in demo.blocks.values() if isinstance(b, gr.Radio) and b.label == "model"]
+    assert radios and [c[0] for c in radios[0].choices] == ["DiT", "SiT"]
+    assert any(isinstance(b, gr.Gallery) for b in demo.blocks.values())
