@@ -51,7 +51,9 @@ def vae_dir(tmp_path_factory):
     torch.manual_seed(0)
     vae = Autoencoder(VAE)
     vae.set_latent_scale(1.3, 0.1)
-    return vae.save_pretrained(tmp_path_factory.mktemp("vae"))
+    folder = vae.save_pretrained(tmp_path_factory.mktemp("vae"))
+    (folder / "MODEL_CARD.md").write_text("# the tiny autoencoder's card\n")
+    return folder
 
 
 def tiny_model(tokenizer, vae_dir, objective="sit", seed=0, **denoiser) -> TextToImage:
@@ -213,6 +215,7 @@ def test_training_learns_and_writes_a_loadable_model_with_a_card(tmp_path, vae_d
     assert model.config.objective == objective
     card = (folder / "MODEL_CARD.md").read_text()
     assert f"({objective.upper()})" in card and "80 steps of batch 16" in card and "Not evaluated yet" in card
+    assert (folder / "vae" / "MODEL_CARD.md").read_text() == "# the tiny autoencoder's card\n"  # its PSNR travels along
     assert result["final_eval"]["seen_loss"] > 0 and result["final_eval"]["held_out_loss"] > 0
 
 

@@ -170,7 +170,8 @@ def train_text2image(out_dir: str | Path, *, vae: str | Path, config: TextToImag
         "final_eval": {k: v for k, v in last_eval.items() if k not in ("kind",)},
         "train_config": train_config.to_dict(),
     }
-    folder = publish_model(out_dir / MODEL_DIR, final, training, model_card)
+    vae_files = {f"vae/{name}": Path(vae) / name for name in (CARD_NAME, TRAINING_NAME) if (Path(vae) / name).is_file()}
+    folder = publish_model(out_dir / MODEL_DIR, final, training, model_card, extra_files=vae_files)
     return {**training, "model_dir": str(folder)}
 
 
