@@ -32,12 +32,14 @@ run: install
 test: install
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
-# Every benchmarks/*.py that runs as a script, as `python -m benchmarks.NAME $(BENCH_ARGS)`.
+# Every benchmarks/*.py that runs as a script, as `python -m benchmarks.NAME $(BENCH_ARGS)`; all run,
+# and the failures are listed at the end.
 bench: install
 	@if [ "$$(id -u)" = 0 ] && ! dpkg -s $(BENCH_DEB_PACKAGES) >/dev/null 2>&1; then \
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(BENCH_DEB_PACKAGES); fi
-	@for f in $$(grep -l '^if __name__ == "__main__"' benchmarks/*.py); do \
-		echo "== $$f"; $(PYTHON) -m benchmarks.$$(basename $$f .py) $(BENCH_ARGS) || exit 1; done
+	@failed=""; for f in $$(grep -l '^if __name__ == "__main__"' benchmarks/*.py); do \
+		echo "== $$f"; $(PYTHON) -m benchmarks.$$(basename $$f .py) $(BENCH_ARGS) || failed="$$failed $$f"; done; \
+		if [ -n "$$failed" ]; then echo "failed:$$failed"; exit 1; fi
 
 install: $(INSTALLED) $(DEBS)
 

@@ -372,3 +372,10 @@ def test_the_app_has_a_text_to_image_tab():
     radios = [b for b in demo.blocks.values() if isinstance(b, gr.Radio) and b.label == "model"]
     assert radios and [c[0] for c in radios[0].choices] == ["DiT", "SiT"]
     assert any(isinstance(b, gr.Gallery) for b in demo.blocks.values())
+
+
+def test_benchmark_times_the_same_function_as_diffusers():
+    from benchmarks.text_to_image import denoiser_step_time
+
+    result = denoiser_step_time(tiny_config().denoiser, batch=4, repeats=1)
+    assert result["max_abs_difference"] < 1e-4 and result["ours_ms"] > 0 and result["diffusers_ms"] > 0

@@ -1,0 +1,179 @@
+"""Text-to-image on the captioned world: the DiT and SiT checkpoints side by side, in one run.
+
+For each model and each of its samplers (DiT: ddpm, ddim, dpm++; SiT: euler, heun, sde) at 10, 25
+and 50 steps, it draws ``--images-per-prompt`` images for every prompt of
+``world.evaluation_prompts()`` (31 held-out combinations and 64 seen ones, canonical captions) with
+classifier-free guidance ``--guidance`` and a fixed seed, and reports:
+
+- **prompt accuracy**, seen and held out: the share of images whose object, colour and background
+  the judge (``benchmarks.world_judge``: its own CNN for the object kind, trained on the world's
+  renders separately from any generator, and measured colours) finds right;
+- a **Fréchet distance** in the judge's feature space between the generated images and real renders
+  of the same prompts (as many, a fixed seed);
+- **seconds per image** (the batch's wall time over its images; text encoding, sampling and decoding).
+
+The judge's own scores on real renders of the same prompts are the ceiling. Then the denoiser's
+**step time** against diffusers' ``DiTTransformer2DModel`` at the same config (width, depth, heads,
+patch, latent size; class-conditional, since diffusers' DiT has no text input), weights converted
+so that both compute the same function (checked), timed interleaved.
+
+Goals (issue): at 25 steps, seen combinations >= 90 % prompt accuracy, held-out >= 70 %.
+
+    python -m benchmarks.text_to_image                     # writes results/text_to_image.json and
+                                                           # each checkpoint's evaluation.json + card
+    python -m benchmarks.text_to_image --quick             # a smoke run: 1 sampler, 1 step count
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+
+from multimodal.checkpoint import atomic_write_text
+from multimodal.data.world import CaptionedWorld, evaluation_prompts
+from multimodal.models.dit import DiTConfig
+from multimodal.models.text2image import TextToImage
+from multimodal.paths import resolve_model
+from multimodal.training.text2image import model_card
+
+from .common import interleaved, markdown_table, median, write_results
+from .world_judge import frechet_distance, load_or_train_judge
+
+
+def judge_description(judge) -> str:
+    r = judge.recipe
+    return (f"benchmarks.world_judge: CNN widths {list(r.widths)}, {r.steps} steps of {r.batch_size} renders "
+            f"(split all), seed {r.seed}; colours measured")
+
+REAL_SEED, SAMPLE_SEED = 30_001, 30_002
+STEPS = (10, 25, 50)
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """float [-1, 1] -> uint8 [0, 255]."""
+    return ((images.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+
+
+def evaluate_images(judge, images: torch.Tensor, prompts: list[dict], real_features: np.ndarray) -> dict:
+    score = judge.score(images, prompts)
+    correct = score["prompt_correct"].numpy()
+    held = np.array([p["held_out"] for p in prompts])
+    return {"seen_accuracy": float(correct[~held].mean()), "held_out_accuracy": float(correct[held].mean()),
+            "object_accuracy": score["rates"]["object"], "colour_accuracy": score["rates"]["colour"],
+            "background_accuracy": score["rates"]["background"],
+            "frechet": float(frechet_distance(judge.features(images), real_features))}
+
+
+def denoiser_step_time(config: DiTConfig, batch: int, repeats: int) -> dict:
+    """Our DiT against diffusers' DiTTransformer2DModel of the same dimensions, class-conditional."""
+    from diffusers import DiTTransformer2DModel
+
+    from multimodal.convert.dit import from_diffusers
+
+    side = config.input_size[0]
+    theirs = DiTTransformer2DModel(num_attention_heads=config.heads, attention_head_dim=config.width // config.heads,
+                                   in_channels=config.in_channels, out_channels=config.in_channels,
+                                   num_layers=config.depth, sample_size=side, patch_size=config.patch_size,
+                                   num_embeds_ada_norm=16).eval()
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in theirs.parameters():  # adaLN-Zero layers too, so both compute something non-trivial
+            p.copy_(torch.randn(p.shape, generator=g) * 0.02)
+    ours = from_diffusers(theirs).eval()
+    x = torch.randn(batch, config.in_channels, side, side, generator=g)
+    t = torch.randint(0, 1000, (batch,), generator=g)
+    y = torch.randint(0, 16, (batch,), generator=g)
+    with torch.inference_mode():
+        difference = (ours(x, t, class_labels=y) - theirs(x, timestep=t, class_labels=y).sample).abs().max().item()
+        times = interleaved({"ours": lambda: ours(x, t, class_labels=y),
+                             "diffusers": lambda: theirs(x, timestep=t, class_labels=y)}, repeats=repeats, warmup=2)
+    ours_s, theirs_s = median(times["ours"]), median(times["diffusers"])
+    return {"config": {"width": config.width, "depth": config.depth, "heads": config.heads,
+                       "patch_size": config.patch_size, "latent": [config.in_channels, side, side], "batch": batch},
+            "max_abs_difference": difference, "ours_ms": 1000 * ours_s, "diffusers_ms": 1000 * theirs_s,
+            "ours_over_diffusers_time": ours_s / theirs_s}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.text_to_image", description=__doc__.split("\n")[0])
+    parser.add_argument("--dit", default="text2image-dit", help="DiT checkpoint folder or name")
+    parser.add_argument("--sit", default="text2image-sit", help="SiT checkpoint folder or name")
+    parser.add_argument("--images-per-prompt", type=int, default=2)
+    parser.add_argument("--guidance", type=float, default=4.0)
+    parser.add_argument("--steps", type=int, nargs="+", default=list(STEPS))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="one sampler per model at 10 steps; writes nothing")
+    parser.add_argument("--no-write-checkpoints", dest="write_checkpoints", action="store_false",
+                        help="do not write evaluation.json and MODEL_CARD.md into the checkpoint folders")
+    parser.add_argument("--out", default=None, help="results JSON (default results/text_to_image.json)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    steps = [10] if args.quick else args.steps
+
+    judge = load_or_train_judge()
+    prompts = [p for p in evaluation_prompts() for _ in range(args.images_per_prompt)]
+    world = CaptionedWorld("all")
+    real = world.render([(p["object"], p["colour"], p["background"]) for p in prompts], REAL_SEED)
+    real_features = judge.features(real)
+    ceiling = judge.score(real, prompts)
+    held = np.array([p["held_out"] for p in prompts])
+    real_correct = ceiling["prompt_correct"].numpy()
+    ceiling_row = {"seen_accuracy": float(real_correct[~held].mean()),
+                   "held_out_accuracy": float(real_correct[held].mean())}
+    print(f"judge on real renders of the same prompts: seen {100 * ceiling_row['seen_accuracy']:.1f} %, "
+          f"held out {100 * ceiling_row['held_out_accuracy']:.1f} %")
+
+    captions = [p["caption"] for p in prompts]
+    results, rows = {}, []
+    for name, where in (("dit", args.dit), ("sit", args.sit)):
+        folder = resolve_model(where)
+        model = TextToImage.from_pretrained(folder)
+        model_rows = []
+        samplers = model.config.samplers[:1] if args.quick else model.config.samplers
+        for sampler in samplers:
+            for n in steps:
+                start = time.perf_counter()
+                images = model.generate(captions, num_inference_steps=n, guidance_scale=args.guidance,
+                                        sampler=sampler, generator=torch.Generator().manual_seed(SAMPLE_SEED))
+                seconds = time.perf_counter() - start
+                row = {"model": name, "sampler": sampler, "steps": n, "seconds_per_image": seconds / len(prompts),
+                       **evaluate_images(judge, to_uint8(images), prompts, real_features)}
+                model_rows.append(row)
+                print(f"{name} {sampler:6s} {n:3d} steps: seen {100 * row['seen_accuracy']:5.1f} %, held out "
+                      f"{100 * row['held_out_accuracy']:5.1f} %, Fréchet {row['frechet']:.2f}, "
+                      f"{row['seconds_per_image']:.4f} s/image", flush=True)
+        results[name] = {"checkpoint": str(folder), "rows": model_rows}
+        rows += model_rows
+        if args.write_checkpoints and not args.quick:
+            evaluation = {"command": "python -m benchmarks.text_to_image", "judge": judge_description(judge),
+                          "guidance_scale": args.guidance, "images_per_prompt": args.images_per_prompt,
+                          "seen_prompts": int((~np.array([p["held_out"] for p in evaluation_prompts()])).sum()),
+                          "held_out_prompts": int(np.array([p["held_out"] for p in evaluation_prompts()]).sum()),
+                          "judge_ceiling": ceiling_row, "rows": model_rows}
+            atomic_write_text(folder / "evaluation.json", json.dumps(evaluation, indent=2) + "\n")
+            atomic_write_text(folder / "MODEL_CARD.md", model_card(folder))
+
+    dit_config = TextToImage.from_pretrained(resolve_model(args.dit)).config.denoiser
+    step_time = denoiser_step_time(dit_config, batch=2 * len(prompts), repeats=3 if args.quick else 15)
+    print(f"denoiser forward, batch {2 * len(prompts)}: ours {step_time['ours_ms']:.1f} ms, diffusers "
+          f"{step_time['diffusers_ms']:.1f} ms (ours / diffusers {step_time['ours_over_diffusers_time']:.3f}; "
+          f"max difference {step_time['max_abs_difference']:.2e})")
+    print()
+    print(markdown_table(["model", "sampler", "steps", "seen", "held out", "Fréchet", "s/image"],
+                         [[r["model"], r["sampler"], r["steps"], f"{100 * r['seen_accuracy']:.1f} %",
+                           f"{100 * r['held_out_accuracy']:.1f} %", r["frechet"], r["seconds_per_image"]]
+                          for r in rows]))
+    if not args.quick or args.out:
+        path = write_results("text_to_image", {"judge": judge_description(judge), "judge_ceiling": ceiling_row,
+                                               "guidance_scale": args.guidance,
+                                               "images_per_prompt": args.images_per_prompt, "models": results,
+                                               "denoiser_step_time": step_time}, args.out)
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
