@@ -44,11 +44,6 @@ from .common import interleaved, markdown_table, median, write_results
 from .world_judge import frechet_distance, load_or_train_judge
 
 
-def judge_description(judge) -> str:
-    r = judge.recipe
-    return (f"benchmarks.world_judge: CNN widths {list(r.widths)}, {r.steps} steps of {r.batch_size} renders "
-            f"(split all), seed {r.seed}; colours measured")
-
 REAL_SEED, SAMPLE_SEED = 30_001, 30_002
 STEPS = (10, 25, 50)
 
@@ -60,7 +55,7 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 
 def evaluate_images(judge, images: torch.Tensor, prompts: list[dict], real_features: np.ndarray) -> dict:
     score = judge.score(images, prompts)
-    correct = score["prompt_correct"].numpy()
+    correct = np.asarray(score["prompt_correct"], dtype=bool)
     held = np.array([p["held_out"] for p in prompts])
     return {"seen_accuracy": float(correct[~held].mean()), "held_out_accuracy": float(correct[held].mean()),
             "object_accuracy": score["rates"]["object"], "colour_accuracy": score["rates"]["colour"],
@@ -121,7 +116,7 @@ def main(argv=None) -> None:
     real_features = judge.features(real)
     ceiling = judge.score(real, prompts)
     held = np.array([p["held_out"] for p in prompts])
-    real_correct = ceiling["prompt_correct"].numpy()
+    real_correct = np.asarray(ceiling["prompt_correct"], dtype=bool)
     ceiling_row = {"seen_accuracy": float(real_correct[~held].mean()),
                    "held_out_accuracy": float(real_correct[held].mean())}
     print(f"judge on real renders of the same prompts: seen {100 * ceiling_row['seen_accuracy']:.1f} %, "
@@ -149,7 +144,7 @@ def main(argv=None) -> None:
         results[name] = {"checkpoint": str(folder), "rows": model_rows}
         rows += model_rows
         if args.write_checkpoints and not args.quick:
-            evaluation = {"command": "python -m benchmarks.text_to_image", "judge": judge_description(judge),
+            evaluation = {"command": "python -m benchmarks.text_to_image", "judge": judge.description,
                           "guidance_scale": args.guidance, "images_per_prompt": args.images_per_prompt,
                           "seen_prompts": int((~np.array([p["held_out"] for p in evaluation_prompts()])).sum()),
                           "held_out_prompts": int(np.array([p["held_out"] for p in evaluation_prompts()]).sum()),
@@ -168,7 +163,7 @@ def main(argv=None) -> None:
                            f"{100 * r['held_out_accuracy']:.1f} %", r["frechet"], r["seconds_per_image"]]
                           for r in rows]))
     if not args.quick or args.out:
-        path = write_results("text_to_image", {"judge": judge_description(judge), "judge_ceiling": ceiling_row,
+        path = write_results("text_to_image", {"judge": judge.description, "judge_ceiling": ceiling_row,
                                                "guidance_scale": args.guidance,
                                                "images_per_prompt": args.images_per_prompt, "models": results,
                                                "denoiser_step_time": step_time}, args.out)

@@ -379,3 +379,26 @@ def test_benchmark_times_the_same_function_as_diffusers():
 
     result = denoiser_step_time(tiny_config().denoiser, batch=4, repeats=1)
     assert result["max_abs_difference"] < 1e-4 and result["ours_ms"] > 0 and result["diffusers_ms"] > 0
+
+
+def test_benchmark_scores_real_renders_as_the_judge_does(fashion):
+    from benchmarks.text_to_image import evaluate_images
+    from benchmarks.world_judge import train_judge
+    from multimodal.data.world import SHAPES
+
+    judge = train_judge(widths=(8, 16, 32), steps=60, batch_size=32, lr=4e-3, warmup=5, objects=tuple(SHAPES),
+                        fashion=fashion)
+    held_out = {("star", "yellow"), ("circle", "purple"), ("heart", "orange")}
+    prompts = [dict(object=o, colour=c, background=b, held_out=(o, c) in held_out)
+               for o, c, b in [("circle", "red", "black"), ("star", "yellow", "navy"), ("circle", "purple", "gray"),
+                               ("heart", "orange", "white"), ("cross", "blue", "black"), ("square", "green", "gray")]]
+    world = CaptionedWorld("all", fashion=fashion)
+    real = world.render([(p["object"], p["colour"], p["background"]) for p in prompts], 0)
+    other = world.render([(p["object"], p["colour"], p["background"]) for p in prompts], 1)
+    row = evaluate_images(judge, other, prompts, judge.features(real))
+    score = judge.score(other, prompts)
+    held = np.array([p["held_out"] for p in prompts])
+    assert row["seen_accuracy"] == score["prompt_correct"][~held].mean()
+    assert row["held_out_accuracy"] == score["prompt_correct"][held].mean()
+    assert row["colour_accuracy"] == 1.0 and row["background_accuracy"] == 1.0  # measured, not learned
+    assert row["frechet"] >= 0
