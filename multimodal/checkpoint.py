@@ -133,9 +133,14 @@ def load_tensor_metadata(path: str | Path) -> dict[str, str]:
     try:
         with open(path, "rb") as f:
             n = int.from_bytes(f.read(8), "little")
+            # A garbage length would otherwise make read(n) allocate gigabytes.
+            if not 2 <= n <= os.fstat(f.fileno()).st_size - 8:
+                raise ValueError(f"a header length of {n} bytes in a file of {os.fstat(f.fileno()).st_size}")
             header = json.loads(f.read(n))
     except (OSError, ValueError) as e:
         raise InputError(f"{path}: expected a valid safetensors file, found an unreadable header ({e})") from None
+    if not isinstance(header, dict):
+        raise InputError(f"{path}: expected a valid safetensors file, found a header that is not a JSON object")
     return header.get("__metadata__", {}) or {}
 
 

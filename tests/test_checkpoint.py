@@ -209,3 +209,18 @@ def test_loading_skips_initialisers_and_never_imports_the_compiler(tmp_path):
     assert float(sin_sum) == pytest.approx(Transformer(BackboneConfig(width=16, depth=1, heads=2, positions="sinusoidal",
                                                                       max_len=8)).pos_embed.sum().item(), abs=1e-6)
     assert dynamo == "False"
+
+
+def test_metadata_of_a_garbage_file_is_an_input_error(tmp_path):
+    from multimodal.checkpoint import load_tensor_metadata, save_tensors
+
+    good = tmp_path / "good.safetensors"
+    save_tensors(good, {"w": torch.zeros(2)}, metadata={"step": "3"})
+    assert load_tensor_metadata(good) == {"step": "3"}
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"\xff" * 64)  # an 8-byte "header length" of about 1.8e19
+    with pytest.raises(InputError, match="unreadable header"):
+        load_tensor_metadata(garbage)
+    (tmp_path / "list.safetensors").write_bytes((2).to_bytes(8, "little") + b"[]")
+    with pytest.raises(InputError, match="not a JSON object"):
+        load_tensor_metadata(tmp_path / "list.safetensors")
