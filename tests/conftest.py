@@ -92,3 +92,21 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def kill_batches_at(monkeypatch, module, step: int) -> None:
+    """Make ``module.make_batch_fn``'s batch_fn raise RuntimeError("simulated kill") at optimizer step
+    ``step``: a run dies there as if killed, after its last checkpoint. ``monkeypatch.undo()`` or
+    setting the attribute back restores it."""
+    make = module.make_batch_fn
+
+    def killed(*args):
+        batch_fn = make(*args)
+
+        def wrapped(s, rank, world_size):
+            if s == step:
+                raise RuntimeError("simulated kill")
+            return batch_fn(s, rank, world_size)
+        return wrapped
+
+    monkeypatch.setattr(module, "make_batch_fn", killed)

@@ -16,6 +16,7 @@ from multimodal.data.world import CaptionedWorld
 from multimodal.errors import InputError
 from multimodal.models.autoencoder import Autoencoder, AutoencoderConfig, measure_latent_scale, reconstruction_psnr
 from multimodal.training import autoencoder as training
+from conftest import kill_batches_at
 from test_world import fake_fashion
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -117,17 +118,7 @@ def test_resume_continues_exactly(tmp_path, fashion, monkeypatch):
     full = training.train_autoencoder(tmp_path / "full", **options)
 
     make = training.make_batch_fn
-
-    def killed_at_step_3(*args):
-        batch_fn = make(*args)
-
-        def wrapped(step, rank, world_size):
-            if step == 3:
-                raise RuntimeError("simulated kill")
-            return batch_fn(step, rank, world_size)
-        return wrapped
-
-    monkeypatch.setattr(training, "make_batch_fn", killed_at_step_3)
+    kill_batches_at(monkeypatch, training, 3)
     with pytest.raises(RuntimeError, match="simulated kill"):
         training.train_autoencoder(tmp_path / "cut", **options)
     monkeypatch.setattr(training, "make_batch_fn", make)

@@ -21,6 +21,7 @@ from multimodal.models.text2image import TextToImage, TextToImageConfig
 from multimodal.models.text_encoder import TextEncoder, TextEncoderConfig, normalize_prompt
 from multimodal.pipelines.text_to_image import TextToImagePipeline, generate_images, image_grid
 from multimodal.training import text2image as training
+from conftest import kill_batches_at
 from test_world import fake_fashion
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -223,17 +224,7 @@ def test_resume_continues_exactly(tmp_path, vae_dir, tokenizer_file, fashion, mo
     options = dict(save_every=3, ema_decay=0.9)
     full = train(tmp_path / "full", vae_dir, tokenizer_file, fashion, 6, **options)
     make = training.make_batch_fn
-
-    def killed_at_step_4(*args):
-        batch_fn = make(*args)
-
-        def wrapped(step, rank, world_size):
-            if step == 4:
-                raise RuntimeError("simulated kill")
-            return batch_fn(step, rank, world_size)
-        return wrapped
-
-    monkeypatch.setattr(training, "make_batch_fn", killed_at_step_4)
+    kill_batches_at(monkeypatch, training, 4)
     with pytest.raises(RuntimeError, match="simulated kill"):
         train(tmp_path / "cut", vae_dir, tokenizer_file, fashion, 6, **options)
     monkeypatch.setattr(training, "make_batch_fn", make)

@@ -35,7 +35,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -44,7 +43,7 @@ from ..errors import expect
 from ..models.autoencoder import Autoencoder, AutoencoderConfig, measure_latent_scale, reconstruction_psnr
 from ..models.vit import count_parameters
 from . import TrainConfig, Trainer, add_train_args, train_config_from_args
-from .trainer import check_resume_settings, command_line, publish_model
+from .trainer import check_resume_settings, command_line, publish_model, step_generator
 
 RUN_NAME, TRAINING_NAME, MODEL_DIR, CARD_NAME = "vae_run.json", "training.json", "model", "MODEL_CARD.md"
 LOSSES = ("l1", "mse")
@@ -60,9 +59,7 @@ RECIPE_TRAIN = TrainConfig(out_dir="runs/vae", max_steps=6000, batch_size=64, lr
 def make_batch_fn(world: CaptionedWorld, batch_size: int, seed: int):
     """batch_fn(step, rank, world_size) -> uint8 images [batch_size / world_size, 3, H, W] of step ``step``."""
     def batch_fn(step: int, rank: int, world_size: int) -> torch.Tensor:
-        state = np.random.SeedSequence([seed, step, rank]).generate_state(2, dtype=np.uint64)[0]
-        generator = torch.Generator().manual_seed(int(state) & (2 ** 63 - 1))
-        return world.sample(batch_size // world_size, generator).images
+        return world.sample(batch_size // world_size, step_generator(seed, step, rank)).images
     return batch_fn
 
 

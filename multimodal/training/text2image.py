@@ -37,7 +37,6 @@ import json
 from pathlib import Path
 from typing import Iterable
 
-import numpy as np
 import torch
 
 from ..data.world import CaptionedWorld, caption_corpus
@@ -48,7 +47,7 @@ from ..models.text2image import OBJECTIVES, TOKENIZER_NAME, TextToImage, TextToI
 from ..models.text_encoder import TextEncoderConfig
 from ..tokenizers.text import TextTokenizer
 from . import TrainConfig, Trainer, add_train_args, train_config_from_args
-from .trainer import check_resume_settings, command_line, publish_model
+from .trainer import check_resume_settings, command_line, publish_model, step_generator
 
 RUN_NAME, TRAINING_NAME, MODEL_DIR, CARD_NAME = "t2i_run.json", "training.json", "model", "MODEL_CARD.md"
 GENERAL_CORPUS = Path("/usr/share/doc/python3.11/html/_sources")
@@ -83,8 +82,7 @@ def train_caption_tokenizer(vocab_size: int = 4096, corpus: Iterable[str | Path]
 def make_batch_fn(world: CaptionedWorld, batch_size: int, seed: int):
     """batch_fn(step, rank, world_size) -> (uint8 images [b, 3, H, W], captions [b]) of step ``step``."""
     def batch_fn(step: int, rank: int, world_size: int):
-        state = np.random.SeedSequence([seed, step, rank]).generate_state(2, dtype=np.uint64)[0]
-        batch = world.sample(batch_size // world_size, torch.Generator().manual_seed(int(state) & (2 ** 63 - 1)))
+        batch = world.sample(batch_size // world_size, step_generator(seed, step, rank))
         return batch.images, list(batch.captions)
     return batch_fn
 

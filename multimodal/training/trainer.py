@@ -106,6 +106,14 @@ def check_resume_settings(path: Path, run: dict, what: str) -> dict:
     return saved
 
 
+def step_generator(seed: int, step: int, rank: int) -> torch.Generator:
+    """The generator of optimizer step ``step`` on ``rank``: its own stream, a function of the three
+    numbers only, so a batch_fn that draws from it gives a resumed run exactly the batches an
+    uninterrupted one would."""
+    state = np.random.SeedSequence([seed, step, rank]).generate_state(2, dtype=np.uint64)[0]
+    return torch.Generator().manual_seed(int(state) & (2 ** 63 - 1))
+
+
 def publish_model(folder: Path, model: nn.Module, training: dict, card: Callable[[Path], str], *,
                   dtype: torch.dtype | None = None, extra_files: dict[str, Path] | None = None) -> Path:
     """Write a trained model's folder as a whole: ``model.save_pretrained``, ``extra_files``
