@@ -53,7 +53,7 @@ RUN_NAME, TRAINING_NAME, MODEL_DIR, CARD_NAME = "t2i_run.json", "training.json",
 GENERAL_CORPUS = Path("/usr/share/doc/python3.11/html/_sources")
 HELD_OUT_SEED, SEEN_SEED, EVAL_NOISE_SEED = 20_001, 20_002, 20_003
 
-RECIPE_TRAIN = TrainConfig(out_dir="runs/t2i", max_steps=8000, batch_size=128, lr=5e-4, weight_decay=0.0,
+RECIPE_TRAIN = TrainConfig(out_dir="runs/t2i", max_steps=5000, batch_size=128, lr=5e-4, weight_decay=0.0,
                            warmup_steps=500, min_lr_ratio=0.1, grad_clip=1.0, ema_decay=0.999, eval_every=1000,
                            save_every=500, log_every=50)
 
