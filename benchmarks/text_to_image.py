@@ -22,18 +22,27 @@ Goals (issue): at 25 steps, seen combinations >= 90 % prompt accuracy, held-out 
     python -m benchmarks.text_to_image                     # writes results/text_to_image.json and
                                                            # each checkpoint's evaluation.json + card
     python -m benchmarks.text_to_image --quick             # a smoke run: 1 sampler, 1 step count
+    python -m benchmarks.text_to_image --dit runs/t2i-dit/model --sit runs/t2i-sit/model --ship checkpoints
+
+``--ship DIR`` writes ``DIR/text2image-dit`` and ``DIR/text2image-sit`` with their evaluation and
+card, stored in float16 when that costs no accuracy: the float16 copy is written, loaded back and
+sampled again at 25 steps with the default sampler and the same seed, and kept only when its seen
+and held-out prompt accuracy are each within one point of float32's (else float32 ships).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from multimodal.checkpoint import atomic_write_text
+from multimodal.checkpoint import atomic_write_text, fresh_tmp_dir, publish_dir
 from multimodal.data.world import CaptionedWorld, evaluation_prompts
 from multimodal.models.dit import DiTConfig
 from multimodal.models.text2image import TextToImage
@@ -46,6 +55,8 @@ from .world_judge import frechet_distance, load_or_train_judge
 
 REAL_SEED, SAMPLE_SEED = 30_001, 30_002
 STEPS = (10, 25, 50)
+SHIP_STEPS, SHIP_TOLERANCE = 25, 0.01  # float16 ships when its accuracy is within this of float32's
+COPIED = ("training.json", "vae/MODEL_CARD.md", "vae/training.json")
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
@@ -61,6 +72,39 @@ def evaluate_images(judge, images: torch.Tensor, prompts: list[dict], real_featu
             "object_accuracy": score["rates"]["object"], "colour_accuracy": score["rates"]["colour"],
             "background_accuracy": score["rates"]["background"],
             "frechet": float(frechet_distance(judge.features(images), real_features))}
+
+
+def sample_and_score(model: TextToImage, sampler: str, steps: int, guidance: float, judge, prompts: list[dict],
+                     real_features: np.ndarray) -> dict:
+    """One evaluation row: every prompt sampled with the fixed seed, timed, scored by the judge."""
+    start = time.perf_counter()
+    images = model.generate([p["caption"] for p in prompts], num_inference_steps=steps, guidance_scale=guidance,
+                            sampler=sampler, generator=torch.Generator().manual_seed(SAMPLE_SEED))
+    seconds = time.perf_counter() - start
+    return {"sampler": sampler, "steps": steps, "seconds_per_image": seconds / len(prompts),
+            **evaluate_images(judge, to_uint8(images), prompts, real_features)}
+
+
+def ship(source: Path, dest: Path, evaluation: dict, reference: dict, score) -> dict:
+    """Write ``dest`` from the run folder ``source``: float16 when ``score(model)`` (a row at the
+    reference's sampler and steps) of the float16 copy loaded back is within SHIP_TOLERANCE of
+    ``reference`` on seen and held-out accuracy, else float32. Returns the check."""
+    tmp = fresh_tmp_dir(dest)
+    TextToImage.from_pretrained(source).save_pretrained(tmp, dtype=torch.float16)
+    half = score(TextToImage.from_pretrained(tmp))
+    keep = all(half[k] >= reference[k] - SHIP_TOLERANCE for k in ("seen_accuracy", "held_out_accuracy"))
+    if not keep:
+        shutil.rmtree(tmp)
+        tmp = fresh_tmp_dir(dest)
+        TextToImage.from_pretrained(source).save_pretrained(tmp)
+    for name in COPIED:
+        if (source / name).is_file():
+            shutil.copyfile(source / name, tmp / name)
+    check = {"stored_dtype": "float16" if keep else "float32", "float32": reference, "float16": half}
+    atomic_write_text(tmp / "evaluation.json", json.dumps({**evaluation, "storage_check": check}, indent=2) + "\n")
+    atomic_write_text(tmp / "MODEL_CARD.md", model_card(tmp))
+    publish_dir(tmp, dest)
+    return check
 
 
 def denoiser_step_time(config: DiTConfig, batch: int, repeats: int) -> dict:
@@ -105,7 +149,12 @@ def main(argv=None) -> None:
     parser.add_argument("--no-write-checkpoints", dest="write_checkpoints", action="store_false",
                         help="do not write evaluation.json and MODEL_CARD.md into the checkpoint folders")
     parser.add_argument("--out", default=None, help="results JSON (default results/text_to_image.json)")
+    parser.add_argument("--ship", default=None, metavar="DIR",
+                        help="write DIR/text2image-dit and -sit (float16 when it costs no accuracy)")
     args = parser.parse_args(argv)
+    if args.quick and args.ship:
+        parser.error("--ship: expected a full run, not --quick")
+    argv_used = list(sys.argv[1:] if argv is None else argv)
     torch.set_num_threads(args.threads)
     steps = [10] if args.quick else args.steps
 
@@ -122,7 +171,7 @@ def main(argv=None) -> None:
     print(f"judge on real renders of the same prompts: seen {100 * ceiling_row['seen_accuracy']:.1f} %, "
           f"held out {100 * ceiling_row['held_out_accuracy']:.1f} %")
 
-    captions = [p["caption"] for p in prompts]
+    held_prompts = np.array([p["held_out"] for p in evaluation_prompts()])
     results, rows = {}, []
     for name, where in (("dit", args.dit), ("sit", args.sit)):
         folder = resolve_model(where)
@@ -131,26 +180,36 @@ def main(argv=None) -> None:
         samplers = model.config.samplers[:1] if args.quick else model.config.samplers
         for sampler in samplers:
             for n in steps:
-                start = time.perf_counter()
-                images = model.generate(captions, num_inference_steps=n, guidance_scale=args.guidance,
-                                        sampler=sampler, generator=torch.Generator().manual_seed(SAMPLE_SEED))
-                seconds = time.perf_counter() - start
-                row = {"model": name, "sampler": sampler, "steps": n, "seconds_per_image": seconds / len(prompts),
-                       **evaluate_images(judge, to_uint8(images), prompts, real_features)}
+                row = {"model": name, **sample_and_score(model, sampler, n, args.guidance, judge, prompts,
+                                                         real_features)}
                 model_rows.append(row)
                 print(f"{name} {sampler:6s} {n:3d} steps: seen {100 * row['seen_accuracy']:5.1f} %, held out "
                       f"{100 * row['held_out_accuracy']:5.1f} %, Fréchet {row['frechet']:.2f}, "
                       f"{row['seconds_per_image']:.4f} s/image", flush=True)
         results[name] = {"checkpoint": str(folder), "rows": model_rows}
         rows += model_rows
-        if args.write_checkpoints and not args.quick:
-            evaluation = {"command": "python -m benchmarks.text_to_image", "judge": judge.description,
-                          "guidance_scale": args.guidance, "images_per_prompt": args.images_per_prompt,
-                          "seen_prompts": int((~np.array([p["held_out"] for p in evaluation_prompts()])).sum()),
-                          "held_out_prompts": int(np.array([p["held_out"] for p in evaluation_prompts()]).sum()),
-                          "judge_ceiling": ceiling_row, "rows": model_rows}
+        if args.quick:
+            continue
+        evaluation = {"command": " ".join(["python -m benchmarks.text_to_image", *argv_used]), "judge": judge.description,
+                      "guidance_scale": args.guidance, "images_per_prompt": args.images_per_prompt,
+                      "seen_prompts": int((~held_prompts).sum()), "held_out_prompts": int(held_prompts.sum()),
+                      "judge_ceiling": ceiling_row, "rows": model_rows}
+        if args.write_checkpoints:
             atomic_write_text(folder / "evaluation.json", json.dumps(evaluation, indent=2) + "\n")
             atomic_write_text(folder / "MODEL_CARD.md", model_card(folder))
+        if args.ship:
+            sampler = model.config.default_sampler
+            reference = next((r for r in model_rows if r["sampler"] == sampler and r["steps"] == SHIP_STEPS), None)
+            if reference is None:
+                reference = {"model": name, **sample_and_score(model, sampler, SHIP_STEPS, args.guidance, judge,
+                                                               prompts, real_features)}
+            dest = Path(args.ship) / f"text2image-{name}"
+            check = ship(folder, dest, evaluation, reference, lambda m: sample_and_score(
+                m, sampler, SHIP_STEPS, args.guidance, judge, prompts, real_features))
+            results[name]["shipped"] = {"folder": str(dest), **check}
+            print(f"shipped {dest} ({check['stored_dtype']}; float16 at {SHIP_STEPS} steps: seen "
+                  f"{100 * check['float16']['seen_accuracy']:.1f} %, held out "
+                  f"{100 * check['float16']['held_out_accuracy']:.1f} %)", flush=True)
 
     dit_config = TextToImage.from_pretrained(resolve_model(args.dit)).config.denoiser
     step_time = denoiser_step_time(dit_config, batch=2 * len(prompts), repeats=3 if args.quick else 15)

@@ -393,3 +393,39 @@ def test_benchmark_scores_real_renders_as_the_judge_does(fashion):
     assert row["held_out_accuracy"] == score["prompt_correct"][held].mean()
     assert row["colour_accuracy"] == 1.0 and row["background_accuracy"] == 1.0  # measured, not learned
     assert row["frechet"] >= 0
+
+
+@pytest.mark.parametrize("half_loses", [False, True])
+def test_benchmark_ships_float16_only_when_it_costs_no_accuracy(tmp_path, vae_dir, tokenizer_file, fashion,
+                                                                 half_loses):
+    import json
+
+    from benchmarks.text_to_image import ship
+
+    train(tmp_path / "run", vae_dir, tokenizer_file, fashion, 2)
+    source, dest = tmp_path / "run" / "model", tmp_path / "shipped" / "text2image-dit"
+    reference = {"sampler": "ddim", "steps": 25, "seen_accuracy": 0.9, "held_out_accuracy": 0.7}
+    seen = []
+
+    def score(model):
+        seen.append({p.dtype for p in model.parameters()})
+        return {**reference, "held_out_accuracy": 0.68 if half_loses else 0.695}
+
+    evaluation = {"command": "python -m benchmarks.text_to_image --ship x", "judge": "a judge", "guidance_scale": 4.0,
+                  "images_per_prompt": 2, "seen_prompts": 64, "held_out_prompts": 31,
+                  "judge_ceiling": {"seen_accuracy": 0.95, "held_out_accuracy": 0.94},
+                  "rows": [{**reference, "frechet": 1.5, "seconds_per_image": 0.01}]}
+    check = ship(source, dest, evaluation, reference, score)
+    stored = "float32" if half_loses else "float16"
+    assert check["stored_dtype"] == stored and seen == [{torch.float32}]  # scored as loaded: float32 compute
+    weights = load_tensors(dest / "model.safetensors")
+    assert {v.dtype for v in weights.values() if v.is_floating_point()} == {getattr(torch, stored)}
+    original = TextToImage.from_pretrained(source)
+    shipped = TextToImage.from_pretrained(dest)
+    for (name, a), b in zip(original.state_dict().items(), shipped.state_dict().values()):
+        torch.testing.assert_close(b, a.to(getattr(torch, stored)).float(), msg=name)
+    assert json.loads((dest / "evaluation.json").read_text())["storage_check"] == check
+    assert (dest / "vae" / "MODEL_CARD.md").read_text() == (source / "vae" / "MODEL_CARD.md").read_text()
+    card = (dest / "MODEL_CARD.md").read_text()
+    assert f"Stored in {stored}" in card and "95.0 % (seen)" in card and "| ddim | 25 | 90.0 % | 70.0 % |" in card
+    assert (dest / "training.json").read_text() == (source / "training.json").read_text()
