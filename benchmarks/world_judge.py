@@ -161,8 +161,8 @@ def measure_colours(images) -> tuple[list[str], list[str]]:
 @dataclass(frozen=True)
 class JudgeRecipe:
     """Everything that determines a trained judge (its hash keys the cache)."""
-    widths: tuple[int, ...] = (24, 48, 96)    # channels of the conv blocks at 32, 16, 8 pixels
-    steps: int = 1200
+    widths: tuple[int, ...] = (32, 64, 128)   # channels of the conv blocks at 32, 16, 8 pixels
+    steps: int = 4000
     batch_size: int = 128
     lr: float = 3e-3
     warmup: int = 100
