@@ -128,19 +128,50 @@ def test_velocity_loss_is_zero_for_the_true_velocity():
 
 
 # ------------------------------------------------------------------------------------- DDPM
+def true_noise_fn(diffusion: GaussianDiffusion, x0: torch.Tensor):
+    """The model that returns ε exactly, recovered from x_t (so it tests the noising formula too)."""
+    ac = diffusion.alphas_cumprod.double()
+
+    def true_noise(x_t, t):
+        a = ac[t].view(-1, 1, 1, 1)
+        return (x_t - a.sqrt() * x0) / (1 - a).sqrt()
+    return true_noise
+
+
 @pytest.mark.parametrize("schedule", ["linear", "cosine"])
 def test_ddpm_loss_is_zero_when_the_model_returns_the_true_noise(schedule):
     diffusion = GaussianDiffusion(schedule)
     x0 = torch.randn(16, 4, 4, 4, generator=seed(1)).double()
-    ac = diffusion.alphas_cumprod.double()
-
-    def true_noise(x_t, t):  # recovered from x_t, so it tests the noising formula too
-        a = ac[t].view(-1, 1, 1, 1)
-        return (x_t - a.sqrt() * x0) / (1 - a).sqrt()
+    true_noise = true_noise_fn(diffusion, x0)
     t = torch.tensor([0, 1, 10, 100, 300, 500, 700, 999] * 2)
     assert diffusion.loss(true_noise, x0, generator=seed(2), t=t).item() < 1e-12
     assert diffusion.loss(true_noise, x0, generator=seed(2)).item() < 1e-12  # random steps
     assert diffusion.loss(lambda x, t: torch.zeros_like(x), x0, generator=seed(2)).item() > 0.5
+
+
+def test_min_snr_weighting_equals_the_weighted_per_example_mse():
+    """min-SNR-γ: each example's ε-MSE times min(SNR, γ) / SNR, SNR = ᾱ / (1 - ᾱ); γ = ∞ is plain MSE."""
+    x0 = torch.randn(8, 4, 4, 4, generator=seed(3))
+    t = torch.tensor([0, 5, 50, 200, 400, 600, 800, 999])
+    noise = torch.randn(x0.shape, generator=seed(4))
+    wrong = lambda x, tt: torch.full_like(x, 0.3)  # noqa: E731
+    plain = GaussianDiffusion("linear")
+    weighted = GaussianDiffusion("linear", min_snr_gamma=5.0)
+    abar = plain.alphas_cumprod.double()[t]
+    snr = abar / (1 - abar)
+    per_example = ((0.3 - noise.double()) ** 2).flatten(1).mean(1)
+    want = (torch.minimum(snr, torch.tensor(5.0, dtype=torch.float64)) / snr * per_example).mean()
+    assert abs(weighted.loss(wrong, x0, t=t, noise=noise).item() - want.item()) < 1e-5
+    assert (weighted.snr_weights(t)[snr > 5] < 1).all() and (weighted.snr_weights(t)[snr <= 5] == 1).all()
+    huge = GaussianDiffusion("linear", min_snr_gamma=1e12)
+    assert abs(huge.loss(wrong, x0, t=t, noise=noise).item() - plain.loss(wrong, x0, t=t, noise=noise).item()) < 1e-5
+    assert weighted.loss(true_noise_fn(weighted, x0.double()), x0.double(), t=t, noise=noise.double()).item() < 1e-10
+
+
+@pytest.mark.parametrize("gamma", [0, -1.0, "5", float("nan"), True])
+def test_bad_min_snr_gamma_is_an_input_error(gamma):
+    with pytest.raises(InputError, match="min_snr_gamma"):
+        GaussianDiffusion("linear", min_snr_gamma=gamma)
 
 
 def test_schedules_are_diffusers_linear_and_squaredcos():

@@ -120,6 +120,16 @@ def test_config_checks():
         TextToImageConfig(objective="dit", schedule="sigmoid", text=TEXT, denoiser=tiny_config().denoiser)
     config = tiny_config("dit")
     assert TextToImageConfig.from_json(config.to_json()) == config
+    weighted = config.replace(min_snr_gamma=5.0)
+    assert TextToImageConfig.from_json(weighted.to_json()) == weighted
+    assert weighted.objective_fn().min_snr_gamma == 5.0
+    with pytest.raises(InputError, match="min_snr_gamma"):
+        tiny_config("sit").replace(min_snr_gamma=5.0)
+    with pytest.raises(InputError, match="min_snr_gamma"):
+        config.replace(min_snr_gamma=-1.0)
+    # a config written before the field existed loads as plain ε-MSE
+    old = {k: v for k, v in config.to_dict().items() if k != "min_snr_gamma"}
+    assert TextToImageConfig.from_dict(old).min_snr_gamma is None
 
 
 def test_model_rejects_a_mismatched_autoencoder(tokenizer):

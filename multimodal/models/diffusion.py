@@ -132,10 +132,13 @@ class GaussianDiffusion:
     """DDPM ε-prediction with diffusers' β schedules (``linear`` or ``cosine``)."""
 
     def __init__(self, schedule: str = "linear", num_train_timesteps: int = 1000, beta_start: float = 1e-4,
-                 beta_end: float = 0.02):
+                 beta_end: float = 0.02, min_snr_gamma: float | None = None):
         if schedule not in SCHEDULES:
             raise InputError(f"schedule: expected one of {', '.join(SCHEDULES)}, found {schedule!r}")
+        if min_snr_gamma is not None and not (isinstance(min_snr_gamma, (int, float)) and not isinstance(min_snr_gamma, bool) and min_snr_gamma > 0):
+            raise InputError(f"min_snr_gamma: expected a positive number or None, found {min_snr_gamma!r}")
         self.schedule, self.num_train_timesteps = schedule, num_train_timesteps
+        self.min_snr_gamma = min_snr_gamma
         self.beta_start, self.beta_end = beta_start, beta_end
         self.train_scheduler = self.scheduler("ddpm")
 
@@ -163,7 +166,12 @@ class GaussianDiffusion:
     def loss(self, model_fn: ModelFn, x0: torch.Tensor, model_kwargs: dict | None = None,
              generator: torch.Generator | None = None, t: torch.Tensor | None = None,
              noise: torch.Tensor | None = None) -> torch.Tensor:
-        """Mean ||ε̂(x_t, t) - ε||² over a batch of clean latents x0, t uniform over the training steps."""
+        """Mean ||ε̂(x_t, t) - ε||² over a batch of clean latents x0, t uniform over the training steps.
+
+        With ``min_snr_gamma`` (Hang et al. 2023, "Efficient Diffusion Training via Min-SNR Weighting
+        Strategy"), each example's ε-error is weighted by min(SNR(t), γ) / SNR(t): low-noise steps,
+        whose ε is hard to infer yet matters little to the image, stop dominating the gradient, and the
+        high-noise steps where the layout forms keep their full weight."""
         B, C = x0.shape[:2]
         if t is None:
             t = (_rand((B,), generator, x0.device) * self.num_train_timesteps).long().clamp(max=self.num_train_timesteps - 1)
@@ -171,7 +179,21 @@ class GaussianDiffusion:
             noise = _randn(x0.shape, generator, x0.device, x0.dtype)
         x_t = self.add_noise(x0, noise, t)
         pred = model_fn(x_t, t, **(model_kwargs or {}))[:, :C]
-        return F.mse_loss(pred.float(), noise.float())
+        if self.min_snr_gamma is None:
+            return F.mse_loss(pred.float(), noise.float())
+        return (self.snr_weights(t) * (pred.float() - noise.float()).square().flatten(1).mean(1)).mean()
+
+    def snr(self, t: torch.Tensor) -> torch.Tensor:
+        """Signal-to-noise ratio ᾱ_t / (1 - ᾱ_t) of integer timesteps ``t``."""
+        abar = self.alphas_cumprod.to(t.device, torch.float64)[t.long()]
+        return abar / (1 - abar)
+
+    def snr_weights(self, t: torch.Tensor) -> torch.Tensor:
+        """Per-example ε-loss weights min(SNR, γ) / SNR (all ones without ``min_snr_gamma``)."""
+        if self.min_snr_gamma is None:
+            return torch.ones(t.shape, device=t.device)
+        snr = self.snr(t)
+        return (snr.clamp(max=self.min_snr_gamma) / snr).float()
 
 
 @torch.no_grad()

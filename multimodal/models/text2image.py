@@ -53,6 +53,7 @@ class TextToImageConfig(Config):
     objective: str = "dit"  # dit (DDPM ε-prediction) | sit (interpolant, velocity)
     schedule: str = "linear"  # dit: the DDPM β schedule, linear or cosine
     path: str = "linear"  # sit: the interpolant path, linear or gvp
+    min_snr_gamma: float | None = None  # dit: min-SNR-γ loss weighting (None: plain ε-MSE)
     text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
     denoiser: DiTConfig = field(default_factory=lambda: DiTConfig(
         input_size=8, patch_size=2, in_channels=4, width=256, depth=6, heads=4, context_dim=128))
@@ -67,7 +68,11 @@ class TextToImageConfig(Config):
         self.objective_fn()  # validates schedule / path
 
     def objective_fn(self) -> GaussianDiffusion | Transport:
-        return GaussianDiffusion(self.schedule) if self.objective == "dit" else Transport(self.path)
+        if self.objective == "dit":
+            return GaussianDiffusion(self.schedule, min_snr_gamma=self.min_snr_gamma)
+        expect(self.min_snr_gamma is None, "TextToImageConfig.min_snr_gamma", "None for sit (a dit loss weighting)",
+               repr(self.min_snr_gamma))
+        return Transport(self.path)
 
     @property
     def samplers(self) -> tuple[str, ...]:

@@ -181,7 +181,9 @@ def model_card(folder: str | Path) -> str:
     config = TextToImageConfig.load(folder / "config.json")
     info = json.loads((folder / TRAINING_NAME).read_text())
     t, d, x, p = info["train_config"], config.denoiser, config.text, info["parameters"]
-    kind = ("DiT: DDPM ε-prediction, " + config.schedule + " β schedule; samplers ddpm, ddim, dpm++ (diffusers)"
+    kind = ("DiT: DDPM ε-prediction, " + config.schedule + " β schedule"
+            + (f", min-SNR-γ loss weighting (γ = {config.min_snr_gamma:g})" if config.min_snr_gamma else "")
+            + "; samplers ddpm, ddim, dpm++ (diffusers)"
             if config.objective == "dit" else
             "SiT: stochastic interpolant, " + config.path + " path, velocity prediction; samplers euler, heun, sde")
     evaluation = folder / "evaluation.json"
@@ -252,6 +254,8 @@ def add_train_text2image_arguments(parser: argparse.ArgumentParser) -> argparse.
                    help="dit: DDPM ε-prediction; sit: interpolant, velocity (default dit)")
     g.add_argument("--schedule", choices=("linear", "cosine"), default="linear", help="dit: β schedule")
     g.add_argument("--path", choices=("linear", "gvp"), default="linear", help="sit: interpolant path")
+    g.add_argument("--min-snr-gamma", type=float, default=None, metavar="GAMMA",
+                   help="dit: weight each step's ε-loss by min(SNR, GAMMA) / SNR (min-SNR-γ; default: off)")
     g.add_argument("--width", type=int, default=den.width, help=f"denoiser width (default {den.width})")
     g.add_argument("--depth", type=int, default=den.depth, help=f"denoiser blocks (default {den.depth})")
     g.add_argument("--heads", type=int, default=den.heads, help=f"denoiser heads (default {den.heads})")
@@ -278,7 +282,8 @@ def config_from_args(args: argparse.Namespace, latent_channels: int, latent_size
     den = DiTConfig(input_size=latent_size, patch_size=args.patch_size, in_channels=latent_channels,
                     width=args.width, depth=args.depth, heads=args.heads, context_dim=args.text_width,
                     class_dropout_prob=args.cfg_dropout)
-    return TextToImageConfig(objective=args.objective, schedule=args.schedule, path=args.path, text=text, denoiser=den)
+    return TextToImageConfig(objective=args.objective, schedule=args.schedule, path=args.path,
+                             min_snr_gamma=args.min_snr_gamma, text=text, denoiser=den)
 
 
 def run_train_text2image(args: argparse.Namespace) -> dict:
