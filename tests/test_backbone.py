@@ -136,7 +136,8 @@ def test_attention_under_cpu_bf16_autocast_runs_in_float32_and_matches():
         F.scaled_dot_product_attention = real
     assert seen == [(torch.float32, False)]
     assert y.dtype == torch.bfloat16
-    torch.testing.assert_close(y.float(), naive_attention(attn, x).detach(), atol=0.05, rtol=0.05)
+    want = naive_attention(attn, x).detach()
+    assert ((y.float() - want).norm() / want.norm()).item() < 0.03  # bf16 projections: ~1 % relative error
     y.float().sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
 
