@@ -1,5 +1,5 @@
 """Image patches: patchify / unpatchify round trips and layout, PatchEmbed as a linear map of patches,
-and position-table resizing against timm's resample_abs_pos_embed."""
+ConvStem's grid and overlapping receptive fields, and position-table resizing against timm's resample_abs_pos_embed."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from multimodal.errors import InputError
-from multimodal.tokenizers.patches import PatchEmbed, patchify, resize_pos_embed, unpatchify
+from multimodal.tokenizers.patches import ConvStem, PatchEmbed, patchify, resize_pos_embed, unpatchify
 
 shapes = st.tuples(st.integers(1, 2), st.integers(1, 4), st.integers(1, 5), st.integers(1, 5),
                    st.integers(1, 4), st.integers(1, 4))  # batch, channels, patch h, patch w, rows, cols
@@ -62,6 +62,44 @@ def test_patch_embed_is_a_linear_map_of_patchify(patch, size):
     expected = F.linear(patchify(images, patch), weight, embed.proj.bias)
     assert torch.allclose(embed(images), expected, atol=1e-5)
     assert embed.grid(*size) == (size[0] // embed.patch[0], size[1] // embed.patch[1])
+
+
+def _changed_tokens(embed, images, pixel):
+    """Which tokens (on the row-major grid) change when one pixel of the first channel changes."""
+    with torch.no_grad():
+        before = embed(images)
+        bumped = images.clone()
+        bumped[:, 0, pixel[0], pixel[1]] += 5.0
+        after = embed(bumped)
+    rows, cols = embed.grid(*images.shape[-2:])
+    changed = (after - before).abs().amax(dim=(0, 2)) > 1e-6
+    return {(int(i) // cols, int(i) % cols) for i in changed.nonzero()}
+
+
+def test_conv_stem_keeps_the_patch_grid_and_sees_across_patch_borders():
+    torch.manual_seed(0)
+    stem, patch = ConvStem(2, 16, 4).eval(), PatchEmbed(2, 16, 4)
+    images = torch.randn(3, 2, 16, 24)
+    assert stem(images).shape == patch(images).shape == (3, 4 * 6, 16)
+    assert stem.grid(16, 24) == patch.grid(16, 24) == (4, 6)
+    # [channels] of the two 3x3 stride-2 convolutions: width / 2, width
+    assert [m.out_channels for m in stem.stem if isinstance(m, torch.nn.Conv2d)] == [8, 16]
+    # a pixel at the corner of patch (0, 0): PatchEmbed's token (0, 0) alone sees it; the stem's
+    # receptive field (7 pixels for patch 4) reaches into the next patches, but not two patches away
+    assert _changed_tokens(patch, images, (3, 3)) == {(0, 0)}
+    seen = _changed_tokens(stem, images, (3, 3))
+    assert {(0, 0), (1, 1)} <= seen and all(r <= 1 and c <= 1 for r, c in seen)
+    assert len(ConvStem(1, 32, 8).stem) == 9  # log2(8) = 3 convolution + BatchNorm + ReLU layers
+
+
+def test_conv_stem_bad_input():
+    for patch in (3, 1, 6, (4, 2)):
+        with pytest.raises(InputError, match="power-of-two patch"):
+            ConvStem(3, 16, patch)
+    with pytest.raises(InputError, match="3 channels"):
+        ConvStem(3, 16, 4)(torch.zeros(1, 1, 8, 8))
+    with pytest.raises(InputError, match="multiples of the patch size"):
+        ConvStem(3, 16, 4)(torch.zeros(1, 3, 8, 10))
 
 
 @pytest.mark.parametrize("old,new,prefix", [((4, 4), (6, 6), 1), ((4, 4), (3, 5), 1), ((6, 4), (2, 2), 0),

@@ -68,6 +68,8 @@ def test_config_round_trips_through_json():
     (dict(image_mode="RGB", in_channels=1), "1 channels"),
     (dict(image_std=(0.5, 0.0, 0.5)), "image_std: expected 3 numbers > 0"),
     (dict(global_pool="max"), "token, avg"),
+    (dict(stem="resnet"), "stem: expected one of patch, conv"),
+    (dict(stem="conv", patch_size=6, image_size=18), "convolutional stem needs a power of two"),
 ])
 def test_bad_configs_are_input_errors(changes, message):
     with pytest.raises(InputError, match=message):
@@ -153,6 +155,25 @@ def test_save_and_load(tmp_path):
     assert torch.equal(loaded(x), model(x))
 
 
+def test_conv_stem_model_runs_at_any_resolution_saves_and_loads(tmp_path):
+    torch.manual_seed(0)
+    model = ViT(tiny(stem="conv", global_pool="avg"))
+    assert type(model.patch_embed).__name__ == "ConvStem"
+    model.train()
+    for _ in range(3):  # move the BatchNorm running statistics away from their initial values
+        model(torch.randn(4, 3, 16, 16) * 2 + 1).sum().backward()
+    model.eval()
+    model.save_pretrained(tmp_path / "m")
+    loaded = ViT.from_pretrained(tmp_path / "m").eval()
+    assert loaded.config.stem == "conv"
+    bn = "patch_embed.stem.1.running_mean"
+    assert torch.equal(loaded.state_dict()[bn], model.state_dict()[bn]) and model.state_dict()[bn].abs().sum() > 0
+    for size in ((16, 16), (24, 20)):
+        x = torch.randn(2, 3, *size)
+        assert torch.equal(loaded(x), model(x))
+    assert ViT(tiny()).patch_embed.__class__.__name__ == "PatchEmbed"  # the default stays timm's layout
+
+
 def test_preprocess_follows_the_config():
     config = tiny(image_size=(8, 12), image_mean=(0.5, 0.25, 0.0), image_std=(0.5, 0.25, 1.0))
     image = Image.new("RGB", (24, 16), (255, 0, 128))
@@ -224,10 +245,11 @@ def test_train_vit_learns_coloured_shapes(tmp_path):
                        load_tensors(out / "best" / "model.safetensors")["head.weight"])
 
 
-def test_train_vit_resumes_exactly(tmp_path, monkeypatch):
+@pytest.mark.parametrize("stem", ["patch", "conv"])  # conv: BatchNorm's running statistics resume too
+def test_train_vit_resumes_exactly(tmp_path, monkeypatch, stem):
     data = shape_folder(tmp_path / "shapes", per_class=6)
     common = ("--data", str(data), "--max-steps", "16", "--save-every", "8", "--eval-every", "8",
-              "--mixup", "0.4", "--cutmix", "1.0", "--randaugment", "2", "5", *TINY)
+              "--mixup", "0.4", "--cutmix", "1.0", "--randaugment", "2", "5", "--stem", stem, *TINY)
     ic.run_train_vit(train_args("--out-dir", str(tmp_path / "straight"), *common))
 
     step = Trainer._optimizer_step
@@ -246,6 +268,8 @@ def test_train_vit_resumes_exactly(tmp_path, monkeypatch):
     b = load_tensors(tmp_path / "killed" / "checkpoint" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert json.loads((tmp_path / "killed" / "model" / "training.json").read_text())["resumed"] is True
+    assert ViT.from_pretrained(tmp_path / "killed" / "model").config.stem == stem
+    assert ("convolutional stem" in (tmp_path / "killed" / "model" / "MODEL_CARD.md").read_text()) == (stem == "conv")
 
     with pytest.raises(InputError, match=r"resume: expected the data, model and augmentation .* model"):
         ic.run_train_vit(train_args("--out-dir", str(tmp_path / "killed"), "--resume", *common, "--width", "16"))

@@ -220,6 +220,9 @@ def add_train_vit_arguments(parser: argparse.ArgumentParser) -> argparse.Argumen
                              ("--dropout", float, "dropout inside the blocks"),
                              ("--head-dropout", float, "dropout before the classifier")):
         model.add_argument(flag, type=kind, default=None, help=text)
+    model.add_argument("--stem", choices=("patch", "conv"), default=None,
+                       help="tokenizer: patch (linear map per patch, default) or conv (early convolutions, "
+                            "Xiao et al. 2021)")
     model.add_argument("--global-pool", choices=("token", "avg"), default=None, help="class token or mean of patches")
     model.add_argument("--layer-scale", type=_optional(float), default=None, help="LayerScale init (default: off)")
     aug = parser.add_argument_group("augmentation")
@@ -256,7 +259,7 @@ def _model_config(args, classes: list[str], native_size: int | None) -> ViTConfi
     fields.update(image_size=tuple(size) if len(size) == 2 else size[0], in_channels=3 if mode == "RGB" else 1,
                   image_mode=mode, num_classes=len(classes), labels=classes)
     for name in ("patch_size", "width", "depth", "heads", "mlp_ratio", "drop_path", "dropout", "head_dropout",
-                 "global_pool", "layer_scale"):
+                 "global_pool", "layer_scale", "stem"):
         if getattr(args, name) is not None:
             fields[name] = getattr(args, name)
     if args.preset is not None:
@@ -411,7 +414,8 @@ def model_card(folder: Path) -> str:
     source = "Fashion-MNIST" if fashion else f"the image folder {data}"
     pool = "class-token" if config.global_pool == "token" else "mean-of-patches"
     h, w = config.image_size
-    rows = [("architecture", f"ViT: patch {config.patch_size}, width {config.width}, depth {config.depth}, "
+    stem = ", convolutional stem (3x3 stride-2 convolutions, Xiao et al. 2021)" if config.stem == "conv" else ""
+    rows = [("architecture", f"ViT: patch {config.patch_size}{stem}, width {config.width}, depth {config.depth}, "
                              f"{config.heads} heads, MLP {config.mlp_ratio:g}x, {pool} pooling"),
             ("input", f"{h} x {w} {config.image_mode}, normalised with mean {list(config.image_mean)}, "
                       f"std {list(config.image_std)}"),

@@ -4,6 +4,9 @@ Method
 ------
 1. **Patches.** An image ``[B, C, H, W]`` is cut into ``p x p`` patches, each mapped linearly to a
    token (``PatchEmbed``: a convolution with kernel = stride = p): ``[B, N, W]``, N = (H/p)(W/p).
+   ``stem="conv"`` replaces the linear map by early convolutions on the same grid (``ConvStem``,
+   Xiao et al. 2021: 3x3 stride-2 convolutions with BatchNorm and ReLU, then a 1x1 projection), which
+   trains markedly faster on small data sets; timm and Hugging Face checkpoints use ``"patch"``.
 2. **Class token and positions.** A learned class token is prepended (``class_token``) and a learned
    position table ``pos_embed`` ``[1, 1 + N, W]`` is added, its first row belonging to the class
    token (timm's and the original JAX layout). At a resolution other than ``image_size`` the grid part
@@ -35,9 +38,10 @@ from ..backbone import BackboneConfig, Transformer, make_norm
 from ..checkpoint import PretrainedMixin
 from ..config import Config, preset_fields
 from ..errors import InputError
-from ..tokenizers.patches import PatchEmbed, grid_size, pair, resize_pos_embed
+from ..tokenizers.patches import ConvStem, PatchEmbed, grid_size, pair, resize_pos_embed
 
 POOLS = ("token", "avg")
+STEMS = ("patch", "conv")
 IMAGE_MODES = {"L": 1, "RGB": 3, "RGBA": 4}
 RESIZES = ("squash", "shorter")  # squash: to image_size exactly; shorter: shorter side, then center crop
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
@@ -49,6 +53,7 @@ class ViTConfig(Config):
     # network
     image_size: int | tuple[int, int] = 224  # (height, width) the position table is trained at
     patch_size: int = 16
+    stem: str = "patch"  # patch: one linear map per patch (ViT); conv: early convolutions (ConvStem)
     in_channels: int = 3
     num_classes: int = 1000  # 0: no classifier, forward returns pooled features
     width: int = 768
@@ -86,6 +91,11 @@ class ViTConfig(Config):
             raise InputError(f"ViTConfig.num_classes: expected an integer >= 0, found {self.num_classes!r}")
         if self.width % self.heads:
             raise InputError(f"ViTConfig.width: expected a multiple of heads ({self.heads}), found {self.width}")
+        if self.stem not in STEMS:
+            raise InputError(f"ViTConfig.stem: expected one of {', '.join(STEMS)}, found {self.stem!r}")
+        if self.stem == "conv" and (self.patch_size < 2 or self.patch_size & (self.patch_size - 1)):
+            raise InputError(f"ViTConfig.patch_size: a convolutional stem needs a power of two (2, 4, 8, ...), "
+                             f"found {self.patch_size}")
         if self.global_pool not in POOLS:
             raise InputError(f"ViTConfig.global_pool: expected one of {', '.join(POOLS)}, found {self.global_pool!r}")
         if self.global_pool == "token" and not self.class_token:
@@ -166,7 +176,10 @@ class ViT(PretrainedMixin, nn.Module):
         self.config = config
         W, P = config.width, config.num_prefix_tokens
         rows, cols = config.grid
-        self.patch_embed = PatchEmbed(config.in_channels, W, config.patch_size, bias=not config.pre_norm)
+        if config.stem == "conv":
+            self.patch_embed = ConvStem(config.in_channels, W, config.patch_size)
+        else:
+            self.patch_embed = PatchEmbed(config.in_channels, W, config.patch_size, bias=not config.pre_norm)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, W)) if config.class_token else None
         self.pos_embed = nn.Parameter(torch.zeros(1, P + rows * cols, W))
         backbone = config.backbone()
@@ -180,7 +193,8 @@ class ViT(PretrainedMixin, nn.Module):
 
     def init_weights(self) -> None:
         """timm's: truncated-normal (std .02) linear weights and positions, zero biases, class token
-        N(0, 1e-6); the patch projection keeps PyTorch's convolution init, the norms ones and zeros."""
+        N(0, 1e-6); the patch projection keeps PyTorch's convolution init, the norms ones and zeros
+        (a convolutional stem initialises its 3x3 convolutions itself, He-normal)."""
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.trunc_normal_(m.weight, std=0.02)

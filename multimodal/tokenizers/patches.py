@@ -5,7 +5,8 @@ the ``(H / p_h) x (W / p_w)`` grid. ``patchify`` flattens each patch to a vector
 ``(row, column, channel)`` inside the patch, the layout of MAE's ``patchify`` and of DiT's final
 layer (its ``unpatchify`` reads ``[..., p, p, c]``), so DiT outputs map back to pixels with
 ``unpatchify`` unchanged. ``PatchEmbed`` is the learned tokenizer: a convolution whose kernel equals
-its stride (timm's and Hugging Face's layout), which is a linear map of each patch.
+its stride (timm's and Hugging Face's layout), which is a linear map of each patch. ``ConvStem`` is
+the alternative with early convolutions (overlapping receptive fields) on the same token grid.
 
 Learned position tables trained at one grid are resampled to another with ``resize_pos_embed``
 (bicubic, as timm's ``resample_abs_pos_embed``), which is what lets a ViT run at any resolution.
@@ -71,7 +72,29 @@ def unpatchify(tokens: torch.Tensor, patch: int | Size2, image_size: int | Size2
     return rearrange(tokens, "b (h w) (p1 p2 c) -> b c (h p1) (w p2)", h=rows, w=cols, p1=ph, p2=pw)
 
 
-class PatchEmbed(nn.Module):
+class _ImageTokenizer(nn.Module):
+    """What PatchEmbed and ConvStem share: input checks, the token grid, and ``[B, W, h, w]`` feature
+    maps (``feature_maps``, per subclass) flattened to tokens ``[B, h*w, W]`` in row-major order."""
+
+    patch: Size2
+    in_channels: int
+
+    def grid(self, height: int, width: int) -> Size2:
+        return grid_size((height, width), self.patch)
+
+    def feature_maps(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        _check_images(images)
+        if images.shape[1] != self.in_channels:
+            raise InputError(f"images: expected {self.in_channels} channels, found {images.shape[1]} "
+                             f"(shape {tuple(images.shape)})")
+        self.grid(*images.shape[-2:])
+        return self.feature_maps(images).flatten(2).transpose(1, 2)  # [B, W, h, w] -> [B, h*w, W]
+
+
+class PatchEmbed(_ImageTokenizer):
     """images ``[B, C, H, W]`` -> tokens ``[B, N, width]``: one linear map per patch, computed as a
     convolution with kernel = stride = patch (``proj``, timm's name). Any H, W that are multiples of
     the patch are accepted; ``grid(H, W)`` says the resulting token grid."""
@@ -82,16 +105,43 @@ class PatchEmbed(nn.Module):
         self.in_channels = in_channels
         self.proj = nn.Conv2d(in_channels, width, kernel_size=self.patch, stride=self.patch, bias=bias)
 
-    def grid(self, height: int, width: int) -> Size2:
-        return grid_size((height, width), self.patch)
+    def feature_maps(self, images: torch.Tensor) -> torch.Tensor:
+        return self.proj(images)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        _check_images(images)
-        if images.shape[1] != self.in_channels:
-            raise InputError(f"images: expected {self.in_channels} channels, found {images.shape[1]} "
-                             f"(shape {tuple(images.shape)})")
-        self.grid(*images.shape[-2:])
-        return self.proj(images).flatten(2).transpose(1, 2)  # [B, W, h, w] -> [B, h*w, W]
+
+class ConvStem(_ImageTokenizer):
+    """images ``[B, C, H, W]`` -> tokens ``[B, N, width]`` through early convolutions instead of one
+    linear map per patch (Xiao et al., 2021, "Early Convolutions Help Transformers See Better"):
+    log2(p) 3x3 convolutions of stride 2, each followed by BatchNorm and ReLU, with channels rising to
+    ``width`` (``width / 2**(k-1)``, ..., ``width / 2``, ``width``), then a 1x1 convolution (``proj``)
+    to the token width. The token grid is the patch grid of ``PatchEmbed`` with the same ``patch``, so
+    positions and everything after the tokenizer are unchanged; the receptive fields overlap, which is
+    the inductive bias that makes small ViTs train faster on small data sets. ``patch`` must be a
+    power of two (2, 4, 8, ...), square."""
+
+    def __init__(self, in_channels: int, width: int, patch: int | Size2):
+        super().__init__()
+        self.patch = pair(patch, "patch")
+        p = self.patch[0]
+        if self.patch[0] != self.patch[1] or p < 2 or p & (p - 1):
+            raise InputError(f"patch: a convolutional stem needs a square power-of-two patch (2, 4, 8, ...), "
+                             f"found {self.patch[0]}x{self.patch[1]}")
+        self.in_channels = in_channels
+        layers, channels = [], in_channels
+        steps = p.bit_length() - 1
+        for i in range(steps):
+            out = max(width >> (steps - 1 - i), 8)
+            layers += [nn.Conv2d(channels, out, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(out),
+                       nn.ReLU(inplace=True)]
+            channels = out
+        self.stem = nn.Sequential(*layers)
+        self.proj = nn.Conv2d(channels, width, kernel_size=1)
+        for m in self.stem:
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def feature_maps(self, images: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.stem(images))
 
 
 def resize_pos_embed(pos: torch.Tensor, old_grid: Size2, new_grid: Size2, num_prefix_tokens: int = 1,
