@@ -6,7 +6,7 @@ Method
    token (``PatchEmbed``: a convolution with kernel = stride = p): ``[B, N, W]``, N = (H/p)(W/p).
    ``stem="conv"`` replaces the linear map by early convolutions on the same grid (``ConvStem``,
    Xiao et al. 2021: 3x3 stride-2 convolutions with BatchNorm and ReLU, then a 1x1 projection), which
-   trains markedly faster on small data sets; timm and Hugging Face checkpoints use ``"patch"``.
+   learns more per epoch on small data sets; timm and Hugging Face checkpoints use ``"patch"``.
 2. **Class token and positions.** A learned class token is prepended (``class_token``) and a learned
    position table ``pos_embed`` ``[1, 1 + N, W]`` is added, its first row belonging to the class
    token (timm's and the original JAX layout). At a resolution other than ``image_size`` the grid part

@@ -115,9 +115,11 @@ class ConvStem(_ImageTokenizer):
     log2(p) 3x3 convolutions of stride 2, each followed by BatchNorm and ReLU, with channels rising to
     ``width`` (``width / 2**(k-1)``, ..., ``width / 2``, ``width``), then a 1x1 convolution (``proj``)
     to the token width. The token grid is the patch grid of ``PatchEmbed`` with the same ``patch``, so
-    positions and everything after the tokenizer are unchanged; the receptive fields overlap, which is
-    the inductive bias that makes small ViTs train faster on small data sets. ``patch`` must be a
-    power of two (2, 4, 8, ...), square."""
+    positions and everything after the tokenizer are unchanged; the receptive fields overlap (7 pixels
+    for patch 4), a locality bias that helps small ViTs on small data sets: on Fashion-MNIST the
+    recipe ViT with this stem led the linear one by 1.8 points of validation accuracy at step 3,000,
+    at about 12 % more time per step on this project's CPU (see the vit-fashion-mnist card notes).
+    ``patch`` must be a power of two (2, 4, 8, ...), square."""
 
     def __init__(self, in_channels: int, width: int, patch: int | Size2):
         super().__init__()
