@@ -174,6 +174,31 @@ def test_bad_min_snr_gamma_is_an_input_error(gamma):
         GaussianDiffusion("linear", min_snr_gamma=gamma)
 
 
+def test_logit_normal_training_times():
+    """t = sigmoid(n), n ~ N(0, 1): the logits of the drawn times are standard normal (mean, spread and
+    the normal's quartiles), the same generator seed gives the same times, and the loss uses them."""
+    transport = Transport("linear", time_sampling="logit-normal")
+    t = transport.sample_times(20000, seed(5)).double()
+    assert ((t > 0) & (t < 1)).all()
+    n = torch.logit(t)
+    assert abs(n.mean().item()) < 0.03 and abs(n.std().item() - 1) < 0.03
+    quartiles = torch.quantile(n, torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64))
+    assert torch.allclose(quartiles, torch.tensor([-0.6745, 0.0, 0.6745], dtype=torch.float64), atol=0.04)
+    assert torch.equal(transport.sample_times(8, seed(6)), transport.sample_times(8, seed(6)))
+    uniform = Transport("linear").sample_times(20000, seed(5))
+    assert abs(uniform.mean().item() - 0.5) < 0.01 and abs(uniform.var().item() - 1 / 12) < 0.003
+    eps = Transport("linear", train_eps=0.1, time_sampling="logit-normal").sample_times(2000, seed(7))
+    assert eps.min() >= 0.1 and eps.max() <= 0.9
+    # the loss draws its times with sample_times: the same seed gives the same loss as explicit times
+    x1 = torch.randn(6, 4, 4, 4, generator=seed(8))
+    model = lambda x, tt: x * (tt / 1000).reshape(-1, 1, 1, 1)  # noqa: E731
+    g = seed(9)
+    times, noise = transport.sample_times(6, g), torch.randn(x1.shape, generator=g)
+    assert torch.equal(transport.loss(model, x1, generator=seed(9)), transport.loss(model, x1, t=times, noise=noise))
+    with pytest.raises(InputError, match="time_sampling"):
+        Transport("linear", time_sampling="beta")
+
+
 def test_schedules_are_diffusers_linear_and_squaredcos():
     from diffusers import DDPMScheduler
 

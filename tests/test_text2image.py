@@ -128,8 +128,30 @@ def test_config_checks():
     with pytest.raises(InputError, match="min_snr_gamma"):
         config.replace(min_snr_gamma=-1.0)
     # a config written before the field existed loads as plain ε-MSE
-    old = {k: v for k, v in config.to_dict().items() if k != "min_snr_gamma"}
+    old = {k: v for k, v in config.to_dict().items() if k not in ("min_snr_gamma", "time_sampling")}
     assert TextToImageConfig.from_dict(old).min_snr_gamma is None
+    assert TextToImageConfig.from_dict(old).time_sampling == "uniform"
+    logit = tiny_config("sit").replace(time_sampling="logit-normal")
+    assert TextToImageConfig.from_json(logit.to_json()) == logit
+    assert logit.objective_fn().time_sampling == "logit-normal"
+    with pytest.raises(InputError, match="time_sampling"):
+        config.replace(time_sampling="logit-normal")  # a sit option
+    with pytest.raises(InputError, match="time_sampling"):
+        tiny_config("sit").replace(time_sampling="cosine")
+
+
+def test_cli_model_flags_reach_the_config():
+    import argparse
+
+    parser = training.add_train_text2image_arguments(argparse.ArgumentParser())
+    args = parser.parse_args(["--vae", "v", "--objective", "sit", "--time-sampling", "logit-normal", "--width", "64",
+                              "--heads", "2", "--text-width", "32", "--text-heads", "2"])
+    config = training.config_from_args(args, latent_channels=4, latent_size=8)
+    assert config.objective == "sit" and config.time_sampling == "logit-normal" and config.min_snr_gamma is None
+    assert config.denoiser.width == 64 and config.denoiser.context_dim == config.text.width == 32
+    args = parser.parse_args(["--vae", "v", "--min-snr-gamma", "5", "--width", "64", "--heads", "2"])
+    config = training.config_from_args(args, latent_channels=4, latent_size=8)
+    assert config.objective == "dit" and config.min_snr_gamma == 5.0 and config.time_sampling == "uniform"
 
 
 def test_model_rejects_a_mismatched_autoencoder(tokenizer):

@@ -49,6 +49,7 @@ from ..errors import InputError
 SCHEDULES = {"linear": "linear", "cosine": "squaredcos_cap_v2"}
 SCHEDULERS = ("ddpm", "ddim", "dpm++")
 PATHS = ("linear", "gvp")
+TIME_SAMPLINGS = ("uniform", "logit-normal")
 SIT_SAMPLERS = ("euler", "heun", "sde")
 DIFFUSION_FORMS = ("sigma", "linear", "constant")
 MAX_STEPS = 1000
@@ -225,12 +226,26 @@ def ddpm_sample(model_fn: ModelFn, shape=None, scheduler: str = "ddim", steps: i
 class Transport:
     """Stochastic interpolant x_t = α_t x_1 (data) + σ_t x_0 (noise), t from 0 (noise) to 1 (data),
     with velocity prediction. ``path``: ``linear`` or ``gvp``. The network sees ``time_scale * t``.
-    ``train_eps`` keeps training times inside [eps, 1 - eps]."""
+    ``train_eps`` keeps training times inside [eps, 1 - eps]. ``time_sampling`` draws training times
+    ``uniform`` (SiT's) or ``logit-normal`` (t = sigmoid(n), n ~ N(0, 1); Esser et al. 2024, SD3),
+    which trains the middle times, where the layout is decided, more often than the ends."""
 
-    def __init__(self, path: str = "linear", time_scale: float = 1000.0, train_eps: float = 0.0):
+    def __init__(self, path: str = "linear", time_scale: float = 1000.0, train_eps: float = 0.0,
+                 time_sampling: str = "uniform"):
         if path not in PATHS:
             raise InputError(f"path: expected one of {', '.join(PATHS)}, found {path!r}")
+        if time_sampling not in TIME_SAMPLINGS:
+            raise InputError(f"time_sampling: expected one of {', '.join(TIME_SAMPLINGS)}, found {time_sampling!r}")
         self.path, self.time_scale, self.train_eps = path, float(time_scale), float(train_eps)
+        self.time_sampling = time_sampling
+
+    def sample_times(self, n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+        """``n`` training times in [eps, 1 - eps], drawn as ``time_sampling`` says."""
+        if self.time_sampling == "uniform":
+            u = _rand((n,), generator, device)
+        else:
+            u = _randn((n,), generator, device, torch.float32).sigmoid()
+        return self.train_eps + (1 - 2 * self.train_eps) * u
 
     def coefficients(self, t: torch.Tensor):
         """α_t, σ_t and their time derivatives α̇_t, σ̇_t, each shaped like t."""
@@ -251,10 +266,11 @@ class Transport:
     def loss(self, model_fn: ModelFn, x1: torch.Tensor, model_kwargs: dict | None = None,
              generator: torch.Generator | None = None, t: torch.Tensor | None = None,
              noise: torch.Tensor | None = None) -> torch.Tensor:
-        """Mean ||v̂(x_t, t) - u_t||² over a batch of clean latents x1, t uniform on [eps, 1 - eps]."""
+        """Mean ||v̂(x_t, t) - u_t||² over a batch of clean latents x1, t in [eps, 1 - eps] drawn by
+        ``sample_times``."""
         B, C = x1.shape[:2]
         if t is None:
-            t = self.train_eps + (1 - 2 * self.train_eps) * _rand((B,), generator, x1.device)
+            t = self.sample_times(B, generator, x1.device)
         if noise is None:
             noise = _randn(x1.shape, generator, x1.device, x1.dtype)
         x_t, u_t = self.interpolate(noise, x1, t)

@@ -54,6 +54,7 @@ class TextToImageConfig(Config):
     schedule: str = "linear"  # dit: the DDPM β schedule, linear or cosine
     path: str = "linear"  # sit: the interpolant path, linear or gvp
     min_snr_gamma: float | None = None  # dit: min-SNR-γ loss weighting (None: plain ε-MSE)
+    time_sampling: str = "uniform"  # sit: training times, uniform or logit-normal (SD3)
     text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
     denoiser: DiTConfig = field(default_factory=lambda: DiTConfig(
         input_size=8, patch_size=2, in_channels=4, width=256, depth=6, heads=4, context_dim=128))
@@ -69,10 +70,12 @@ class TextToImageConfig(Config):
 
     def objective_fn(self) -> GaussianDiffusion | Transport:
         if self.objective == "dit":
+            expect(self.time_sampling == "uniform", "TextToImageConfig.time_sampling",
+                   "'uniform' for dit (logit-normal is a sit option)", repr(self.time_sampling))
             return GaussianDiffusion(self.schedule, min_snr_gamma=self.min_snr_gamma)
         expect(self.min_snr_gamma is None, "TextToImageConfig.min_snr_gamma", "None for sit (a dit loss weighting)",
                repr(self.min_snr_gamma))
-        return Transport(self.path)
+        return Transport(self.path, time_sampling=self.time_sampling)
 
     @property
     def samplers(self) -> tuple[str, ...]:

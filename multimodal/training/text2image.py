@@ -185,7 +185,9 @@ def model_card(folder: str | Path) -> str:
             + (f", min-SNR-γ loss weighting (γ = {config.min_snr_gamma:g})" if config.min_snr_gamma else "")
             + "; samplers ddpm, ddim, dpm++ (diffusers)"
             if config.objective == "dit" else
-            "SiT: stochastic interpolant, " + config.path + " path, velocity prediction; samplers euler, heun, sde")
+            "SiT: stochastic interpolant, " + config.path + " path, velocity prediction"
+            + (", logit-normal training times" if config.time_sampling == "logit-normal" else "")
+            + "; samplers euler, heun, sde")
     evaluation = folder / "evaluation.json"
     if evaluation.is_file():
         ev = json.loads(evaluation.read_text())
@@ -256,6 +258,8 @@ def add_train_text2image_arguments(parser: argparse.ArgumentParser) -> argparse.
     g.add_argument("--path", choices=("linear", "gvp"), default="linear", help="sit: interpolant path")
     g.add_argument("--min-snr-gamma", type=float, default=None, metavar="GAMMA",
                    help="dit: weight each step's ε-loss by min(SNR, GAMMA) / SNR (min-SNR-γ; default: off)")
+    g.add_argument("--time-sampling", choices=("uniform", "logit-normal"), default="uniform",
+                   help="sit: training times uniform, or logit-normal (sigmoid of N(0, 1), as SD3; default uniform)")
     g.add_argument("--width", type=int, default=den.width, help=f"denoiser width (default {den.width})")
     g.add_argument("--depth", type=int, default=den.depth, help=f"denoiser blocks (default {den.depth})")
     g.add_argument("--heads", type=int, default=den.heads, help=f"denoiser heads (default {den.heads})")
@@ -283,7 +287,8 @@ def config_from_args(args: argparse.Namespace, latent_channels: int, latent_size
                     width=args.width, depth=args.depth, heads=args.heads, context_dim=args.text_width,
                     class_dropout_prob=args.cfg_dropout)
     return TextToImageConfig(objective=args.objective, schedule=args.schedule, path=args.path,
-                             min_snr_gamma=args.min_snr_gamma, text=text, denoiser=den)
+                             min_snr_gamma=args.min_snr_gamma, time_sampling=args.time_sampling, text=text,
+                             denoiser=den)
 
 
 def run_train_text2image(args: argparse.Namespace) -> dict:
