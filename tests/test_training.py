@@ -379,3 +379,24 @@ def test_bad_input(tmp_path, monkeypatch):
                                                                                       False))
     with pytest.raises(InputError, match="world_size"):
         make("d", cfg=config(tmp_path / "d", batch_size=6, grad_accum=2))
+
+
+def test_resume_settings_accept_config_fields_added_since_the_run_started(tmp_path):
+    """A run saved before a config field existed resumes when the field is at its default; a real
+    change (or the new field away from its default) is still refused, naming the key."""
+    from multimodal.models.vit import ViTConfig
+
+    config = ViTConfig(image_size=16, patch_size=4, num_classes=3, width=32, depth=1, heads=4)
+    old_model = {k: v for k, v in config.to_dict().items() if k != "stem"}  # as written before `stem`
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"model": old_model, "seed": 1}))
+    check = trainer_module.check_resume_settings
+    saved = check(path, {"model": config.to_dict(), "seed": 1}, "the model", configs={"model": ViTConfig})
+    assert saved["model"]["stem"] == "patch"
+    with pytest.raises(InputError, match="resume: expected the model .* model"):
+        check(path, {"model": config.to_dict(), "seed": 1}, "the model")  # without configs: a literal comparison
+    for changed in ({"model": config.replace(stem="conv").to_dict(), "seed": 1},
+                    {"model": config.replace(width=64, heads=4).to_dict(), "seed": 1},
+                    {"model": config.to_dict(), "seed": 2}):
+        with pytest.raises(InputError, match="resume: expected the model"):
+            check(path, changed, "the model", configs={"model": ViTConfig})

@@ -296,7 +296,7 @@ def run_train_vit(args: argparse.Namespace) -> dict:
            "model": config.to_dict()}
     out_dir = Path(train_config.out_dir)
     if args.resume:
-        check_resume_settings(out_dir / RUN_NAME, run, "the data, model and augmentation")
+        check_resume_settings(out_dir / RUN_NAME, run, "the data, model and augmentation", configs={"model": ViTConfig})
     augment = TrainAugment(config.num_classes, config.image_mean, config.image_std, **run["augment"])
     torch.manual_seed(train_config.seed)  # the initial weights
     model = ViT(config)

@@ -111,7 +111,7 @@ def train_autoencoder(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, steps: int 
     out_dir = Path(out_dir)
     run = {"model": config.to_dict(), "loss": loss, "kl_weight": kl_weight}
     if resume:
-        check_resume_settings(out_dir / RUN_NAME, run, "the model and loss")
+        check_resume_settings(out_dir / RUN_NAME, run, "the model and loss", configs={"model": AutoencoderConfig})
     train_world = CaptionedWorld("train", fashion=fashion)
     held_world = CaptionedWorld("held_out", fashion=fashion)
     expect(config.sample_size == train_world.image_size, "config.sample_size",

@@ -123,7 +123,8 @@ def train_text2image(out_dir: str | Path, *, vae: str | Path, config: TextToImag
     run = {"model": config.to_dict(), "vae": str(Path(vae).resolve()), "tokenizer": str(tokenizer) if tokenizer else None}
     own_tokenizer = out_dir / TOKENIZER_NAME
     if resume:
-        check_resume_settings(out_dir / RUN_NAME, run, "the model, autoencoder and tokenizer")
+        check_resume_settings(out_dir / RUN_NAME, run, "the model, autoencoder and tokenizer",
+                              configs={"model": TextToImageConfig})
         text_tokenizer = TextTokenizer.from_file(Path(tokenizer) if tokenizer else own_tokenizer)
     elif tokenizer:
         text_tokenizer = TextTokenizer.from_file(tokenizer)

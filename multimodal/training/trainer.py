@@ -88,16 +88,24 @@ def command_line(args: argparse.Namespace, command: str) -> str:
     return " ".join(words)
 
 
-def check_resume_settings(path: Path, run: dict, what: str) -> dict:
+def check_resume_settings(path: Path, run: dict, what: str, configs: dict | None = None) -> dict:
     """Before ``--resume``: the settings a run was started with (the JSON file ``path``) must equal
     ``run``, the settings given now; ``what`` names them in the error (e.g. "the model and loss").
-    Returns the saved settings."""
+    ``configs`` maps keys of ``run`` that hold a ``Config.to_dict()`` to its class: the saved dict is
+    read back through that class first, so a field added to the config since the run started (at
+    its default) is not a change. Returns the saved settings."""
     if not path.is_file():
         raise InputError(f"resume: expected {path} from the run to continue, found none")
     try:
         saved = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise InputError(f"{path}: expected the run's JSON settings, found an unreadable file ({e})") from None
+    for key, cls in (configs or {}).items():
+        if isinstance(saved.get(key), dict):
+            try:
+                saved[key] = json.loads(json.dumps(cls.from_dict(saved[key]).to_dict()))
+            except (InputError, TypeError, ValueError):
+                pass  # not a config this version reads: left as saved, so it shows as a change below
     now = json.loads(json.dumps(run))  # tuples -> lists, as saved
     changed = [f"{k} ({saved.get(k)!r} in the run, {now[k]!r} now)" for k in now if saved.get(k) != now[k]]
     if changed:
