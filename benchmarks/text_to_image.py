@@ -195,7 +195,10 @@ def main(argv=None) -> None:
                       "seen_prompts": int((~held_prompts).sum()), "held_out_prompts": int(held_prompts.sum()),
                       "judge_ceiling": ceiling_row, "rows": model_rows}
         if args.write_checkpoints:
-            atomic_write_text(folder / "evaluation.json", json.dumps(evaluation, indent=2) + "\n")
+            previous = folder / "evaluation.json"  # a shipped folder keeps the float16 check made when shipped
+            kept = {k: v for k, v in (json.loads(previous.read_text()) if previous.is_file() else {}).items()
+                    if k == "storage_check"}
+            atomic_write_text(folder / "evaluation.json", json.dumps({**evaluation, **kept}, indent=2) + "\n")
             atomic_write_text(folder / "MODEL_CARD.md", model_card(folder))
         if args.ship:
             sampler = model.config.default_sampler
@@ -204,6 +207,9 @@ def main(argv=None) -> None:
                 reference = {"model": name, **sample_and_score(model, sampler, SHIP_STEPS, args.guidance, judge,
                                                                prompts, real_features)}
             dest = Path(args.ship) / f"text2image-{name}"
+            if dest.resolve() == Path(folder).resolve():  # evaluating the shipped folder itself: nothing to copy
+                print(f"{dest} is the evaluated folder: kept as it is", flush=True)
+                continue
             check = ship(folder, dest, evaluation, reference, lambda m: sample_and_score(
                 m, sampler, SHIP_STEPS, args.guidance, judge, prompts, real_features))
             results[name]["shipped"] = {"folder": str(dest), **check}
