@@ -118,7 +118,7 @@ class ConvStem(_ImageTokenizer):
     positions and everything after the tokenizer are unchanged; the receptive fields overlap (7 pixels
     for patch 4), a locality bias that helps small ViTs on small data sets: on Fashion-MNIST the
     recipe ViT with this stem led the linear one by 1.8 points of validation accuracy at step 3,000,
-    at about 12 % more time per step on this project's CPU (see the vit-fashion-mnist card notes).
+    at some extra cost per step (see the vit-fashion-mnist card notes).
     ``patch`` must be a power of two (2, 4, 8, ...), square."""
 
     def __init__(self, in_channels: int, width: int, patch: int | Size2):
