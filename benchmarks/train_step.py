@@ -1,13 +1,20 @@
-"""One text-to-image training step (forward, backward, AdamW) in float32 and under bf16 autocast.
+"""One training step (forward, backward, AdamW) in float32 and under bf16 autocast, with three attentions.
 
-The model is the recipe's (``TextToImageConfig()`` with the recipe autoencoder's shape: an 8.7 M
-parameter DiT over 8x8x4 latents, text encoder, frozen autoencoder), the batch the recipe's (128
-images and captions of the captioned world). Three variants, timed interleaved:
+Two models, each at its shipped recipe:
+
+- ``text2image``: ``TextToImageConfig()`` with the recipe autoencoder's shape (an 8.7 M parameter DiT
+  over 8x8x4 latents, text encoder, frozen autoencoder), batch 128 images and captions of the world;
+- ``vit``: the shipped Fashion-MNIST ViT (patch 4, width 128, depth 6; 50 tokens), batch 128 of
+  random 28x28 grey images and labels.
+
+Variants, timed interleaved:
 
 - ``float32``: no autocast (what ``--amp none`` trains in);
-- ``bf16``: ``torch.autocast("cpu", bfloat16)`` as ``--amp bf16`` trains, where our attention
-  (``multimodal.backbone.attend``) runs SDPA in float32;
-- ``bf16, bf16 attention``: the same, but SDPA left in bfloat16 as plain autocast would run it.
+- ``bf16``: ``torch.autocast("cpu", bfloat16)`` as ``--amp bf16`` trains; attention is
+  ``multimodal.backbone.attend``, which under CPU autocast runs ``attend_bf16`` (the two attention
+  matmuls in bfloat16 around a float32 softmax);
+- ``bf16, float32 SDPA``: attention as SDPA on float32 copies (what ``attend`` did before);
+- ``bf16, bf16 SDPA``: SDPA left in bfloat16, as plain autocast would run it.
 
 On CPUs with AMX (``amx_bf16``) bf16 matmuls are several times faster; without native bf16 the
 bf16 rows are slower than float32, and ``--amp none`` (the CPU default) is the right choice.
@@ -29,6 +36,7 @@ import multimodal.backbone as backbone
 from multimodal.data.world import CaptionedWorld
 from multimodal.models.autoencoder import Autoencoder, AutoencoderConfig
 from multimodal.models.text2image import TextToImage, TextToImageConfig
+from multimodal.models.vit import ViT, ViTConfig
 from multimodal.training.text2image import train_caption_tokenizer
 
 from .common import interleaved, markdown_table, median, write_results
@@ -36,8 +44,14 @@ from .common import interleaved, markdown_table, median, write_results
 VAE_SHAPE = dict(block_out_channels=(16, 32, 64), norm_num_groups=8)  # the recipe autoencoder's (README)
 
 
-def _bf16_attention(q, k, v, mask, is_causal, dropout_p):
+def _bf16_sdpa(q, k, v, mask, is_causal, dropout_p):
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, dropout_p=dropout_p)
+
+
+def _float32_sdpa(q, k, v, mask, is_causal, dropout_p):
+    with torch.autocast("cpu", enabled=False):
+        return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask,
+                                              is_causal=is_causal, dropout_p=dropout_p).to(q.dtype)
 
 
 def cpu_has_amx() -> bool:
@@ -47,50 +61,81 @@ def cpu_has_amx() -> bool:
         return False
 
 
+def text2image_case(batch_size: int, quick: bool):
+    """(model, loss function, description) of the text-to-image recipe."""
+    config = TextToImageConfig()
+    if quick:
+        config = dataclasses.replace(config, denoiser=config.denoiser.replace(width=64, depth=2, heads=2))
+    autoencoder = Autoencoder(AutoencoderConfig(**VAE_SHAPE, latent_channels=config.denoiser.in_channels))
+    tokenizer = train_caption_tokenizer(config.text.vocab_size, corpus=[])
+    model = TextToImage(config, tokenizer, autoencoder).train()
+    batch = CaptionedWorld("train").sample(batch_size, torch.Generator().manual_seed(0))
+
+    def loss():
+        return model.loss(batch.images, list(batch.captions), generator=torch.Generator().manual_seed(1))
+    return model, loss, {"denoiser": config.denoiser.to_dict()}
+
+
+def vit_case(batch_size: int, quick: bool):
+    """(model, loss function, description) of the shipped Fashion-MNIST ViT's shape."""
+    config = ViTConfig(image_size=28, in_channels=1, patch_size=4, width=64 if quick else 128,
+                       depth=2 if quick else 6, heads=4, num_classes=10, global_pool="avg", drop_path=0.05,
+                       image_mean=(0.5,), image_std=(0.5,), image_mode="L")
+    model = ViT(config).train()
+    g = torch.Generator().manual_seed(0)
+    images, labels = torch.randn(batch_size, 1, 28, 28, generator=g), torch.randint(0, 10, (batch_size,), generator=g)
+
+    def loss():
+        return F.cross_entropy(model(images), labels, label_smoothing=0.1)
+    return model, loss, {"vit": config.to_dict()}
+
+
+CASES = {"text2image": text2image_case, "vit": vit_case}
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", nargs="+", choices=sorted(CASES), default=["text2image", "vit"])
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    parser.add_argument("--quick", action="store_true", help="a tiny model and batch; writes nothing unless --out")
+    parser.add_argument("--quick", action="store_true", help="tiny models and batch; writes nothing unless --out")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    config = TextToImageConfig()
     if args.quick:
-        config = dataclasses.replace(config, denoiser=config.denoiser.replace(width=64, depth=2, heads=2))
         args.batch, args.repeats = 8, 3
-    autoencoder = Autoencoder(AutoencoderConfig(**VAE_SHAPE, latent_channels=config.denoiser.in_channels))
-    tokenizer = train_caption_tokenizer(config.text.vocab_size, corpus=[])
-    model = TextToImage(config, tokenizer, autoencoder).train()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    batch = CaptionedWorld("train").sample(args.batch, torch.Generator().manual_seed(0))
+    results = {}
+    for name in args.models:
+        torch.manual_seed(0)
+        model, loss_fn, description = CASES[name](args.batch, args.quick)
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
 
-    def step(amp: bool, attention=None):
-        def run():
-            patch = (contextlib.nullcontext() if attention is None else _patched(attention))
-            with patch, torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
-                loss = model.loss(batch.images, list(batch.captions), generator=torch.Generator().manual_seed(1))
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        return run
+        def step(amp: bool, attention=None):
+            def run():
+                patch = contextlib.nullcontext() if attention is None else _patched(attention)
+                with patch, torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+                    loss = loss_fn()
+                loss.backward()
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            return run
 
-    variants = {"float32": step(False), "bf16": step(True), "bf16, bf16 attention": step(True, _bf16_attention)}
-    times = interleaved(variants, repeats=args.repeats, warmup=1)
-    base = median(times["float32"])
-    rows = [{"variant": name, "seconds_per_step": median(t), "images_per_s": args.batch / median(t),
-             "speedup_vs_float32": base / median(t)} for name, t in times.items()]
-    print(markdown_table(["variant", "s / step", "images / s", "× float32"],
-                         [[r["variant"], r["seconds_per_step"], r["images_per_s"], r["speedup_vs_float32"]]
-                          for r in rows]))
+        variants = {"float32": step(False), "bf16": step(True), "bf16, float32 SDPA": step(True, _float32_sdpa),
+                    "bf16, bf16 SDPA": step(True, _bf16_sdpa)}
+        times = interleaved(variants, repeats=args.repeats, warmup=1)
+        base = median(times["float32"])
+        rows = [{"variant": v, "seconds_per_step": median(t), "images_per_s": args.batch / median(t),
+                 "speedup_vs_float32": base / median(t)} for v, t in times.items()]
+        print(f"{name} ({'quick' if args.quick else 'recipe'}), batch {args.batch}:")
+        print(markdown_table(["variant", "s / step", "images / s", "× float32"],
+                             [[r["variant"], r["seconds_per_step"], r["images_per_s"], r["speedup_vs_float32"]]
+                              for r in rows]))
+        results[name] = {**description, "quick": args.quick, "rows": rows, "raw_seconds": times}
     if not args.quick or args.out:
-        path = write_results("train_step", {
-            "model": "TextToImage recipe config" + (" (quick: tiny)" if args.quick else ""),
-            "denoiser": config.denoiser.to_dict(), "batch_size": args.batch, "repeats": args.repeats,
-            "cpu_has_amx_bf16": cpu_has_amx(), "rows": rows, "raw_seconds": times}, args.out)
+        path = write_results("train_step", {"batch_size": args.batch, "repeats": args.repeats,
+                                            "cpu_has_amx_bf16": cpu_has_amx(), "models": results}, args.out)
         print(f"wrote {path}")
 
 

@@ -227,17 +227,38 @@ def bottom_right_causal_mask(L: int, T: int, device) -> torch.Tensor:
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, is_causal: bool,
            dropout_p: float) -> torch.Tensor:
-    """SDPA of [B, H, L, D] queries over [B, H, T, D] keys and values.
+    """SDPA of [B, H, L, D] queries over [B, H, T, D] keys and values; ``mask`` is boolean (True = attend).
 
-    Under CPU autocast (bf16 training on CPUs with AMX), attention runs in float32: torch 2.11's CPU
-    flash-attention backward is about 10x slower in bfloat16 than in float32 (50 ms against 5 ms for
-    128 x 4 heads x 16 tokens x 64, one thread), which cancelled the bfloat16 matmul speed-up. The
-    projections around it still run in bfloat16; attention is a small share of the FLOPs."""
+    Under CPU autocast (bf16 training on CPUs with AMX) attention does not go through SDPA: torch
+    2.11's CPU flash-attention backward is about 10x slower in bfloat16 than in float32 (50 ms against
+    5 ms for 128 x 4 heads x 16 tokens x 64, one thread), and float32 SDPA leaves the two attention
+    matmuls in float32. ``attend_bf16`` runs them as bfloat16 matmuls and the softmax in float32;
+    ``benchmarks/train_step.py`` measures the three."""
     if q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16) and torch.is_autocast_enabled("cpu"):
-        with torch.autocast("cpu", enabled=False):
-            return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask,
-                                                  is_causal=is_causal, dropout_p=dropout_p).to(q.dtype)
+        return attend_bf16(q, k, v, mask, is_causal, dropout_p)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, dropout_p=dropout_p)
+
+
+def attend_bf16(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, is_causal: bool,
+                dropout_p: float) -> torch.Tensor:
+    """Attention as two low-precision matmuls around a float32 softmax; SDPA's semantics.
+
+    ``is_causal`` is SDPA's top-left aligned causal mask; a query row with no key to attend gives
+    zeros (as SDPA does) and no gradient."""
+    L, T = q.shape[-2], k.shape[-2]
+    scores = torch.matmul(q, k.transpose(-2, -1)).float() * q.shape[-1] ** -0.5
+    if is_causal:
+        causal = torch.ones(L, T, dtype=torch.bool, device=q.device).tril()
+        mask = causal if mask is None else mask & causal
+    if mask is not None:
+        # a finite fill keeps a fully masked row's softmax finite; the row is zeroed after it
+        scores = scores.masked_fill(~mask, torch.finfo(torch.float32).min)
+    probs = scores.softmax(-1)
+    if mask is not None:
+        probs = probs.masked_fill(~mask.any(-1, keepdim=True), 0.0)
+    if dropout_p > 0:
+        probs = F.dropout(probs, dropout_p)
+    return torch.matmul(probs.to(v.dtype), v)
 
 
 class Attention(nn.Module):

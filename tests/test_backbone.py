@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from multimodal.backbone import (Attention, BackboneConfig, Block, KVCache, Transformer, sinusoids_1d,
+from multimodal.backbone import (Attention, BackboneConfig, Block, KVCache, Transformer, attend_bf16, sinusoids_1d,
                                  sinusoids_2d)
 from multimodal.errors import InputError
 
@@ -117,29 +117,68 @@ def test_cross_attention_equals_naive(kw):
                                naive_attention(attn, x, ctx, key_padding_mask=pad), atol=1e-5, rtol=1e-5)
 
 
-def test_attention_under_cpu_bf16_autocast_runs_in_float32_and_matches():
-    """Under CPU autocast the projections run in bfloat16 but SDPA itself in float32 (its bfloat16
-    backward is ~10x slower on CPU): the result is bfloat16, close to float32, and gradients flow."""
+def test_attention_under_cpu_bf16_autocast_uses_attend_bf16_and_matches():
+    """Under CPU autocast attention skips SDPA (its bfloat16 backward is ~10x slower on CPU) for
+    ``attend_bf16``: bfloat16 matmuls, float32 softmax. The result is bfloat16, close to float32,
+    and gradients flow; with and without a padding mask."""
     attn = randomize(Attention(cfg()), seed=3).train()
     x = torch.randn(2, 7, W, requires_grad=True)
-    seen = []
+    pad = torch.zeros(2, 7, dtype=torch.bool)
+    pad[1, 4:] = True
     real = F.scaled_dot_product_attention
 
-    def spy(q, k, v, **kw):
-        seen.append((q.dtype, torch.is_autocast_enabled("cpu")))
-        return real(q, k, v, **kw)
-    F.scaled_dot_product_attention = spy
-    try:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            y = attn(x)
-    finally:
-        F.scaled_dot_product_attention = real
-    assert seen == [(torch.float32, False)]
-    assert y.dtype == torch.bfloat16
-    want = naive_attention(attn, x).detach()
-    assert ((y.float() - want).norm() / want.norm()).item() < 0.03  # bf16 projections: ~1 % relative error
-    y.float().sum().backward()
-    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    def spy(*args, **kw):
+        raise AssertionError("SDPA called under CPU autocast")
+    for mask in (None, pad):
+        F.scaled_dot_product_attention = spy
+        try:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                y = attn(x, key_padding_mask=mask)
+        finally:
+            F.scaled_dot_product_attention = real
+        assert y.dtype == torch.bfloat16
+        want = naive_attention(attn, x, key_padding_mask=mask).detach()
+        assert ((y.float() - want).norm() / want.norm()).item() < 0.03  # bf16 matmuls: ~1 % relative error
+        x.grad = None
+        y.float().sum().backward()
+        assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("L,T,causal,masked", [(5, 5, True, False), (3, 7, False, True), (6, 6, True, True),
+                                                (4, 9, True, False), (6, 6, False, False)])
+def test_attend_bf16_equals_sdpa(L, T, causal, masked):
+    """``attend_bf16`` has SDPA's semantics (top-left causal mask, boolean keep-mask, a row with no key
+    gives zeros): equal in float64 up to its float32 softmax, forward and gradients."""
+    g = torch.Generator().manual_seed(L * 10 + T)
+    q, k, v = (torch.randn(2, 3, n, 8, dtype=torch.float64, generator=g).requires_grad_() for n in (L, T, T))
+    mask = None
+    if masked:
+        mask = torch.rand(2, 1, L, T, generator=g) > 0.4
+        mask[0, :, 0] = False  # a query row with nothing to attend
+    got = attend_bf16(q, k, v, mask, causal, 0.0)
+    if causal and mask is not None:  # SDPA takes one or the other
+        want = F.scaled_dot_product_attention(q, k, v, attn_mask=mask & torch.ones(L, T, dtype=torch.bool).tril())
+    else:
+        want = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)
+    w = torch.randn(want.shape, dtype=torch.float64, generator=g)
+    for a, b in zip(torch.autograd.grad((got * w).sum(), (q, k, v)), torch.autograd.grad((want * w).sum(), (q, k, v))):
+        assert torch.isfinite(a).all()
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
+    if mask is not None:
+        assert (got[0, :, 0] == 0).all()
+
+
+def test_attend_bf16_dropout_drops_weights_and_rescales():
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(1, 1, 4, 8, generator=g), torch.randn(1, 1, 64, 8, generator=g)
+    v = torch.eye(64)[None, None]  # the output row is the weight vector itself
+    torch.manual_seed(0)
+    weights = attend_bf16(q, k, v, None, False, 0.5)
+    full = attend_bf16(q, k, v, None, False, 0.0)
+    kept = weights != 0
+    assert 0.3 < kept.float().mean() < 0.7
+    torch.testing.assert_close(weights[kept], 2 * full[kept])
 
 
 def test_cached_chunk_uses_bottom_right_causal_mask():
