@@ -12,7 +12,8 @@ classifier-free guidance ``--guidance`` and a fixed seed, and reports:
   of the same prompts (as many, a fixed seed);
 - **seconds per image** (the batch's wall time over its images; text encoding, sampling and decoding).
 
-The judge's own scores on real renders of the same prompts are the ceiling. Then the denoiser's
+The judge's own scores on real renders of the same prompts are the ceiling, and the same renders
+encoded and decoded by each model's autoencoder the ceiling of that denoiser. Then the denoiser's
 **step time** against diffusers' ``DiTTransformer2DModel`` at the same config (width, depth, heads,
 patch, latent size; class-conditional, since diffusers' DiT has no text input), weights converted
 so that both compute the same function (checked), timed interleaved.
@@ -64,11 +65,24 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     return ((images.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
 
 
-def evaluate_images(judge, images: torch.Tensor, prompts: list[dict], real_features: np.ndarray) -> dict:
-    score = judge.score(images, prompts)
+def prompt_accuracy(score: dict, prompts: list[dict]) -> dict:
+    """A judge score's prompt accuracy over the seen and over the held-out prompts."""
     correct = np.asarray(score["prompt_correct"], dtype=bool)
     held = np.array([p["held_out"] for p in prompts])
-    return {"seen_accuracy": float(correct[~held].mean()), "held_out_accuracy": float(correct[held].mean()),
+    return {"seen_accuracy": float(correct[~held].mean()), "held_out_accuracy": float(correct[held].mean())}
+
+
+@torch.no_grad()
+def autoencoder_ceiling(model: TextToImage, judge, real: torch.Tensor, prompts: list[dict]) -> dict:
+    """The judge on real renders passed through the model's autoencoder: what a perfect denoiser of
+    these latents would score."""
+    coded = torch.cat([model.autoencoder.decode(model.autoencoder.encode(part)) for part in real.split(256)])
+    return prompt_accuracy(judge.score(to_uint8(coded), prompts), prompts)
+
+
+def evaluate_images(judge, images: torch.Tensor, prompts: list[dict], real_features: np.ndarray) -> dict:
+    score = judge.score(images, prompts)
+    return {**prompt_accuracy(score, prompts),
             "object_accuracy": score["rates"]["object"], "colour_accuracy": score["rates"]["colour"],
             "background_accuracy": score["rates"]["background"],
             "frechet": float(frechet_distance(judge.features(images), real_features))}
@@ -163,11 +177,7 @@ def main(argv=None) -> None:
     world = CaptionedWorld("all")
     real = world.render([(p["object"], p["colour"], p["background"]) for p in prompts], REAL_SEED)
     real_features = judge.features(real)
-    ceiling = judge.score(real, prompts)
-    held = np.array([p["held_out"] for p in prompts])
-    real_correct = np.asarray(ceiling["prompt_correct"], dtype=bool)
-    ceiling_row = {"seen_accuracy": float(real_correct[~held].mean()),
-                   "held_out_accuracy": float(real_correct[held].mean())}
+    ceiling_row = prompt_accuracy(judge.score(real, prompts), prompts)
     print(f"judge on real renders of the same prompts: seen {100 * ceiling_row['seen_accuracy']:.1f} %, "
           f"held out {100 * ceiling_row['held_out_accuracy']:.1f} %")
 
@@ -176,6 +186,9 @@ def main(argv=None) -> None:
     for name, where in (("dit", args.dit), ("sit", args.sit)):
         folder = resolve_model(where)
         model = TextToImage.from_pretrained(folder)
+        coder_row = autoencoder_ceiling(model, judge, real, prompts)
+        print(f"{name}: judge on real renders through its autoencoder: seen {100 * coder_row['seen_accuracy']:.1f} %, "
+              f"held out {100 * coder_row['held_out_accuracy']:.1f} %")
         model_rows = []
         samplers = model.config.samplers[:1] if args.quick else model.config.samplers
         for sampler in samplers:
@@ -186,14 +199,14 @@ def main(argv=None) -> None:
                 print(f"{name} {sampler:6s} {n:3d} steps: seen {100 * row['seen_accuracy']:5.1f} %, held out "
                       f"{100 * row['held_out_accuracy']:5.1f} %, Fréchet {row['frechet']:.2f}, "
                       f"{row['seconds_per_image']:.4f} s/image", flush=True)
-        results[name] = {"checkpoint": str(folder), "rows": model_rows}
+        results[name] = {"checkpoint": str(folder), "autoencoder_ceiling": coder_row, "rows": model_rows}
         rows += model_rows
         if args.quick:
             continue
         evaluation = {"command": " ".join(["python -m benchmarks.text_to_image", *argv_used]), "judge": judge.description,
                       "guidance_scale": args.guidance, "images_per_prompt": args.images_per_prompt,
                       "seen_prompts": int((~held_prompts).sum()), "held_out_prompts": int(held_prompts.sum()),
-                      "judge_ceiling": ceiling_row, "rows": model_rows}
+                      "judge_ceiling": ceiling_row, "autoencoder_ceiling": coder_row, "rows": model_rows}
         if args.write_checkpoints:
             previous = folder / "evaluation.json"  # a shipped folder keeps the float16 check made when shipped
             kept = {k: v for k, v in (json.loads(previous.read_text()) if previous.is_file() else {}).items()

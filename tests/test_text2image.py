@@ -426,6 +426,19 @@ def test_benchmark_scores_real_renders_as_the_judge_does(fashion):
     assert row["colour_accuracy"] == 1.0 and row["background_accuracy"] == 1.0  # measured, not learned
     assert row["frechet"] >= 0
 
+    # the autoencoder ceiling: an exact autoencoder keeps the judge's score, one that loses the
+    # image (a flat grey) scores nothing
+    from types import SimpleNamespace
+
+    from benchmarks.text_to_image import autoencoder_ceiling, prompt_accuracy
+
+    exact = SimpleNamespace(encode=lambda x: x.float() / 127.5 - 1, decode=lambda z: z)
+    flat = SimpleNamespace(encode=lambda x: x.float() / 127.5 - 1, decode=lambda z: torch.zeros_like(z))
+    assert autoencoder_ceiling(SimpleNamespace(autoencoder=exact), judge, other, prompts) == \
+        prompt_accuracy(score, prompts)
+    assert autoencoder_ceiling(SimpleNamespace(autoencoder=flat), judge, other, prompts) == \
+        {"seen_accuracy": 0.0, "held_out_accuracy": 0.0}
+
 
 @pytest.mark.parametrize("half_loses", [False, True])
 def test_benchmark_ships_float16_only_when_it_costs_no_accuracy(tmp_path, vae_dir, tokenizer_file, fashion,
@@ -446,6 +459,7 @@ def test_benchmark_ships_float16_only_when_it_costs_no_accuracy(tmp_path, vae_di
     evaluation = {"command": "python -m benchmarks.text_to_image --ship x", "judge": "a judge", "guidance_scale": 4.0,
                   "images_per_prompt": 2, "seen_prompts": 64, "held_out_prompts": 31,
                   "judge_ceiling": {"seen_accuracy": 0.95, "held_out_accuracy": 0.94},
+                  "autoencoder_ceiling": {"seen_accuracy": 0.925, "held_out_accuracy": 0.935},
                   "rows": [{**reference, "frechet": 1.5, "seconds_per_image": 0.01}]}
     check = ship(source, dest, evaluation, reference, score)
     stored = "float32" if half_loses else "float16"
@@ -459,6 +473,7 @@ def test_benchmark_ships_float16_only_when_it_costs_no_accuracy(tmp_path, vae_di
     assert json.loads((dest / "evaluation.json").read_text())["storage_check"] == check
     assert (dest / "vae" / "MODEL_CARD.md").read_text() == (source / "vae" / "MODEL_CARD.md").read_text()
     card = (dest / "MODEL_CARD.md").read_text()
+    assert "through this model's autoencoder (encoded, decoded) the same renders score 92.5 % (seen)" in card.lower()
     assert f"Stored in {stored}" in card and "95.0 % (seen)" in card and "| ddim | 25 | 90.0 % | 70.0 % |" in card
     assert (dest / "training.json").read_text() == (source / "training.json").read_text()
 

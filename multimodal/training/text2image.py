@@ -199,6 +199,11 @@ def model_card(folder: str | Path) -> str:
         ceiling_text = (f" The judge itself, on real renders of the same prompts, finds {100 * ceiling['seen_accuracy']:.1f} % "
                         f"(seen) and {100 * ceiling['held_out_accuracy']:.1f} % (held out) right: the most a generator "
                         "can score." if ceiling else "")
+        coder = ev.get("autoencoder_ceiling")
+        if coder:
+            ceiling_text += (f" Through this model's autoencoder (encoded, decoded) the same renders score "
+                             f"{100 * coder['seen_accuracy']:.1f} % (seen) and {100 * coder['held_out_accuracy']:.1f} % "
+                             "(held out): the most this denoiser can score with this autoencoder.")
         check = ev.get("storage_check")
         storage_text = "" if not check else (
             f"\nStored in {check['stored_dtype']}. The float16 copy, loaded back, scores seen "
