@@ -481,14 +481,14 @@ def test_benchmark_ships_float16_only_when_it_costs_no_accuracy(tmp_path, vae_di
 # -------------------------------------------------------------------------- shipped checkpoints
 @pytest.mark.parametrize("name", ["text2image-dit", "text2image-sit"])
 def test_the_shipped_checkpoints_draw_the_asked_colours(name):
-    """The shipped weights (the default model for DiT) follow the prompt's colours: measured, the way
+    """The shipped weights (SiT through the default model) follow the prompt's colours: measured, the way
     the benchmark's judge measures them, on prompts of the evaluation list."""
     from benchmarks.world_judge import measure_colours
     from multimodal.data.world import evaluation_prompts
     from multimodal.paths import SHIPPED_CHECKPOINTS
 
     folder = SHIPPED_CHECKPOINTS / name
-    pipe = pipelines.pipeline("text-to-image", **({} if name == "text2image-dit" else {"model": name}), device="cpu")
+    pipe = pipelines.pipeline("text-to-image", **({} if name == "text2image-sit" else {"model": name}), device="cpu")
     pipe.set_progress_bar_config(disable=True)
     prompts = evaluation_prompts()[::12]
     images = pipe([p["caption"] for p in prompts], num_inference_steps=25, guidance_scale=4.0, generator=0,
