@@ -37,6 +37,7 @@ from multimodal.data.world import CaptionedWorld
 from multimodal.models.autoencoder import Autoencoder, AutoencoderConfig
 from multimodal.models.text2image import TextToImage, TextToImageConfig
 from multimodal.models.vit import ViT, ViTConfig
+from multimodal.paths import SHIPPED_CHECKPOINTS
 from multimodal.training.text2image import train_caption_tokenizer
 
 from .common import interleaved, markdown_table, median, write_results
@@ -78,12 +79,13 @@ def text2image_case(batch_size: int, quick: bool):
 
 def vit_case(batch_size: int, quick: bool):
     """(model, loss function, description) of the shipped Fashion-MNIST ViT's shape."""
-    config = ViTConfig(image_size=28, in_channels=1, patch_size=4, width=64 if quick else 128,
-                       depth=2 if quick else 6, heads=4, num_classes=10, global_pool="avg", drop_path=0.05,
-                       image_mean=(0.5,), image_std=(0.5,), image_mode="L")
+    config = ViTConfig.load(SHIPPED_CHECKPOINTS / "vit-fashion-mnist" / "config.json")
+    if quick:
+        config = config.replace(width=64, depth=2)
     model = ViT(config).train()
     g = torch.Generator().manual_seed(0)
-    images, labels = torch.randn(batch_size, 1, 28, 28, generator=g), torch.randint(0, 10, (batch_size,), generator=g)
+    images = torch.randn(batch_size, config.in_channels, *config.image_size, generator=g)
+    labels = torch.randint(0, config.num_classes, (batch_size,), generator=g)
 
     def loss():
         return F.cross_entropy(model(images), labels, label_smoothing=0.1)
