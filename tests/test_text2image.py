@@ -5,6 +5,7 @@ Tiny configs; garments come from generated 28x28 items, never the Fashion-MNIST 
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -274,6 +275,61 @@ def test_resume_refuses_a_changed_model(tmp_path, vae_dir, tokenizer_file, fashi
         tc = training.RECIPE_TRAIN.replace(**{**TRAIN, "out_dir": str(tmp_path), "max_steps": 4, "batch_size": 16})
         training.train_text2image(tmp_path, vae=vae_dir, config=config, train_config=tc, tokenizer=tokenizer_file,
                                   fashion=fashion, progress=False, resume=True)
+
+
+def test_init_from_starts_at_the_folder_weights_and_tokenizer(tmp_path, vae_dir, checkpoints, fashion):
+    import json
+
+    source = TextToImage.from_pretrained(checkpoints["sit"])
+    tc = training.RECIPE_TRAIN.replace(**{**TRAIN, "out_dir": str(tmp_path), "max_steps": 1, "batch_size": 8,
+                                          "lr": 1e-12, "weight_decay": 0.0})
+    result = training.train_text2image(tmp_path, vae=vae_dir, config=source.config, train_config=tc, fashion=fashion,
+                                       progress=False, eval_images=16, init_from=checkpoints["sit"])
+    tuned = TextToImage.from_pretrained(tmp_path / "model")
+    a, b = source.state_dict(), tuned.state_dict()
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-8) for k in a)  # one step of lr 1e-12
+    assert (tmp_path / "tokenizer.json").read_text() == (Path(checkpoints["sit"]) / "tokenizer.json").read_text()
+    assert tuned.tokenizer.encode(PROMPT) == source.tokenizer.encode(PROMPT)
+    assert result["init_from"]["folder"] == str(checkpoints["sit"])
+    assert json.loads((tmp_path / "t2i_run.json").read_text())["init_from"] == str(Path(checkpoints["sit"]).resolve())
+    assert f"Started from the weights of `{checkpoints['sit']}`" in (tmp_path / "model" / "MODEL_CARD.md").read_text()
+    # a loss option may change when fine-tuning; the architecture may not
+    logit = source.config.replace(time_sampling="logit-normal")
+    training.train_text2image(tmp_path / "ln", vae=vae_dir, config=logit, train_config=tc.replace(
+        out_dir=str(tmp_path / "ln")), fashion=fashion, progress=False, eval_images=16, init_from=checkpoints["sit"])
+    wider = source.config.replace(denoiser=source.config.denoiser.replace(depth=3))
+    with pytest.raises(InputError, match="init_from: expected a model of the run's architecture.*denoiser"):
+        training.train_text2image(tmp_path / "w", vae=vae_dir, config=wider, train_config=tc.replace(
+            out_dir=str(tmp_path / "w")), fashion=fashion, progress=False, init_from=checkpoints["sit"])
+    torch.manual_seed(1)
+    other_vae = Autoencoder(VAE)
+    other_vae.set_latent_scale(1.3, 0.1)
+    other = other_vae.save_pretrained(tmp_path / "other-vae")
+    with pytest.raises(InputError, match="init_from: expected .* to use the run's autoencoder"):
+        training.train_text2image(tmp_path / "v", vae=other, config=source.config, train_config=tc.replace(
+            out_dir=str(tmp_path / "v")), fashion=fashion, progress=False, init_from=checkpoints["sit"])
+
+
+def test_cli_init_from_takes_the_folder_architecture(checkpoints, vae_dir):
+    import argparse
+
+    parser = training.add_train_text2image_arguments(argparse.ArgumentParser())
+    vae_config = Autoencoder.from_pretrained(vae_dir).config
+    folder = str(checkpoints["sit"])
+
+    def config_for(*flags):
+        args = parser.parse_args(["--vae", str(vae_dir), "--init-from", folder, *flags])
+        return training._config_for_init(args, vae_config)
+
+    source = TextToImageConfig.load(Path(folder) / "config.json")
+    assert config_for() == source  # the recipe's width etc. differ from the folder's, and are not asked for
+    assert config_for("--time-sampling", "logit-normal") == source.replace(time_sampling="logit-normal")
+    assert config_for("--objective", "sit", "--width", "32") == source  # agreeing flags are fine
+    folder = str(checkpoints["dit"])  # (a flag at its default reads as not given: ask dit's folder for sit)
+    with pytest.raises(InputError, match="--init-from: expected model flags that agree.*objective"):
+        config_for("--objective", "sit")
+    with pytest.raises(InputError, match="--init-from: expected model flags that agree.*denoiser.width"):
+        config_for("--width", "64")
 
 
 # ------------------------------------------------------------------------------------ pipeline

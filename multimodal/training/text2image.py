@@ -6,6 +6,7 @@
     multimodal train text2image --objective dit --vae runs/vae/model --out-dir runs/t2i-dit
     multimodal train text2image --objective sit --vae runs/vae/model --out-dir runs/t2i-sit
     multimodal train text2image ... --resume                     # continue a stopped run
+    multimodal train text2image --vae runs/vae/model --init-from runs/t2i-sit/model --out-dir runs/t2i-sit-ft
 
 **Tokenizer.** Unless ``--tokenizer`` names a ``tokenizer.json``, a byte-level BPE of
 ``--vocab-size`` tokens is trained first on every caption template of every training combination
@@ -21,6 +22,11 @@ sees what an uninterrupted one would. Held-out combinations are never rendered.
 objective's loss (``--objective dit``: DDPM ε; ``sit``: interpolant velocity) over the frozen
 autoencoder's latents, with 10 % of captions dropped (``--cfg-dropout``) for classifier-free
 guidance. EMA weights (``--ema-decay``, on in the recipe) are what is saved and sampled.
+
+**Fine-tuning.** ``--init-from`` starts a new run (fresh optimizer and schedule) from a published
+folder's text encoder, denoiser and tokenizer; the architecture and objective are the folder's, the
+loss options (``--min-snr-gamma``, ``--time-sampling``) and training settings this command's. The
+autoencoder must be the folder's. Its card names the starting model.
 
 **Evaluation during training.** The loss on fixed batches (fixed noise and times) of seen and of
 held-out combinations, every ``--eval-every`` steps. Prompt accuracy needs the judge:
@@ -40,7 +46,7 @@ from typing import Iterable
 import torch
 
 from ..data.world import CaptionedWorld, caption_corpus
-from ..errors import expect
+from ..errors import InputError, expect
 from ..models.autoencoder import Autoencoder
 from ..models.dit import DiTConfig, count_parameters
 from ..models.text2image import OBJECTIVES, TOKENIZER_NAME, TextToImage, TextToImageConfig
@@ -114,18 +120,26 @@ def make_eval_fn(seen, held_out, n: int):
 def train_text2image(out_dir: str | Path, *, vae: str | Path, config: TextToImageConfig, train_config: TrainConfig,
                      tokenizer: str | Path | None = None, corpus: Iterable[str | Path] | None = None,
                      resume: bool = False, fashion=None, progress: bool = True, command: str | None = None,
-                     eval_images: int = 256) -> dict:
+                     eval_images: int = 256, init_from: str | Path | None = None) -> dict:
     """Train ``TextToImage`` (see the module docstring) and write ``out_dir/model``. ``fashion``:
-    garments for the world (tests). Returns the numbers of training.json."""
+    garments for the world (tests). ``init_from``: a published text-to-image folder whose weights
+    (text encoder, denoiser) and tokenizer the run starts from (fine-tuning; see ``_init_source``).
+    Returns the numbers of training.json."""
     out_dir = Path(out_dir)
     expect(Path(train_config.out_dir) == out_dir, "train_config.out_dir", str(out_dir), train_config.out_dir)
     autoencoder = Autoencoder.from_pretrained(vae)
     run = {"model": config.to_dict(), "vae": str(Path(vae).resolve()), "tokenizer": str(tokenizer) if tokenizer else None}
+    if init_from is not None:
+        expect(tokenizer is None, "tokenizer", "none with init_from (the run uses the folder's)", str(tokenizer))
+        run["init_from"] = str(Path(init_from).resolve())
     own_tokenizer = out_dir / TOKENIZER_NAME
+    source = _init_source(init_from, config, autoencoder) if init_from is not None and not resume else None
     if resume:
         check_resume_settings(out_dir / RUN_NAME, run, "the model, autoencoder and tokenizer",
                               configs={"model": TextToImageConfig})
         text_tokenizer = TextTokenizer.from_file(Path(tokenizer) if tokenizer else own_tokenizer)
+    elif source is not None:
+        text_tokenizer = source.tokenizer
     elif tokenizer:
         text_tokenizer = TextTokenizer.from_file(tokenizer)
     else:
@@ -139,10 +153,13 @@ def train_text2image(out_dir: str | Path, *, vae: str | Path, config: TextToImag
 
     torch.manual_seed(train_config.seed)  # the initial weights
     model = TextToImage(config, text_tokenizer, autoencoder)
+    if source is not None:  # before the Trainer, so that the EMA copy starts from these weights too
+        model.text_encoder.load_state_dict(source.text_encoder.state_dict())
+        model.denoiser.load_state_dict(source.denoiser.state_dict())
     trainer = Trainer(model, train_config, loss_fn, batch_fn=make_batch_fn(world, train_config.batch_size,
                                                                            train_config.seed),
                       eval_fn=eval_fn, resume=resume, progress=progress)
-    if trainer.is_main and not tokenizer and not resume:
+    if trainer.is_main and not tokenizer and not resume:  # trained here, or init_from's
         text_tokenizer.save(out_dir)
     summary, seconds = trainer.train_run(out_dir / RUN_NAME, run)
     if not trainer.is_main:
@@ -163,15 +180,57 @@ def train_text2image(out_dir: str | Path, *, vae: str | Path, config: TextToImag
                        "denoiser": count_parameters(final.denoiser),
                        "autoencoder": count_parameters(final.autoencoder)},
         "tokenizer": {"vocab_size": text_tokenizer.vocab_size, "source": str(tokenizer) if tokenizer else
+                      f"the tokenizer of {init_from}" if init_from is not None else
                       "trained on the captions + " + (", ".join(map(str, corpus)) if corpus else
                                                        str(GENERAL_CORPUS) if GENERAL_CORPUS.is_dir() else "nothing else")},
         "vae": str(vae),
+        "init_from": _init_record(init_from) if init_from is not None else None,
         "final_eval": {k: v for k, v in last_eval.items() if k not in ("kind",)},
         "train_config": train_config.to_dict(),
     }
     vae_files = {f"vae/{name}": Path(vae) / name for name in (CARD_NAME, TRAINING_NAME) if (Path(vae) / name).is_file()}
     folder = publish_model(out_dir / MODEL_DIR, final, training, model_card, extra_files=vae_files)
     return {**training, "model_dir": str(folder)}
+
+
+def _init_source(folder: str | Path, config: TextToImageConfig, autoencoder: Autoencoder) -> TextToImage:
+    """The published model a fine-tuning run starts from: it must have ``config`` (the same
+    architecture and objective) and the autoencoder given to the run (same weights), or its
+    weights would mean nothing here."""
+    source = TextToImage.from_pretrained(folder)
+    changed = _architecture_changes(source.config, config)
+    if changed:
+        raise InputError(f"init_from: expected a model of the run's architecture and objective, found {folder} "
+                         f"differing in {', '.join(changed)}")
+    ours, theirs = autoencoder.state_dict(), source.autoencoder.state_dict()
+    if ours.keys() != theirs.keys() or any(not torch.equal(ours[k], theirs[k].to(ours[k].dtype)) for k in ours):
+        raise InputError(f"init_from: expected {folder} to use the run's autoencoder (--vae), found other weights "
+                         f"in {Path(folder) / 'vae'}")
+    return source
+
+
+# What a fine-tuning run may change of the model it starts from: how the loss weighs and draws times.
+LOSS_FIELDS = ("min_snr_gamma", "time_sampling")
+
+
+def _architecture_changes(a: TextToImageConfig, b: TextToImageConfig) -> list[str]:
+    """The config fields (other than ``LOSS_FIELDS``; nested ones dotted, e.g. ``denoiser.width``) in
+    which ``a`` and ``b`` differ."""
+    def flat(d: dict, prefix: str = "") -> dict:
+        out = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
+        return out
+    a, b = flat(a.to_dict()), flat(b.to_dict())
+    return [k for k in a if k not in LOSS_FIELDS and a[k] != b.get(k)]
+
+
+def _init_record(folder: str | Path) -> dict:
+    """What training.json says of the starting model: its folder and how it was trained."""
+    info = Path(folder) / TRAINING_NAME
+    before = json.loads(info.read_text()) if info.is_file() else {}
+    return {"folder": str(folder), "steps": before.get("steps"), "train_seconds": before.get("train_seconds"),
+            "command": before.get("command")}
 
 
 # ------------------------------------------------------------------------------------- model card
@@ -236,7 +295,7 @@ Load: `multimodal.pipeline("text-to-image", model=this_folder)`.
 
     {info['command']}
 
-- Data: {info['data']}; {info['steps']} steps of batch {info['batch_size']} ({info['images_seen']:,} images).
+{_init_text(info.get('init_from'))}- Data: {info['data']}; {info['steps']} steps of batch {info['batch_size']} ({info['images_seen']:,} images).
 - AdamW lr {t['lr']}, warmup {t['warmup_steps']}, cosine to {t['min_lr_ratio']} x lr, weight decay \
 {t['weight_decay']}; 10 % of captions dropped (classifier-free guidance); EMA {t['ema_decay']} weights are the ones saved.
 - Time: {info['train_seconds'] / 60:.1f} min of training steps{' over all calls (resumed)' if info['resumed'] else ''} \
@@ -250,6 +309,17 @@ on {info['device']} ({info['torch_threads']} threads), median {info['examples_pe
 Held-out combinations (red sneaker, blue dress, green bag, yellow star, purple circle, white trouser, orange heart,
 cyan ankle boot) were never rendered for training: they measure composition.
 """
+
+
+def _init_text(init: dict | None) -> str:
+    """The card's line on the model a fine-tuning run started from (nothing for a run from scratch)."""
+    if not init:
+        return ""
+    before = (f", itself trained for {init['steps']:,} steps ({init['train_seconds'] / 60:.1f} min of training steps)"
+              if init.get("steps") and init.get("train_seconds") else "")
+    command = f": `{init['command']}`" if init.get("command") else ""
+    return (f"- Started from the weights of `{init['folder']}`{before}{command}. The numbers below are this "
+            "run's alone (a fresh optimizer and learning-rate schedule).\n")
 
 
 # --------------------------------------------------------------------------------------------- CLI
@@ -276,6 +346,10 @@ def add_train_text2image_arguments(parser: argparse.ArgumentParser) -> argparse.
     g.add_argument("--text-depth", type=int, default=text.depth, help=f"(default {text.depth})")
     g.add_argument("--text-heads", type=int, default=text.heads, help=f"(default {text.heads})")
     g.add_argument("--max-length", type=int, default=text.max_length, help=f"prompt tokens (default {text.max_length})")
+    g.add_argument("--init-from", default=None, metavar="MODEL_DIR",
+                   help="fine-tune: start from the weights and tokenizer of a text-to-image folder (e.g. "
+                        "checkpoints/text2image-sit); its architecture and objective are used, with this "
+                        "command's loss options and training settings")
     tok = parser.add_argument_group("tokenizer")
     tok.add_argument("--tokenizer", default=None, help="a tokenizer.json to use instead of training one")
     tok.add_argument("--vocab-size", type=int, default=text.vocab_size, help=f"(default {text.vocab_size})")
@@ -297,15 +371,44 @@ def config_from_args(args: argparse.Namespace, latent_channels: int, latent_size
                              denoiser=den)
 
 
+def _config_for_init(args: argparse.Namespace, vae_config) -> TextToImageConfig:
+    """With ``--init-from``: the folder's architecture and objective, with the loss options of the
+    command line; a model flag set to other than its default must agree with the folder."""
+    path = Path(args.init_from) / "config.json"
+    if not path.is_file():
+        raise InputError(f"--init-from: expected a text-to-image model folder with config.json, found {args.init_from}")
+    source = TextToImageConfig.load(path)
+    parser = args._command_parser
+    defaults = {a.dest: a.default for a in parser._actions if a.dest != "help" and a.default is not argparse.SUPPRESS}
+    # the folder's objective unless one is asked for, so that its loss options (e.g. sit's --time-sampling) apply
+    kind = {k: getattr(source, k) if getattr(args, k) == defaults[k] else getattr(args, k)
+            for k in ("objective", "schedule", "path")}
+    asked = argparse.Namespace(**{**vars(args), **kind})
+    default = argparse.Namespace(**{**vars(args), **defaults, **kind})
+    requested = config_from_args(asked, vae_config.latent_channels, vae_config.latent_size)
+    given = _architecture_changes(requested, config_from_args(default, vae_config.latent_channels,
+                                                              vae_config.latent_size))
+    conflicts = [k for k in given if k in _architecture_changes(requested, source)]
+    conflicts += [k for k in ("objective", "schedule", "path") if getattr(requested, k) != getattr(source, k)]
+    if conflicts:
+        raise InputError(f"--init-from: expected model flags that agree with {args.init_from} (or none), found other "
+                         f"{', '.join(conflicts)}")
+    return source.replace(min_snr_gamma=requested.min_snr_gamma, time_sampling=requested.time_sampling)
+
+
 def run_train_text2image(args: argparse.Namespace) -> dict:
     """``multimodal train text2image``."""
     from ..models.autoencoder import AutoencoderConfig
 
     vae_config = AutoencoderConfig.load(Path(args.vae) / "config.json")
-    config = config_from_args(args, vae_config.latent_channels, vae_config.latent_size)
+    if args.init_from is not None:
+        config = _config_for_init(args, vae_config)
+    else:
+        config = config_from_args(args, vae_config.latent_channels, vae_config.latent_size)
     train_config = train_config_from_args(args)
     result = train_text2image(train_config.out_dir, vae=args.vae, config=config, train_config=train_config,
                               tokenizer=args.tokenizer, corpus=args.corpus, resume=args.resume,
+                              init_from=args.init_from,
                               progress=args.progress, command=command_line(args, "multimodal train text2image"))
     if "model_dir" in result:
         print(f"final loss: {result['final_eval']}")
