@@ -33,11 +33,11 @@ import torch
 import torch.nn.functional as F
 
 import multimodal.backbone as backbone
+from multimodal.data.image_classification import RECIPE_MODEL
 from multimodal.data.world import CaptionedWorld
 from multimodal.models.autoencoder import Autoencoder, AutoencoderConfig
 from multimodal.models.text2image import TextToImage, TextToImageConfig
 from multimodal.models.vit import ViT, ViTConfig
-from multimodal.paths import SHIPPED_CHECKPOINTS
 from multimodal.training.text2image import train_caption_tokenizer
 
 from .common import interleaved, markdown_table, median, write_results
@@ -78,8 +78,10 @@ def text2image_case(batch_size: int, quick: bool):
 
 
 def vit_case(batch_size: int, quick: bool):
-    """(model, loss function, description) of the shipped Fashion-MNIST ViT's shape."""
-    config = ViTConfig.load(SHIPPED_CHECKPOINTS / "vit-fashion-mnist" / "config.json")
+    """(model, loss function, description) of the recipe's Fashion-MNIST ViT shape (28x28, patch 4,
+    linear patch map; drop-path 0.05 as the runs use), which the recorded results measured. (The
+    shipped checkpoint now uses a patch-8 convolutional stem: 17 tokens, a far cheaper step.)"""
+    config = ViTConfig(image_size=28, in_channels=1, num_classes=10, image_mode="L", drop_path=0.05, **RECIPE_MODEL)
     if quick:
         config = config.replace(width=64, depth=2)
     model = ViT(config).train()
