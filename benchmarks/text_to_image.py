@@ -66,10 +66,12 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 
 
 def prompt_accuracy(score: dict, prompts: list[dict]) -> dict:
-    """A judge score's prompt accuracy over the seen and over the held-out prompts."""
+    """A judge score's prompt accuracy over the seen and over the held-out prompts (a group with no
+    prompt has no entry)."""
     correct = np.asarray(score["prompt_correct"], dtype=bool)
     held = np.array([p["held_out"] for p in prompts])
-    return {"seen_accuracy": float(correct[~held].mean()), "held_out_accuracy": float(correct[held].mean())}
+    return {f"{name}_accuracy": float(correct[mask].mean())
+            for name, mask in (("seen", ~held), ("held_out", held)) if mask.any()}
 
 
 @torch.no_grad()

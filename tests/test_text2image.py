@@ -534,6 +534,30 @@ def test_benchmark_ships_float16_only_when_it_costs_no_accuracy(tmp_path, vae_di
     assert (dest / "training.json").read_text() == (source / "training.json").read_text()
 
 
+# ------------------------------------------------------------------------- guidance benchmark
+def test_guidance_validation_prompts_are_seen_and_disjoint_from_evaluation():
+    from benchmarks.text_to_image_guidance import best_scale, validation_prompts
+    from multimodal.data.world import BACKGROUNDS, COLOURS, OBJECTS, Combo, canonical_caption, combinations, \
+        evaluation_prompts
+
+    as_combo = lambda p: Combo(p["object"], p["colour"], p["background"])  # noqa: E731
+    prompts = validation_prompts()
+    combos = [as_combo(p) for p in prompts]
+    assert len(combos) == 64 and len(set(combos)) == 64
+    assert all(c in combinations("train") and not p["held_out"] for c, p in zip(combos, prompts))
+    assert not set(combos) & {as_combo(p) for p in evaluation_prompts()}  # tuning never sees an evaluated prompt
+    assert {(c.object, c.background) for c in combos} == {(o, b) for o in OBJECTS for b in BACKGROUNDS}
+    assert {c.colour for c in combos} == set(COLOURS)
+    assert all(p["caption"] == canonical_caption(as_combo(p)) for p in prompts) and validation_prompts() == prompts
+    rows = [{"guidance_scale": g, "seen_accuracy": a} for g, a in ((2.0, 0.5), (6.0, 0.8), (4.0, 0.8), (8.0, 0.7))]
+    assert best_scale(rows) == 4.0  # the best accuracy; a tie goes to the smaller scale
+    from benchmarks.text_to_image import prompt_accuracy
+    flags = [{"held_out": h} for h in (False, False, True, False)]
+    assert prompt_accuracy({"prompt_correct": [True, False, False, True]}, flags) == \
+        {"seen_accuracy": 2 / 3, "held_out_accuracy": 0.0}
+    assert prompt_accuracy({"prompt_correct": [True, False]}, flags[:2]) == {"seen_accuracy": 0.5}  # none held out
+
+
 # -------------------------------------------------------------------------- shipped checkpoints
 @pytest.mark.parametrize("name", ["text2image-dit", "text2image-sit"])
 def test_the_shipped_checkpoints_draw_the_asked_colours(name):
