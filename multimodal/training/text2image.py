@@ -299,7 +299,7 @@ Load: `multimodal.pipeline("text-to-image", model=this_folder)`.
 - AdamW lr {t['lr']}, warmup {t['warmup_steps']}, cosine to {t['min_lr_ratio']} x lr, weight decay \
 {t['weight_decay']}; 10 % of captions dropped (classifier-free guidance); EMA {t['ema_decay']} weights are the ones saved.
 - Time: {info['train_seconds'] / 60:.1f} min of training steps{' over all calls (resumed)' if info['resumed'] else ''} \
-on {info['device']} ({info['torch_threads']} threads), median {info['examples_per_s'] or 0:.0f} images/s.
+on {info['device']} ({info['torch_threads']} thread{'s' if info['torch_threads'] != 1 else ''}{' in the last call' if info['resumed'] else ''}), median {info['examples_per_s'] or 0:.0f} images/s.
 - Final loss on fixed batches: seen {info['final_eval'].get('seen_loss', float('nan')):.4f}, held-out combinations \
 {info['final_eval'].get('held_out_loss', float('nan')):.4f}.
 
