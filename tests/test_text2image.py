@@ -293,6 +293,21 @@ def test_init_from_starts_at_the_folder_weights_and_tokenizer(tmp_path, vae_dir,
     assert result["init_from"]["folder"] == str(checkpoints["sit"])
     assert json.loads((tmp_path / "t2i_run.json").read_text())["init_from"] == str(Path(checkpoints["sit"]).resolve())
     assert f"Started from the weights of `{checkpoints['sit']}`" in (tmp_path / "model" / "MODEL_CARD.md").read_text()
+    # a fine-tune of a fine-tune: the card shows the whole chain and the steps of all three runs
+    again = training.train_text2image(tmp_path / "again", vae=vae_dir, config=source.config, train_config=tc.replace(
+        out_dir=str(tmp_path / "again")), fashion=fashion, progress=False, eval_images=16, init_from=tmp_path / "model")
+    assert again["init_from"]["folder"] == str(tmp_path / "model")
+    assert again["init_from"]["init_from"]["folder"] == str(checkpoints["sit"])
+    card = (tmp_path / "again" / "model" / "MODEL_CARD.md").read_text()
+    assert f"Started from the weights of `{tmp_path / 'model'}`, trained for 1 steps" in card
+    assert f"; which started from the weights of `{checkpoints['sit']}`. The numbers" in card  # it has no training.json
+    assert "In all" not in card  # the first model's steps are unknown
+    record = {"folder": "b", "steps": 300, "train_seconds": 60.0, "command": "cmd-b",
+              "init_from": {"folder": "a", "steps": 1000, "train_seconds": 120.0, "command": "cmd-a", "init_from": None}}
+    assert training._init_text(record, 20) == (
+        "- Started from the weights of `b`, trained for 300 steps (1.0 min of training steps): `cmd-b`; which started "
+        "from the weights of `a`, trained for 1,000 steps (2.0 min of training steps): `cmd-a`. The numbers below are "
+        "this run's alone (a fresh optimizer and learning-rate schedule). In all, with this run's 20: 1,320 steps.\n")
     # a loss option may change when fine-tuning; the architecture may not
     logit = source.config.replace(time_sampling="logit-normal")
     training.train_text2image(tmp_path / "ln", vae=vae_dir, config=logit, train_config=tc.replace(

@@ -226,11 +226,12 @@ def _architecture_changes(a: TextToImageConfig, b: TextToImageConfig) -> list[st
 
 
 def _init_record(folder: str | Path) -> dict:
-    """What training.json says of the starting model: its folder and how it was trained."""
+    """What training.json says of the starting model: its folder, how it was trained and, when it was
+    itself a fine-tune, the record of the model it started from (nested, so the card shows the chain)."""
     info = Path(folder) / TRAINING_NAME
     before = json.loads(info.read_text()) if info.is_file() else {}
     return {"folder": str(folder), "steps": before.get("steps"), "train_seconds": before.get("train_seconds"),
-            "command": before.get("command")}
+            "command": before.get("command"), "init_from": before.get("init_from")}
 
 
 # ------------------------------------------------------------------------------------- model card
@@ -295,7 +296,7 @@ Load: `multimodal.pipeline("text-to-image", model=this_folder)`.
 
     {info['command']}
 
-{_init_text(info.get('init_from'))}- Data: {info['data']}; {info['steps']} steps of batch {info['batch_size']} ({info['images_seen']:,} images).
+{_init_text(info.get('init_from'), info['steps'])}- Data: {info['data']}; {info['steps']} steps of batch {info['batch_size']} ({info['images_seen']:,} images).
 - AdamW lr {t['lr']}, warmup {t['warmup_steps']}, cosine to {t['min_lr_ratio']} x lr, weight decay \
 {t['weight_decay']}; 10 % of captions dropped (classifier-free guidance); EMA {t['ema_decay']} weights are the ones saved.
 - Time: {info['train_seconds'] / 60:.1f} min of training steps{' over all calls (resumed)' if info['resumed'] else ''} \
@@ -311,15 +312,31 @@ cyan ankle boot) were never rendered for training: they measure composition.
 """
 
 
-def _init_text(init: dict | None) -> str:
-    """The card's line on the model a fine-tuning run started from (nothing for a run from scratch)."""
-    if not init:
+def _init_text(init: dict | None, steps: int) -> str:
+    """The card's line on the models a fine-tuning run of ``steps`` steps started from, nearest first
+    (nothing for a run from scratch)."""
+    chain = _chain(init)
+    if not chain:
         return ""
-    before = (f", itself trained for {init['steps']:,} steps ({init['train_seconds'] / 60:.1f} min of training steps)"
-              if init.get("steps") and init.get("train_seconds") else "")
-    command = f": `{init['command']}`" if init.get("command") else ""
-    return (f"- Started from the weights of `{init['folder']}`{before}{command}. The numbers below are this "
-            "run's alone (a fresh optimizer and learning-rate schedule).\n")
+    parts = []
+    for record in chain:
+        before = (f", trained for {record['steps']:,} steps ({record['train_seconds'] / 60:.1f} min of training steps)"
+                  if record.get("steps") and record.get("train_seconds") else "")
+        command = f": `{record['command']}`" if record.get("command") else ""
+        parts.append(f"`{record['folder']}`{before}{command}")
+    total = (f" In all, with this run's {steps:,}: {steps + sum(r['steps'] for r in chain):,} steps."
+             if all(r.get("steps") for r in chain) else "")
+    return (f"- Started from the weights of {'; which started from the weights of '.join(parts)}. The numbers below "
+            f"are this run's alone (a fresh optimizer and learning-rate schedule).{total}\n")
+
+
+def _chain(init: dict | None) -> list[dict]:
+    """A fine-tune's starting models, nearest first."""
+    chain = []
+    while init:
+        chain.append(init)
+        init = init.get("init_from")
+    return chain
 
 
 # --------------------------------------------------------------------------------------------- CLI
