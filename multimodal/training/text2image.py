@@ -26,7 +26,8 @@ guidance. EMA weights (``--ema-decay``, on in the recipe) are what is saved and 
 **Fine-tuning.** ``--init-from`` starts a new run (fresh optimizer and schedule) from a published
 folder's text encoder, denoiser and tokenizer; the architecture and objective are the folder's, the
 loss options (``--min-snr-gamma``, ``--time-sampling``) and training settings this command's. The
-autoencoder must be the folder's. Its card names the starting model.
+autoencoder must be the folder's. Its card names the starting model (and, for a fine-tune of a
+fine-tune, the whole chain with the steps of every run).
 
 **Evaluation during training.** The loss on fixed batches (fixed noise and times) of seen and of
 held-out combinations, every ``--eval-every`` steps. Prompt accuracy needs the judge:
