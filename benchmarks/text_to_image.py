@@ -82,12 +82,20 @@ def autoencoder_ceiling(model: TextToImage, judge, real: torch.Tensor, prompts: 
     return prompt_accuracy(judge.score(to_uint8(coded), prompts), prompts)
 
 
+def per_object_accuracy(score: dict, prompts: list[dict]) -> dict:
+    """Prompt accuracy over the images of each object, in the order the objects first appear."""
+    correct = np.asarray(score["prompt_correct"], dtype=bool)
+    objects = np.array([p["object"] for p in prompts])
+    return {o: float(correct[objects == o].mean()) for o in dict.fromkeys(objects.tolist())}
+
+
 def evaluate_images(judge, images: torch.Tensor, prompts: list[dict], real_features: np.ndarray) -> dict:
     score = judge.score(images, prompts)
     return {**prompt_accuracy(score, prompts),
             "object_accuracy": score["rates"]["object"], "colour_accuracy": score["rates"]["colour"],
             "background_accuracy": score["rates"]["background"],
-            "frechet": float(frechet_distance(judge.features(images), real_features))}
+            "frechet": float(frechet_distance(judge.features(images), real_features)),
+            "per_object": per_object_accuracy(score, prompts)}
 
 
 def sample_and_score(model: TextToImage, sampler: str, steps: int, guidance: float, judge, prompts: list[dict],

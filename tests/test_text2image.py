@@ -571,6 +571,9 @@ def test_guidance_validation_prompts_are_seen_and_disjoint_from_evaluation():
     assert prompt_accuracy({"prompt_correct": [True, False, False, True]}, flags) == \
         {"seen_accuracy": 2 / 3, "held_out_accuracy": 0.0}
     assert prompt_accuracy({"prompt_correct": [True, False]}, flags[:2]) == {"seen_accuracy": 0.5}  # none held out
+    from benchmarks.text_to_image import per_object_accuracy
+    objects = [{"object": o} for o in ("star", "bag", "star", "star")]
+    assert per_object_accuracy({"prompt_correct": [True, True, False, True]}, objects) == {"star": 2 / 3, "bag": 1.0}
 
 
 # -------------------------------------------------------------------------- shipped checkpoints
