@@ -131,8 +131,10 @@ def ship(source: Path, dest: Path, evaluation: dict, reference: dict, score) -> 
     return check
 
 
-def denoiser_step_time(config: DiTConfig, batch: int, repeats: int) -> dict:
-    """Our DiT against diffusers' DiTTransformer2DModel of the same dimensions, class-conditional."""
+def dit_pair(config: DiTConfig, batch: int, device: str = "cpu"):
+    """(ours, diffusers', x, t, y): diffusers' ``DiTTransformer2DModel`` of ``config``'s dimensions
+    (class-conditional, 16 classes) with random weights, ours converted from it, and a batch of
+    inputs, all on ``device``."""
     from diffusers import DiTTransformer2DModel
 
     from multimodal.convert.dit import from_diffusers
@@ -150,13 +152,36 @@ def denoiser_step_time(config: DiTConfig, batch: int, repeats: int) -> dict:
     x = torch.randn(batch, config.in_channels, side, side, generator=g)
     t = torch.randint(0, 1000, (batch,), generator=g)
     y = torch.randint(0, 16, (batch,), generator=g)
+    return ours.to(device), theirs.to(device), x.to(device), t.to(device), y.to(device)
+
+
+def denoiser_step_time(config: DiTConfig, batch: int, repeats: int, device: str = "cpu",
+                       amp: torch.dtype | None = None) -> dict:
+    """Our DiT against diffusers' DiTTransformer2DModel of the same dimensions, class-conditional,
+    on ``device``, under autocast to ``amp`` when given (else float32). On CUDA each call ends with
+    a synchronize, so the time is the GPU's."""
+    ours, theirs, x, t, y = dit_pair(config, batch, device)
+    side = config.input_size[0]
+    kind = torch.device(device).type
+
+    def timed(fn):
+        def run():
+            with torch.autocast(kind, dtype=amp or torch.float32, enabled=amp is not None):
+                out = fn()
+            if kind == "cuda":
+                torch.cuda.synchronize()
+            return out
+        return run
+
+    run_ours = timed(lambda: ours(x, t, class_labels=y))
+    run_theirs = timed(lambda: theirs(x, timestep=t, class_labels=y).sample)
     with torch.inference_mode():
-        difference = (ours(x, t, class_labels=y) - theirs(x, timestep=t, class_labels=y).sample).abs().max().item()
-        times = interleaved({"ours": lambda: ours(x, t, class_labels=y),
-                             "diffusers": lambda: theirs(x, timestep=t, class_labels=y)}, repeats=repeats, warmup=2)
+        difference = (run_ours().float() - run_theirs().float()).abs().max().item()
+        times = interleaved({"ours": run_ours, "diffusers": run_theirs}, repeats=repeats, warmup=2)
     ours_s, theirs_s = median(times["ours"]), median(times["diffusers"])
     return {"config": {"width": config.width, "depth": config.depth, "heads": config.heads,
                        "patch_size": config.patch_size, "latent": [config.in_channels, side, side], "batch": batch},
+            "device": device, "dtype": str(amp or torch.float32).removeprefix("torch."),
             "max_abs_difference": difference, "ours_ms": 1000 * ours_s, "diffusers_ms": 1000 * theirs_s,
             "ours_over_diffusers_time": ours_s / theirs_s}
 

@@ -62,32 +62,34 @@ def cpu_has_amx() -> bool:
         return False
 
 
-def text2image_case(batch_size: int, quick: bool):
-    """(model, loss function, description) of the text-to-image recipe."""
+def text2image_case(batch_size: int, quick: bool, device: str = "cpu", fashion=None):
+    """(model, loss function, description) of the text-to-image recipe on ``device``; ``fashion``: the
+    world's garments (default Fashion-MNIST's)."""
     config = TextToImageConfig()
     if quick:
         config = dataclasses.replace(config, denoiser=config.denoiser.replace(width=64, depth=2, heads=2))
     autoencoder = Autoencoder(AutoencoderConfig(**VAE_SHAPE, latent_channels=config.denoiser.in_channels))
     tokenizer = train_caption_tokenizer(config.text.vocab_size, corpus=[])
-    model = TextToImage(config, tokenizer, autoencoder).train()
-    batch = CaptionedWorld("train").sample(batch_size, torch.Generator().manual_seed(0))
+    model = TextToImage(config, tokenizer, autoencoder).to(device).train()
+    batch = CaptionedWorld("train", fashion=fashion).sample(batch_size, torch.Generator().manual_seed(0))
 
     def loss():
         return model.loss(batch.images, list(batch.captions), generator=torch.Generator().manual_seed(1))
     return model, loss, {"denoiser": config.denoiser.to_dict()}
 
 
-def vit_case(batch_size: int, quick: bool):
+def vit_case(batch_size: int, quick: bool, device: str = "cpu", fashion=None):
     """(model, loss function, description) of the recipe's Fashion-MNIST ViT shape (28x28, patch 4,
     linear patch map; drop-path 0.05 as the runs use), which the recorded results measured. (The
-    shipped checkpoint now uses a patch-8 convolutional stem: 17 tokens, a far cheaper step.)"""
+    shipped checkpoint now uses a patch-8 convolutional stem: 17 tokens, a far cheaper step.) Random
+    images: ``fashion`` is not used."""
     config = ViTConfig(image_size=28, in_channels=1, num_classes=10, image_mode="L", drop_path=0.05, **RECIPE_MODEL)
     if quick:
         config = config.replace(width=64, depth=2)
-    model = ViT(config).train()
+    model = ViT(config).to(device).train()
     g = torch.Generator().manual_seed(0)
-    images = torch.randn(batch_size, config.in_channels, *config.image_size, generator=g)
-    labels = torch.randint(0, config.num_classes, (batch_size,), generator=g)
+    images = torch.randn(batch_size, config.in_channels, *config.image_size, generator=g).to(device)
+    labels = torch.randint(0, config.num_classes, (batch_size,), generator=g).to(device)
 
     def loss():
         return F.cross_entropy(model(images), labels, label_smoothing=0.1)

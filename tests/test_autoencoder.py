@@ -23,8 +23,10 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 # 32x32 -> 8x8x4 like the real one, at a few thousand parameters.
 TINY = AutoencoderConfig(block_out_channels=(8, 8, 16), norm_num_groups=4, layers_per_block=1, latent_channels=4)
+# device cpu: the learning thresholds below are float32's. On a GPU the trainer's default is bf16
+# autocast, which cut the L1 error by 34 % (not 40 %) in the same 48 steps on an H200.
 TRAIN = dict(lr=1e-2, warmup_steps=0, log_every=1, eval_every=0, save_every=0, scale_images=64, eval_images=32,
-             progress=False)
+             progress=False, device="cpu")
 
 
 @pytest.fixture(scope="module")

@@ -419,8 +419,9 @@ def test_image_grid():
 # ---------------------------------------------------------------------------------- CLI and app
 def test_cli_generate_image(checkpoints, tmp_path, capsys):
     out = tmp_path / "grid.png"
+    # --device cpu: the default is CUDA when present, whose images may differ by a pixel level
     args = ["generate", "image", PROMPT, "-n", "4", "--steps", "2", "--seed", "0", "--model",
-            str(checkpoints["sit"]), "--sampler", "heun", "--scale", "2", "-o", str(out)]
+            str(checkpoints["sit"]), "--sampler", "heun", "--scale", "2", "--device", "cpu", "-o", str(out)]
     assert cli.main(args) == 0
     grid = Image.open(out)
     assert grid.size == (2 * 32 * 2, 2 * 32 * 2)
