@@ -2,8 +2,8 @@
 
 - **denoiser**: our DiT's forward against diffusers' ``DiTTransformer2DModel`` (weights converted,
   outputs compared) in float32 and under bf16 autocast, at the shipped text-to-image config (batch
-  190, as ``benchmarks.text_to_image`` times it on the CPU) and at DiT-XL/2's (256 px images: 32x32x4
-  latents, width 1152, depth 28, 16 heads, patch 2; batch 32);
+  190: the 95 evaluation prompts with their unconditional twins) and at DiT-XL/2's (256 px images:
+  32x32x4 latents, width 1152, depth 28, 16 heads, patch 2; batch 32);
 - **train step**: one step (forward, backward, AdamW) of the text-to-image recipe and of the ViT
   recipe shape, batch 128, float32 and bf16 autocast (``benchmarks.train_step``'s cases);
 - **training**: the real trainer (``train_text2image``, device ``cuda``, its default bf16) runs the
