@@ -61,6 +61,8 @@ def main(argv=None) -> None:
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--dit", default="text2image-dit", help="DiT checkpoint folder or name")
     parser.add_argument("--sit", default="text2image-sit", help="SiT checkpoint folder or name")
+    parser.add_argument("--dit-sampler", default=None, help="DiT's sampler (default: the model's default)")
+    parser.add_argument("--sit-sampler", default=None, help="SiT's sampler (default: the model's default)")
     parser.add_argument("--scales", type=float, nargs="+", default=list(SCALES))
     parser.add_argument("--steps", type=int, default=SHIP_STEPS)
     parser.add_argument("--images-per-prompt", type=int, default=2)
@@ -78,7 +80,9 @@ def main(argv=None) -> None:
     for name, where in (("dit", args.dit), ("sit", args.sit)):
         folder = resolve_model(where)
         model = TextToImage.from_pretrained(folder)
-        sampler = model.config.default_sampler
+        sampler = getattr(args, f"{name}_sampler") or model.config.default_sampler
+        if sampler not in model.config.samplers:
+            parser.error(f"--{name}-sampler: expected one of {', '.join(model.config.samplers)}, found {sampler!r}")
         rows = []
         for scale in args.scales:
             row = sample_and_score(model, sampler, args.steps, scale, judge, prompts, real_features)
