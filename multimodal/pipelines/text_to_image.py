@@ -135,7 +135,7 @@ def add_generate_image_arguments(parser) -> None:
     parser.add_argument("--steps", type=int, default=25, help="sampling steps (default 25)")
     parser.add_argument("--guidance", type=float, default=4.0, help="classifier-free guidance scale (default 4)")
     parser.add_argument("--sampler", default=None,
-                        help="ddpm, ddim, dpm++ (DiT) or euler, heun, sde (SiT); default ddim / heun")
+                        help="ddpm, ddim, dpm++ (DiT) or euler, heun, sde (SiT); default ddpm / heun")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: random)")
     parser.add_argument("--model", default=None, help=f"checkpoint folder or name (default {DEFAULT_MODEL})")
     parser.add_argument("--scale", type=int, default=4, help="pixel magnification of the saved PNG (default 4)")
