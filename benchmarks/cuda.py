@@ -40,7 +40,7 @@ from multimodal.paths import resolve_model
 
 from .common import interleaved, markdown_table, median, write_results
 from .text_to_image import denoiser_step_time, dit_pair
-from .train_step import text2image_case, vit_case
+from .train_step import text2image_case, training_step, vit_case
 
 XL2 = "dit-xl/2"  # 256 px images: 32x32x4 latents
 
@@ -98,15 +98,9 @@ def train_step_rows(fashion, repeats: int, batch: int = 128) -> dict:
         model, loss_fn, description = case(batch, False, device="cuda", fashion=fashion)
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
 
-        def step(amp: bool):
-            def run():
-                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-                    loss = loss_fn()
-                loss.backward()
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            return synchronized(run)
-        times = interleaved({"float32": step(False), "bf16": step(True)}, repeats=repeats, warmup=3)
+        times = interleaved({"float32": synchronized(training_step(loss_fn, optimizer, False, "cuda")),
+                             "bf16": synchronized(training_step(loss_fn, optimizer, True, "cuda"))},
+                            repeats=repeats, warmup=3)
         out[name] = {**description, "batch": batch,
                      "rows": [{"variant": v, "seconds_per_step": median(t), "images_per_s": batch / median(t)}
                               for v, t in times.items()]}

@@ -99,6 +99,19 @@ def vit_case(batch_size: int, quick: bool, device: str = "cpu", fashion=None):
 CASES = {"text2image": text2image_case, "vit": vit_case}
 
 
+def training_step(loss_fn, optimizer, amp: bool, device: str = "cpu", attention=None):
+    """A function that runs one step (forward under ``device``'s bf16 autocast when ``amp``,
+    backward, AdamW); ``attention`` replaces ``multimodal.backbone.attend`` for the step."""
+    def run():
+        patch = contextlib.nullcontext() if attention is None else _patched(attention)
+        with patch, torch.autocast(device, dtype=torch.bfloat16, enabled=amp):
+            loss = loss_fn()
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return run
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="+", choices=sorted(CASES), default=["text2image", "vit"])
@@ -119,14 +132,7 @@ def main(argv=None) -> None:
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
 
         def step(amp: bool, attention=None):
-            def run():
-                patch = contextlib.nullcontext() if attention is None else _patched(attention)
-                with patch, torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
-                    loss = loss_fn()
-                loss.backward()
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            return run
+            return training_step(loss_fn, optimizer, amp, attention=attention)
 
         variants = {"float32": step(False), "bf16": step(True), "bf16, float32 SDPA": step(True, _float32_sdpa),
                     "bf16, bf16 SDPA": step(True, _bf16_sdpa)}
