@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 import multimodal.backbone as backbone
-from multimodal.data.image_classification import RECIPE_MODEL
+from multimodal.training.vit import RECIPE_MODEL
 from multimodal.data.world import CaptionedWorld
 from multimodal.models.autoencoder import Autoencoder, AutoencoderConfig
 from multimodal.models.text2image import TextToImage, TextToImageConfig

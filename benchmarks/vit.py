@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from multimodal.convert.vit import from_timm
-from multimodal.data.image_classification import RECIPE_MODEL, RECIPE_TRAIN, make_loss_fn
+from multimodal.training.vit import RECIPE_MODEL, RECIPE_TRAIN, make_loss_fn
 from multimodal.data.images import (FASHION_MNIST_LABELS, ImageTensorDataset, TrainAugment, keep_batch,
                                     load_fashion_mnist, normalize, split_indices)
 from multimodal.models.vit import ViT, ViTConfig, count_parameters

@@ -159,7 +159,7 @@ def generate(args: argparse.Namespace) -> int | None:
 
 # Per-model training and evaluation: (help, add_arguments, run) for each model, by name.
 def _trainable_models() -> dict[str, dict[str, tuple]]:
-    from .data import image_classification as vit
+    from .training import vit
     from .training import autoencoder, text2image, whisper
 
     return {

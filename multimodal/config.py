@@ -51,15 +51,24 @@ class Config:
 
     @classmethod
     def load(cls: type[C], path: str | Path) -> C:
-        path = Path(path)
-        try:
-            text = path.read_text()
-        except OSError as e:
-            raise InputError(f"{path}: expected a readable config file, found {e.strerror}") from None
-        return cls.from_json(text, where=str(path))
+        return cls.from_dict(read_json(path), where=str(path))
 
     def replace(self: C, **changes) -> C:
         return dataclasses.replace(self, **changes)
+
+
+def read_json(path: str | Path) -> dict:
+    """A JSON object from a file; an unreadable file, bad JSON or a non-object is an ``InputError``."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise InputError(f"{path}: expected a readable JSON file, found {e.strerror or e}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: expected JSON, found a syntax error ({e})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a JSON object, found {type(data).__name__}")
+    return data
 
 
 def _plain(value):

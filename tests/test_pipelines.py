@@ -9,7 +9,7 @@ from conftest import MODEL, TASK, LinearPipeline, write_checkpoint
 import multimodal
 from multimodal import paths, pipelines
 from multimodal.errors import InputError
-from multimodal.pipelines.base import default_device
+from multimodal.devices import default_device
 
 
 def test_factory_is_exported_at_top_level():

@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw
 
 from multimodal.backbone import Transformer
 from multimodal.checkpoint import load_tensors
-from multimodal.data import image_classification as ic
+from multimodal.training import vit as ic
 from multimodal.data import images as image_data
 from multimodal.errors import InputError
 from multimodal.models.vit import ViT, ViTConfig

@@ -11,21 +11,10 @@ from pathlib import Path
 import torch
 
 from ..checkpoint import load_tensors
+from ..config import read_json  # noqa: F401  (the importers read JSON through this module)
 from ..errors import InputError
 
 HF_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
-
-
-def read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise InputError(f"{path}: expected a readable JSON file, found {e.strerror or e}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(f"{path}: expected JSON, found a syntax error ({e})") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: expected a JSON object, found {type(data).__name__}")
-    return data
 
 
 def torch_load(path: Path) -> object:

@@ -25,7 +25,7 @@ from ..backbone import sinusoids_2d
 from ..checkpoint import check_state_dict, load_tensors
 from ..errors import InputError
 from ..models.dit import DiT, DiTConfig
-from ..pipelines.base import parse_dtype
+from ..devices import parse_dtype
 from .common import read_json, torch_load
 
 DIFFUSERS_CLASSES = ("DiTTransformer2DModel", "Transformer2DModel")

@@ -30,7 +30,7 @@ from ..checkpoint import CONFIG_NAME, WEIGHTS_NAME, check_state_dict, load_tenso
 from ..errors import InputError
 from ..models.vit import ViT, ViTConfig
 from ..paths import resolve_model
-from ..pipelines.base import parse_dtype
+from ..devices import parse_dtype
 from .common import hf_config, hf_tensors, read_json, torch_load
 
 TIMM_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")

@@ -30,7 +30,7 @@ from ..checkpoint import (CONFIG_NAME, WEIGHTS_NAME, atomic_write_text, check_st
 from ..errors import InputError
 from ..models.whisper import PRESET_ALIASES, PRESETS, Whisper, WhisperConfig, WhisperGenerationConfig
 from ..paths import cache_dir, checkpoint_dirs
-from ..pipelines.base import parse_dtype
+from ..devices import parse_dtype
 from .common import hf_config, hf_tensors, read_json, torch_load
 from .ctranslate2 import dequantize, read_model_bin
 

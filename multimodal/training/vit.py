@@ -31,13 +31,14 @@ import torch
 import torch.nn.functional as F
 
 from ..checkpoint import (CONFIG_NAME, WEIGHTS_NAME, atomic_write_bytes, atomic_write_text, load_tensors)
+from ..config import read_json
+from ..data.images import (FASHION_MNIST_LABELS, ImageFolderDataset, ImageTensorDataset, TrainAugment,
+                           keep_batch, load_fashion_mnist, normalize, split_indices)
+from ..devices import default_device, parse_device
 from ..errors import InputError
 from ..models.vit import ViT, ViTConfig, count_parameters
-from ..pipelines.base import default_device, parse_device
-from ..training import TrainConfig, Trainer, add_train_args, train_config_from_args
-from ..training.trainer import check_resume_settings, command_line, publish_model
-from .images import (FASHION_MNIST_LABELS, ImageFolderDataset, ImageTensorDataset, TrainAugment,
-                     keep_batch, load_fashion_mnist, normalize, split_indices)
+from .trainer import TrainConfig, Trainer, add_train_args, check_resume_settings, command_line, publish_model, \
+    train_config_from_args
 
 FASHION_MNIST = "fashion-mnist"
 RUN_NAME, TRAINING_NAME, MODEL_DIR, CARD_NAME = "vit_run.json", "training.json", "model", "MODEL_CARD.md"
@@ -346,7 +347,7 @@ def evaluate_vit(checkpoint: str | os.PathLike, split: str = "test", *, data: st
     if not (folder / CONFIG_NAME).is_file():
         raise InputError(f"{checkpoint}: expected a ViT checkpoint folder with {CONFIG_NAME}, found none")
     model = ViT.from_pretrained(folder, device=parse_device(device) if device is not None else default_device())
-    info = _read_json(folder / TRAINING_NAME) if (folder / TRAINING_NAME).is_file() else {}
+    info = read_json(folder / TRAINING_NAME) if (folder / TRAINING_NAME).is_file() else {}
     data = data or info.get("data")
     if data is None:
         raise InputError(f"data: expected a data set ({FASHION_MNIST!r} or a folder) for {folder}, which has no "
@@ -367,16 +368,6 @@ def evaluate_vit(checkpoint: str | os.PathLike, split: str = "test", *, data: st
         atomic_write_bytes(folder / f"confusion_{split}.png", _confusion_png(confusion, model.labels, split))
         atomic_write_text(folder / CARD_NAME, model_card(folder))
     return result
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise InputError(f"{path}: expected a JSON file, found an unreadable one ({e})") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: expected a JSON object, found {type(data).__name__}")
-    return data
 
 
 def _confusion_png(confusion: torch.Tensor, labels: list[str], split: str) -> bytes:
@@ -408,7 +399,7 @@ def _confusion_png(confusion: torch.Tensor, labels: list[str], split: str) -> by
 def model_card(folder: Path) -> str:
     """MODEL_CARD.md from the folder's config.json, training.json and eval_*.json."""
     config = ViTConfig.load(folder / CONFIG_NAME)
-    info = _read_json(folder / TRAINING_NAME) if (folder / TRAINING_NAME).is_file() else {}
+    info = read_json(folder / TRAINING_NAME) if (folder / TRAINING_NAME).is_file() else {}
     data = str(info.get("data", "unknown data"))
     fashion = _is_fashion_mnist(data)
     source = "Fashion-MNIST" if fashion else f"the image folder {data}"
@@ -451,7 +442,7 @@ def model_card(folder: Path) -> str:
     if info.get("command"):
         lines += ["## Training command", "", "```", info["command"], "```", ""]
     lines += ["## Evaluation", ""]
-    evals = [(s, _read_json(folder / f"eval_{s}.json")) for s in SPLITS if (folder / f"eval_{s}.json").is_file()]
+    evals = [(s, read_json(folder / f"eval_{s}.json")) for s in SPLITS if (folder / f"eval_{s}.json").is_file()]
     if not evals:
         lines += ["Not evaluated yet: `evaluate_vit(folder, split)` writes the numbers here.", ""]
     for split, result in evals:
