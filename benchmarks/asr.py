@@ -42,7 +42,7 @@ from multimodal.data import speech_eval
 from multimodal.models import whisper_decoding
 from multimodal.models.whisper import Whisper
 from multimodal.pipelines import speech_recognition as asr
-from multimodal.tokenizers.audio import SAMPLE_RATE, load_audio
+from multimodal.media.audio import SAMPLE_RATE, load_audio
 from multimodal.tokenizers.text import WhisperTokenizer
 
 from .common import RESULTS, markdown_table, write_results

@@ -19,7 +19,7 @@ from whisper.normalizers import EnglishTextNormalizer
 from benchmarks.whisper_twins import openai_twin
 from multimodal.convert.whisper import _packaged_model, default_model_path, load_whisper
 from multimodal.pipelines import speech_recognition as asr
-from multimodal.tokenizers.audio import SAMPLE_RATE, load_audio
+from multimodal.media.audio import SAMPLE_RATE, load_audio
 from multimodal.tokenizers.text import WhisperTokenizer
 
 ESPEAK = shutil.which("espeak-ng")

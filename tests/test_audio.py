@@ -1,4 +1,4 @@
-"""Audio input and Whisper's log-mel spectrogram (multimodal.tokenizers.audio).
+"""Audio input and Whisper's log-mel spectrogram (multimodal.media.audio, multimodal.tokenizers.mel).
 
 The log-mel spectrogram is compared with openai-whisper's own function on the same samples; files
 are generated into tmp_path with soundfile (and PyAV for m4a); resampling is checked by where a
@@ -20,7 +20,9 @@ import torch
 import torchaudio.functional as AF
 
 from multimodal.errors import InputError
-from multimodal.tokenizers import audio as A
+from multimodal.media import audio as A
+from multimodal.media.resample import Resampler
+from multimodal.tokenizers import mel as M
 
 try:  # openai-whisper (a dev dependency) is the reference for the log-mel spectrogram
     import whisper.audio as whisper_audio
@@ -79,8 +81,8 @@ def reference_mel(x, n_mels=80, padding=0):
 def test_filterbank_equals_whisper_file(n_mels):
     with np.load(os.path.join(os.path.dirname(whisper_audio.__file__), "assets", "mel_filters.npz")) as f:
         theirs = f[f"mel_{n_mels}"]
-    ours = A.mel_filters(n_mels).numpy()
-    assert ours.shape == theirs.shape == (n_mels, A.N_FFT // 2 + 1)
+    ours = M.mel_filters(n_mels).numpy()
+    assert ours.shape == theirs.shape == (n_mels, M.N_FFT // 2 + 1)
     assert np.array_equal(ours != 0, theirs != 0)  # the same triangles
     # float32 rounding apart (one ulp): a relative error of ~1e-7 on every weight, edges included
     assert np.abs(ours - theirs).max() <= 4e-9
@@ -104,18 +106,18 @@ SIGNALS = {
 @needs_whisper
 def test_log_mel_matches_whisper(signal, n_mels):
     x = SIGNALS[signal]()
-    for padding in (0, 1234, A.N_SAMPLES):
-        ours = A.log_mel_spectrogram(x, n_mels=n_mels, padding=padding)
+    for padding in (0, 1234, M.N_SAMPLES):
+        ours = M.log_mel_spectrogram(x, n_mels=n_mels, padding=padding)
         theirs = reference_mel(x, n_mels, padding)
-        assert ours.shape == theirs.shape == (n_mels, A.num_frames(len(x), padding))
+        assert ours.shape == theirs.shape == (n_mels, M.num_frames(len(x), padding))
         assert ours.dtype == torch.float32
         assert (ours - theirs).abs().max() < 1e-4
 
 
 def test_log_mel_of_a_30_second_window_has_n_frames():
-    mel = A.log_mel_spectrogram(noise(30.0))
-    assert mel.shape == (80, A.N_FRAMES) == (80, 3000)
-    assert A.N_SAMPLES == 480000 and A.HOP_LENGTH == 160 and A.CHUNK_LENGTH == 30 and A.FRAMES_PER_SECOND == 100
+    mel = M.log_mel_spectrogram(noise(30.0))
+    assert mel.shape == (80, M.N_FRAMES) == (80, 3000)
+    assert M.N_SAMPLES == 480000 and M.HOP_LENGTH == 160 and M.CHUNK_LENGTH == 30 and M.FRAMES_PER_SECOND == 100
 
 
 @needs_whisper
@@ -123,17 +125,17 @@ def test_log_mel_blocks_do_not_show(monkeypatch):
     """Long inputs are framed in blocks; tiny blocks (edges reflected, zero padding straddled) give
     the same result as one block."""
     x = speech_like(3.0)
-    whole = A.log_mel_spectrogram(x, padding=5000)
-    monkeypatch.setattr(A, "_FRAMES_PER_BLOCK", 7)
-    assert (A.log_mel_spectrogram(x, padding=5000) - whole).abs().max() < 1e-6
+    whole = M.log_mel_spectrogram(x, padding=5000)
+    monkeypatch.setattr(M, "_FRAMES_PER_BLOCK", 7)
+    assert (M.log_mel_spectrogram(x, padding=5000) - whole).abs().max() < 1e-6
     assert (whole - reference_mel(x, padding=5000)).abs().max() < 1e-4
 
 
 @needs_whisper
 def test_log_mel_batch_items_are_independent():
     items = [speech_like(4.0, seed=1), 0.01 * noise(4.0, seed=2), np.zeros(4 * SR, np.float32)]
-    batch = A.log_mel_spectrogram(torch.from_numpy(np.stack(items)), n_mels=128, padding=800)
-    assert batch.shape == (3, 128, A.num_frames(4 * SR, 800))
+    batch = M.log_mel_spectrogram(torch.from_numpy(np.stack(items)), n_mels=128, padding=800)
+    assert batch.shape == (3, 128, M.num_frames(4 * SR, 800))
     for i, item in enumerate(items):
         assert (batch[i] - reference_mel(item, 128, 800)).abs().max() < 1e-4
     # each item is clipped below its own maximum: the quiet noise keeps its detail next to speech
@@ -142,20 +144,20 @@ def test_log_mel_batch_items_are_independent():
 
 def test_log_mel_dtypes_and_sources(tmp_path):
     x = speech_like(2.0)
-    ref = A.log_mel_spectrogram(x)
-    double = A.log_mel_spectrogram(x.astype(np.float64))
+    ref = M.log_mel_spectrogram(x)
+    double = M.log_mel_spectrogram(x.astype(np.float64))
     assert double.dtype == torch.float64 and (double - ref.double()).abs().max() < 1e-4
-    half = A.log_mel_spectrogram(torch.from_numpy(x).to(torch.bfloat16))
+    half = M.log_mel_spectrogram(torch.from_numpy(x).to(torch.bfloat16))
     assert half.dtype == torch.float32 and half.shape == ref.shape
-    assert (A.log_mel_spectrogram(torch.from_numpy(x), device="cpu") - ref).abs().max() == 0
+    assert (M.log_mel_spectrogram(torch.from_numpy(x), device="cpu") - ref).abs().max() == 0
     big_endian, read_only = x.astype(">f4"), np.frombuffer(x.tobytes(), np.float32)
-    assert torch.equal(A.log_mel_spectrogram(big_endian), ref) and torch.equal(A.log_mel_spectrogram(read_only), ref)
+    assert torch.equal(M.log_mel_spectrogram(big_endian), ref) and torch.equal(M.log_mel_spectrogram(read_only), ref)
     path = A.write_audio(tmp_path / "speech.wav", x, SR, subtype="FLOAT")
-    assert (A.log_mel_spectrogram(str(path)) - ref).abs().max() == 0  # a path is decoded first
+    assert (M.log_mel_spectrogram(str(path)) - ref).abs().max() == 0  # a path is decoded first
 
 
 def test_log_mel_of_silence_is_the_floor():
-    mel = A.log_mel_spectrogram(np.zeros(SR, np.float32))
+    mel = M.log_mel_spectrogram(np.zeros(SR, np.float32))
     assert torch.all(mel == (-10.0 + 4.0) / 4.0)  # log10 of the 1e-10 clamp
 
 
@@ -169,7 +171,7 @@ def test_log_mel_of_silence_is_the_floor():
 ])
 def test_log_mel_rejects_bad_audio(bad, message):
     with pytest.raises(InputError, match="audio") as err:
-        A.log_mel_spectrogram(bad)
+        M.log_mel_spectrogram(bad)
     assert message in str(err.value)
 
 
@@ -177,34 +179,34 @@ def test_log_mel_names_non_finite_samples():
     x = noise(2.0)
     x[[16000, 17000, 20000]] = [np.nan, np.inf, -np.inf]
     with pytest.raises(InputError, match=r"audio: expected finite samples, found 3 .* sample 16000 \(1.000 s\)"):
-        A.log_mel_spectrogram(x)
+        M.log_mel_spectrogram(x)
     batch = np.stack([noise(1.0), noise(1.0)])
     batch[1, 8000] = np.nan
     with pytest.raises(InputError, match="sample 8000 of item 1"):
-        A.log_mel_spectrogram(batch)
+        M.log_mel_spectrogram(batch)
 
 
 @pytest.mark.parametrize("kwargs, name", [({"n_mels": 0}, "n_mels"), ({"n_mels": 200}, "n_mels"),
                                           ({"n_mels": 80.0}, "n_mels"), ({"padding": -1}, "padding")])
 def test_log_mel_rejects_bad_settings(kwargs, name):
     with pytest.raises(InputError, match=f"^{name}: expected"):
-        A.log_mel_spectrogram(noise(1.0), **kwargs)
+        M.log_mel_spectrogram(noise(1.0), **kwargs)
 
 
 def test_pad_or_trim():
     x = np.arange(10, dtype=np.float32)
-    assert np.array_equal(A.pad_or_trim(x, 4), x[:4])
-    assert np.array_equal(A.pad_or_trim(x, 13), np.r_[x, 0, 0, 0])
+    assert np.array_equal(M.pad_or_trim(x, 4), x[:4])
+    assert np.array_equal(M.pad_or_trim(x, 13), np.r_[x, 0, 0, 0])
     t = torch.arange(12.0).reshape(3, 4)
-    assert torch.equal(A.pad_or_trim(t, 2, axis=0), t[:2])
-    assert torch.equal(A.pad_or_trim(t, 6), torch.cat([t, torch.zeros(3, 2)], 1))
-    assert torch.equal(A.pad_or_trim(t, 5, axis=0), torch.cat([t, torch.zeros(2, 4)], 0))
-    assert A.pad_or_trim(np.zeros(5), ).shape == (A.N_SAMPLES,)
-    mel = A.log_mel_spectrogram(noise(40.0), padding=A.N_SAMPLES)
-    assert A.pad_or_trim(mel, A.N_FRAMES).shape == (80, A.N_FRAMES)
+    assert torch.equal(M.pad_or_trim(t, 2, axis=0), t[:2])
+    assert torch.equal(M.pad_or_trim(t, 6), torch.cat([t, torch.zeros(3, 2)], 1))
+    assert torch.equal(M.pad_or_trim(t, 5, axis=0), torch.cat([t, torch.zeros(2, 4)], 0))
+    assert M.pad_or_trim(np.zeros(5), ).shape == (M.N_SAMPLES,)
+    mel = M.log_mel_spectrogram(noise(40.0), padding=M.N_SAMPLES)
+    assert M.pad_or_trim(mel, M.N_FRAMES).shape == (80, M.N_FRAMES)
     for bad, match in [((x, 0), "length"), ((x, 5.5), "length"), (([1, 2], 3), "array"), ((x, 3, 1), "axis")]:
         with pytest.raises(InputError, match=match):
-            A.pad_or_trim(bad[0], bad[1], axis=bad[2] if len(bad) > 2 else -1)
+            M.pad_or_trim(bad[0], bad[1], axis=bad[2] if len(bad) > 2 else -1)
 
 
 # ------------------------------------------------------------------------------------ loading
@@ -339,7 +341,7 @@ def test_silence_loads(tmp_path):
     path = A.write_audio(tmp_path / "silence.wav", np.zeros(48000, np.int16), 48000)
     y = A.load_audio(path)
     assert len(y) == SR and not y.any()
-    assert torch.all(A.log_mel_spectrogram(y) == -1.5)
+    assert torch.all(M.log_mel_spectrogram(y) == -1.5)
 
 
 def test_truncated_files_decode_what_is_there(tmp_path):
@@ -377,7 +379,7 @@ def test_chunks_equal_whole_file_decoding(tmp_path):
 @pytest.mark.parametrize("rate", [8000, 11025, 22050, 32000, 44100, 48000, 12345])
 def test_streaming_resampler_equals_whole_signal(rate):
     x = noise(3.0, seed=rate)[: 3 * rate]
-    resampler = A._Resampler(rate)
+    resampler = Resampler(rate, A.SAMPLE_RATE)
     sizes = np.random.default_rng(rate).integers(1, 3 * rate // 4, 40)
     pieces, start = [], 0
     for size in sizes:
@@ -438,7 +440,7 @@ def test_espeak_speech(tmp_path):
     y = A.load_audio(wav)  # espeak-ng speaks at 22050 Hz
     assert sf.info(io.BytesIO(wav)).samplerate != SR and len(y) > SR
     for n_mels in (80, 128):
-        assert (A.log_mel_spectrogram(y, n_mels) - reference_mel(y, n_mels)).abs().max() < 1e-4
+        assert (M.log_mel_spectrogram(y, n_mels) - reference_mel(y, n_mels)).abs().max() < 1e-4
 
 
 # --------------------------------------------------------------------------------- bad input

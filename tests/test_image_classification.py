@@ -16,6 +16,7 @@ from PIL import Image
 import multimodal
 from multimodal import cli
 from multimodal.data import images as image_data
+from multimodal.media import images as media_images
 from multimodal.errors import InputError
 from multimodal.models.vit import ViT, ViTConfig
 from multimodal.paths import SHIPPED_CHECKPOINTS
@@ -237,10 +238,10 @@ def test_bad_images_are_input_errors(pipe, image, message):
 def test_a_decompression_bomb_is_refused_before_decoding(pipe, tmp_path, monkeypatch):
     path = tmp_path / "big.png"
     Image.new("L", (200, 100)).save(path)
-    monkeypatch.setattr(image_data, "MAX_IMAGE_PIXELS", 10_000)
+    monkeypatch.setattr(media_images, "MAX_IMAGE_PIXELS", 10_000)
     with pytest.raises(InputError, match="decompression-bomb guard.*200x100 = 20,000"):
         pipe(path)
-    monkeypatch.setattr(image_data, "MAX_IMAGE_PIXELS", 20_000)
+    monkeypatch.setattr(media_images, "MAX_IMAGE_PIXELS", 20_000)
     assert pipe(path, top_k=1)[0]["label"] in LABELS
 
 

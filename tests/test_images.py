@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from multimodal.data import images as D
+from multimodal.media import images as MI
 from multimodal.errors import InputError
 
 
@@ -100,12 +101,12 @@ def test_image_folder_bad_input(tmp_path):
 def test_image_to_tensor_resizes_and_converts():
     wide = Image.new("RGB", (40, 20), (0, 0, 0))
     wide.paste((255, 255, 255), (0, 0, 4, 20))  # a white band on the left tenth
-    squashed = D.image_to_tensor(wide, 8, "RGB", "squash")
+    squashed = MI.image_to_tensor(wide, 8, "RGB", "squash")
     assert squashed.shape == (3, 8, 8) and squashed[0, 4, 0] > 150 and squashed[:, :, 3:].max() == 0
-    cropped = D.image_to_tensor(wide, 8, "RGB", "shorter")  # 16x8 after resizing: the centre 8x8 is black
+    cropped = MI.image_to_tensor(wide, 8, "RGB", "shorter")  # 16x8 after resizing: the centre 8x8 is black
     assert cropped.shape == (3, 8, 8) and cropped.max() == 0
     rgba = Image.new("RGBA", (4, 4), (255, 0, 0, 0))  # fully transparent: white behind it
-    assert D.image_to_tensor(rgba, 4, "L", "squash").min() == 255
+    assert MI.image_to_tensor(rgba, 4, "L", "squash").min() == 255
 
 
 def test_split_indices():
@@ -122,7 +123,7 @@ def test_split_indices():
 
 def test_normalize():
     x = torch.tensor([0, 255], dtype=torch.uint8).view(1, 2, 1, 1)
-    assert D.normalize(x, (0.5, 0.0), (0.5, 2.0)).flatten().tolist() == [-1.0, 0.5]
+    assert MI.normalize(x, (0.5, 0.0), (0.5, 2.0)).flatten().tolist() == [-1.0, 0.5]
 
 
 # ------------------------------------------------------------------------------- augmentation
@@ -144,7 +145,7 @@ def test_train_augment_flips_crops_and_normalises():
     labels = torch.arange(64) % 4
     aug = D.TrainAugment(4, (0.5,), (0.5,), crop_padding=0, flip=True)
     x, targets = aug(images, labels)
-    plain = D.normalize(images, (0.5,), (0.5,))
+    plain = MI.normalize(images, (0.5,), (0.5,))
     flipped = torch.tensor([torch.equal(a, p.flip(-1)) and not torch.equal(a, p) for a, p in zip(x, plain)])
     kept = torch.tensor([torch.equal(a, p) for a, p in zip(x, plain)])
     assert (flipped | kept).all() and 16 < flipped.sum() < 48

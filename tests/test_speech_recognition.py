@@ -27,7 +27,8 @@ from multimodal.convert.whisper import default_model_path, load_whisper
 from multimodal.errors import InputError
 from multimodal import pipelines
 from multimodal.pipelines import speech_recognition as asr
-from multimodal.tokenizers.audio import N_FRAMES, N_SAMPLES, SAMPLE_RATE, load_audio
+from multimodal.media.audio import SAMPLE_RATE, load_audio
+from multimodal.tokenizers.mel import N_FRAMES, N_SAMPLES
 from multimodal.tokenizers.text import WhisperTokenizer
 
 ESPEAK = shutil.which("espeak-ng")

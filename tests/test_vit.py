@@ -19,6 +19,7 @@ from multimodal.backbone import Transformer
 from multimodal.checkpoint import load_tensors
 from multimodal.training import vit as ic
 from multimodal.data import images as image_data
+from multimodal.media import images as media_images
 from multimodal.errors import InputError
 from multimodal.models.vit import ViT, ViTConfig
 from multimodal.training import TrainConfig
@@ -177,7 +178,7 @@ def test_conv_stem_model_runs_at_any_resolution_saves_and_loads(tmp_path):
 def test_preprocess_follows_the_config():
     config = tiny(image_size=(8, 12), image_mean=(0.5, 0.25, 0.0), image_std=(0.5, 0.25, 1.0))
     image = Image.new("RGB", (24, 16), (255, 0, 128))
-    x = image_data.preprocess([image, image], config)
+    x = media_images.preprocess([image, image], config)
     assert x.shape == (2, 3, 8, 12)
     assert torch.allclose(x[0, :, 0, 0], torch.tensor([1.0, -1.0, 128 / 255]), atol=1e-6)
 

@@ -3,7 +3,6 @@ without unpickling anything but tensors, with InputErrors that name the file."""
 
 from __future__ import annotations
 
-import json
 import pickle
 import zipfile
 from pathlib import Path

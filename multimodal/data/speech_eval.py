@@ -40,7 +40,7 @@ import numpy as np
 from ..checkpoint import atomic_write_text
 from ..errors import InputError
 from ..paths import cache_dir
-from ..tokenizers.audio import SAMPLE_RATE, load_audio, write_audio
+from ..media.audio import SAMPLE_RATE, load_audio, write_audio
 
 # Ordinary English: statements, questions, numbers, times, names, places. Utterance i is sentence i
 # followed by sentence i + PAIR_OFFSET (mod the count), read by voice i mod len(VOICES): every

@@ -24,7 +24,7 @@ class token and a 2-D grid, and resizing it needs both, so third-party tables lo
 
 Besides the network, the config carries what a pipeline needs to feed it: ``labels``, and the
 preprocessing (``image_mode``, ``resize``, ``crop_pct``, ``interpolation``, ``image_mean`` /
-``image_std``) that ``multimodal.data.images.preprocess`` applies.
+``image_std``) that ``multimodal.media.images.preprocess`` applies.
 """
 
 from __future__ import annotations
@@ -255,7 +255,7 @@ class ViT(PretrainedMixin, nn.Module):
             raise InputError(f"images: expected a tensor [batch, {cfg.in_channels}, height, width], found {found}")
         if not images.is_floating_point():
             raise InputError(f"images: expected normalised floating-point pixels, found dtype {images.dtype} "
-                             "(multimodal.data.images.normalize converts uint8 images)")
+                             "(multimodal.media.images.normalize converts uint8 images)")
         grid = grid_size(tuple(images.shape[-2:]), cfg.patch_size, "images")
         x = self.patch_embed(images.to(self.pos_embed.dtype))  # [B, N, W]
         if self.cls_token is not None:

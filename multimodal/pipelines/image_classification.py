@@ -3,7 +3,7 @@ the app's "Classify" tab.
 
 ``ImageClassificationPipeline`` (task ``"image-classification"``) takes what transformers' pipeline
 takes: one image or a list of them, each a path, encoded bytes, a PIL image (any mode, any size;
-an animation gives its first frame), a numpy array or a tensor (``multimodal.data.images.load_image``
+an animation gives its first frame), a numpy array or a tensor (``multimodal.media.images.load_image``
 says which layouts). It preprocesses as the checkpoint's config says (mode, size, normalisation)
 and returns ``[{"label", "score"}, …]`` sorted by score, ``top_k`` of them, for each image.
 Every image is decoded and checked before the model runs, so one bad file in a list is an
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 
-from ..data.images import load_image, preprocess
+from ..media.images import load_image, preprocess
 from ..errors import InputError
 from ..models.vit import ViT
 from . import app_pipeline, register_pipeline

@@ -38,8 +38,8 @@ from ..convert.whisper import DEFAULT_NAME, default_model_path, load_whisper
 from ..errors import InputError
 from ..models.whisper_decoding import TASKS, DecodingOptions, DecodingResult, decode, detect_language
 from ..paths import resolve_model
-from ..tokenizers.audio import (HOP_LENGTH, N_FFT, N_FRAMES, SAMPLE_RATE, iter_audio_chunks, load_audio,
-                                mel_filters)
+from ..media.audio import SAMPLE_RATE, iter_audio_chunks, load_audio
+from ..tokenizers.mel import HOP_LENGTH, N_FFT, N_FRAMES, mel_filters
 from ..tokenizers.text import WhisperTokenizer
 from . import app_pipeline, register_pipeline
 from .base import Pipeline, gradio_errors
@@ -220,7 +220,7 @@ def transcribe(model, tokenizer: WhisperTokenizer, audio, *, sampling_rate: int 
                generator: torch.Generator | None = None, progress: Callable[..., Any] | None = None) -> dict:
     """Transcribe (or translate) audio of any length.
 
-    ``audio``: anything ``multimodal.tokenizers.audio.load_audio`` reads (a path, bytes, an array
+    ``audio``: anything ``multimodal.media.audio.load_audio`` reads (a path, bytes, an array
     with ``sampling_rate``, a {"array", "sampling_rate"} dict, …). ``temperature``: one value or the
     fallback sequence. ``beam_size`` applies at temperature 0, ``best_of`` above it. ``progress``:
     a tqdm-like factory called as ``progress(total=seconds, desc=...)``.

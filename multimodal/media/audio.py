@@ -1,15 +1,9 @@
-"""Audio in: any file, bytes or array → 16 kHz mono float32; and Whisper's log-mel spectrogram.
+"""Audio in and out: any file, bytes or array → 16 kHz mono float32, and samples → a file.
 
-Two halves:
-
-* ``log_mel_spectrogram``: the Whisper encoder's input, equal to openai-whisper's within 1e-4
-  (16 kHz, 400-sample Hann window, hop 160, power spectrum without its last frame, Slaney mel
-  filters from torchaudio, log10, an 8-decade dynamic range, (x + 4) / 4). ``pad_or_trim`` fits
-  audio or a spectrogram to the 30-second window.
-* ``load_audio`` / ``iter_audio_chunks`` / ``write_audio``: decoding with soundfile (wav, flac, ogg,
-  mp3, aiff, …) and PyAV for what soundfile cannot read (m4a, aac, opus-in-mp4, video files …),
-  mean downmix, and resampling with torchaudio in blocks whose joins are invisible, so an hour of
-  audio streams in a few megabytes.
+``load_audio`` / ``iter_audio_chunks`` / ``write_audio``: decoding with soundfile (wav, flac, ogg,
+mp3, aiff, …) and PyAV for what soundfile cannot read (m4a, aac, opus-in-mp4, video files …), mean
+downmix, and resampling with torchaudio in blocks whose joins are invisible
+(``multimodal.media.resample``), so an hour of audio streams in a few megabytes.
 
 Decisions on ambiguous input (each one raises ``InputError`` rather than guess):
 
@@ -34,21 +28,16 @@ from __future__ import annotations
 import io
 import math
 import os
-import threading
-from fractions import Fraction
-from functools import lru_cache
 from pathlib import Path
 from typing import BinaryIO, Iterator, Union
 
 import numpy as np
 import soundfile as sf
 import torch
-import torch.nn.functional as F
-import torchaudio.functional as AF
-import torchaudio.transforms as AT
 
 from ..checkpoint import atomic_path
 from ..errors import InputError
+from .resample import Resampler
 
 try:  # PyAV decodes what libsndfile cannot (m4a/aac, video containers); optional
     import av
@@ -56,216 +45,13 @@ try:  # PyAV decodes what libsndfile cannot (m4a/aac, video containers); optiona
 except ImportError:  # pragma: no cover - PyAV is a dev dependency
     av = None
 
-# Whisper's fixed audio hyperparameters.
-SAMPLE_RATE = 16000
-N_FFT = 400
-HOP_LENGTH = 160
-CHUNK_LENGTH = 30  # seconds in one encoder window
-N_SAMPLES = CHUNK_LENGTH * SAMPLE_RATE  # 480000 samples in a window
-N_FRAMES = N_SAMPLES // HOP_LENGTH  # 3000 mel frames in a window
-FRAMES_PER_SECOND = SAMPLE_RATE // HOP_LENGTH  # 100: one frame is 10 ms
-N_SAMPLES_PER_TOKEN = HOP_LENGTH * 2  # the encoder's stride-2 convolution
-TOKENS_PER_SECOND = SAMPLE_RATE // N_SAMPLES_PER_TOKEN  # 50: one audio token is 20 ms
+SAMPLE_RATE = 16000  # the rate every audio model of the suite takes
+DEFAULT_CHUNK_SECONDS = 30  # iter_audio_chunks' default: one Whisper window
 
 MAX_CHANNELS = 8  # the most channels a 2-D array may have (the rule that picks its channel axis)
 MIN_RATE, MAX_RATE = 1000, 1_000_000  # Hz; 16 instead of 16000 (kHz by mistake) is refused
 
 AudioSource = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, np.ndarray, torch.Tensor, dict]
-
-
-def num_frames(num_samples: int, padding: int = 0) -> int:
-    """How many mel frames ``log_mel_spectrogram`` gives for ``num_samples`` (+ ``padding``) samples."""
-    return (num_samples + padding) // HOP_LENGTH
-
-
-# ------------------------------------------------------------------------------------ log-mel
-# Frames per STFT block on the CPU (60 s: a 30-second window, padded or not, is one block, as few
-# parallel ops as possible). Blocks bound the memory for long inputs: an hour costs its 115 MB
-# output, not 1.4 GB of complex spectra as well.
-_FRAMES_PER_BLOCK = 6000
-_fbank_lock = threading.Lock()
-
-
-@lru_cache(maxsize=None)
-def _mel_filters_float64(n_mels: int) -> torch.Tensor:
-    """Slaney-scale, Slaney-normalised mel filters [n_mels, 201], as librosa builds them.
-
-    openai-whisper ships librosa's filters (``whisper/assets/mel_filters.npz``, computed in float64
-    and stored as float32). torchaudio's ``melscale_fbanks`` with ``norm="slaney",
-    mel_scale="slaney"`` is the same construction, but it computes in the default dtype; in float32
-    its mel points carry rounding that puts the small weights at the filters' edges off by up to
-    0.3 % (relative), enough to move a log-mel value by 1e-4. Built in float64 it equals whisper's
-    file to one float32 ulp. The default dtype is global, hence the lock; this runs once per n_mels.
-    """
-    with _fbank_lock:
-        previous = torch.get_default_dtype()
-        torch.set_default_dtype(torch.float64)
-        try:
-            fb = AF.melscale_fbanks(N_FFT // 2 + 1, 0.0, SAMPLE_RATE / 2, n_mels, SAMPLE_RATE,
-                                    norm="slaney", mel_scale="slaney")
-        finally:
-            torch.set_default_dtype(previous)
-    return fb.T.contiguous()  # [n_mels, n_freqs]
-
-
-def mel_filters(n_mels: int = 80, device: str | torch.device | None = None,
-                dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Whisper's mel filterbank as a [n_mels, 201] tensor (cached per device and dtype)."""
-    _check_n_mels(n_mels)
-    return _mel_filters(n_mels, torch.device(device or "cpu"), dtype)
-
-
-@lru_cache(maxsize=None)
-def _mel_filters(n_mels: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    return _mel_filters_float64(n_mels).to(dtype).to(device)  # cast first: MPS has no float64
-
-
-@lru_cache(maxsize=None)
-def _hann_window(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    return torch.hann_window(N_FFT, device=device, dtype=dtype)
-
-
-def _check_n_mels(n_mels) -> None:
-    # 150 mel bands and more leave some filter without a single one of the 201 FFT bins.
-    if isinstance(n_mels, bool) or not isinstance(n_mels, (int, np.integer)) or not 1 <= n_mels <= 149:
-        raise InputError(f"n_mels: expected a whole number from 1 to 149 (Whisper uses 80 or 128), "
-                         f"found {n_mels!r}")
-
-
-def log_mel_spectrogram(audio, n_mels: int = 80, padding: int = 0,
-                        device: str | torch.device | None = None) -> torch.Tensor:
-    """Whisper's log-mel spectrogram of 16 kHz audio.
-
-    ``audio``: a waveform [samples] or a batch [batch, samples] of floats (tensor or ndarray), or
-    anything ``load_audio`` reads (a path, bytes, a {"array", "sampling_rate"} dict …), which is
-    decoded and resampled first. ``padding`` zero samples are appended (``N_SAMPLES`` for
-    long-form transcription). Returns float32 [n_mels, frames] or [batch, n_mels, frames] with
-    frames = (samples + padding) // 160 (float64 in, float64 out), on ``device`` or the input's.
-
-    Batch items are independent: each is clipped to 8 decades below its own maximum (openai-whisper
-    takes the maximum over the whole batch). Not differentiable: it runs under ``no_grad``.
-    """
-    _check_n_mels(n_mels)
-    if isinstance(padding, bool) or not isinstance(padding, (int, np.integer)) or padding < 0:
-        raise InputError(f"padding: expected a whole number of samples ≥ 0, found {padding!r}")
-    x = _waveform_tensor(audio)
-    if device is not None:
-        x = x.to(device)
-    squeeze = x.ndim == 1
-    x = x.reshape(-1, x.shape[-1])  # [B, N]
-    length = x.shape[-1] + int(padding)
-    if length <= N_FFT // 2:  # the centred STFT reflects 200 samples at each end
-        raise InputError(f"audio: expected more than {N_FFT // 2} samples (with padding) for Whisper's "
-                         f"{N_FFT}-sample window, found {length}")
-    with torch.no_grad():
-        out = _log_mel(x, length, n_mels)
-    return out[0] if squeeze else out
-
-
-def _log_mel(x: torch.Tensor, length: int, n_mels: int) -> torch.Tensor:
-    """x [B, N] zero-extended to ``length`` samples -> [B, n_mels, length // HOP_LENGTH]."""
-    window = _hann_window(x.device, x.dtype)
-    filters = _mel_filters(n_mels, x.device, x.dtype)
-    frames = length // HOP_LENGTH  # the STFT's last frame is dropped, as Whisper does
-    step = _FRAMES_PER_BLOCK if x.device.type == "cpu" else 100 * _FRAMES_PER_BLOCK  # fewer launches
-    out = None
-    for f0 in range(0, frames, step):
-        f1 = min(frames, f0 + step)
-        segment = _centred_segment(x, length, f0 * HOP_LENGTH, (f1 - 1) * HOP_LENGTH + N_FFT)
-        spec = torch.stft(segment, N_FFT, HOP_LENGTH, window=window, center=False,
-                          return_complex=True)  # [B, 201, f1 - f0]
-        ri = torch.view_as_real(spec)
-        power = ri[..., 0].square().addcmul_(ri[..., 1], ri[..., 1])  # |z|², without abs()'s sqrt
-        mel = torch.matmul(filters, power).clamp_(min=1e-10).log10_()  # [B, n_mels, f1 - f0]
-        if f0 == 0 and f1 == frames:
-            out = mel
-        else:
-            if out is None:
-                out = x.new_empty(x.shape[0], n_mels, frames)
-            out[..., f0:f1] = mel
-    floor = out.amax(dim=(-2, -1), keepdim=True) - 8.0
-    return torch.maximum(out, floor, out=out).add_(4.0).mul_(0.25)
-
-
-def _centred_segment(x: torch.Tensor, length: int, start: int, stop: int) -> torch.Tensor:
-    """Samples [start, stop) of the signal torch.stft(center=True) would frame: x zero-extended to
-    ``length``, then reflected by N_FFT // 2 at both ends. Built per block, never for all of x."""
-    pad = N_FFT // 2
-    lo, hi = start - pad, stop - pad  # in the coordinates of the zero-extended signal
-    parts = []
-    if lo < 0:  # index -j reflects to j
-        parts.append(_zero_extended(x, length, 1, 1 - lo).flip(-1))
-    parts.append(_zero_extended(x, length, max(lo, 0), min(hi, length)))
-    if hi > length:  # index length - 1 + j reflects to length - 1 - j
-        parts.append(_zero_extended(x, length, 2 * length - 1 - hi, length - 1).flip(-1))
-    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
-
-
-def _zero_extended(x: torch.Tensor, length: int, lo: int, hi: int) -> torch.Tensor:
-    """Samples [lo, hi) of x followed by zeros up to ``length``."""
-    n = x.shape[-1]
-    if hi <= n:
-        return x[:, lo:hi]
-    zeros = x.new_zeros(x.shape[0], hi - max(lo, n))
-    return zeros if lo >= n else torch.cat([x[:, lo:], zeros], dim=-1)
-
-
-def _waveform_tensor(audio, name: str = "audio") -> torch.Tensor:
-    """Validate a waveform or batch for log_mel_spectrogram; decode anything else with load_audio."""
-    if isinstance(audio, np.ndarray):
-        if audio.dtype.kind != "f":
-            raise InputError(f"{name}: expected float samples at 16 kHz (decode PCM with load_audio), "
-                             f"found an array of {audio.dtype}")
-        native = audio.dtype.newbyteorder("=")
-        if audio.dtype != native or not audio.flags.writeable:  # torch takes neither
-            audio = audio.astype(native)
-        x = torch.from_numpy(np.ascontiguousarray(audio))
-    elif isinstance(audio, torch.Tensor):
-        if not audio.is_floating_point():
-            raise InputError(f"{name}: expected float samples at 16 kHz (decode PCM with load_audio), "
-                             f"found a tensor of {audio.dtype}")
-        x = audio.detach()
-    else:
-        x = torch.from_numpy(load_audio(audio))
-    if x.dtype not in (torch.float32, torch.float64):
-        x = x.float()  # float16 / bfloat16: the FFT runs in float32
-    if x.ndim not in (1, 2):
-        raise InputError(f"{name}: expected a waveform [samples] or a batch [batch, samples], "
-                         f"found shape {tuple(x.shape)}")
-    if x.numel() == 0:
-        raise InputError(f"{name}: expected at least one sample, found shape {tuple(x.shape)}")
-    # A sum is NaN or infinite when a sample is, and costs a tenth of isfinite (a huge but finite
-    # signal may overflow it: then the exact test below finds nothing and we go on).
-    if not bool(torch.isfinite(x.sum())) and not bool((finite := torch.isfinite(x)).all()):
-        bad = (~finite).nonzero()[0].tolist()
-        where = f"sample {bad[-1]}" + (f" of item {bad[0]}" if x.ndim == 2 else "")
-        raise InputError(f"{name}: expected finite samples, found {int((~finite).sum())} NaN or infinite "
-                         f"ones, the first at {where} ({bad[-1] / SAMPLE_RATE:.3f} s)")
-    return x
-
-
-def pad_or_trim(array, length: int = N_SAMPLES, *, axis: int = -1):
-    """Cut ``array`` (ndarray or tensor) to ``length`` along ``axis``, or pad it there with zeros.
-
-    Audio [.., samples] fits a 30-second window with the default; a spectrogram with
-    ``length=N_FRAMES``. The result is a view when only trimming is needed.
-    """
-    if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 1:
-        raise InputError(f"length: expected a whole number ≥ 1, found {length!r}")
-    if not isinstance(array, (np.ndarray, torch.Tensor)):
-        raise InputError(f"array: expected an ndarray or a tensor, found {type(array).__name__}")
-    if not -array.ndim <= axis < array.ndim:
-        raise InputError(f"axis: expected an axis of an array of shape {tuple(array.shape)}, found {axis}")
-    axis %= array.ndim
-    have = array.shape[axis]
-    if have >= length:
-        index = (slice(None),) * axis + (slice(0, length),)
-        return array[index]
-    if isinstance(array, torch.Tensor):
-        return F.pad(array, (0, 0) * (array.ndim - 1 - axis) + (0, length - have))
-    widths = [(0, 0)] * array.ndim
-    widths[axis] = (0, length - have)
-    return np.pad(array, widths)
 
 
 # --------------------------------------------------------------------------------- validation
@@ -589,87 +375,12 @@ def _open_file(src, reopen, sampling_rate, name) -> _Decoded:
     return decoded
 
 
-# --------------------------------------------------------------------------------- resampling
-_MAX_RATIO_TERMS = 1 << 22  # numerator * denominator: torchaudio's kernel has about that many taps (16 MB)
-_RATIO_TOLERANCE = 1e-6  # relative error allowed when a rate ratio must be approximated
-
-
-def _resampling_ratio(orig: int, new: int) -> Fraction:
-    """orig / new reduced, exact when torchaudio's kernel for it stays small (every common rate);
-    otherwise the cheapest best rational approximation within 1e-6, or, where none is cheap enough
-    (rates within a few hertz of a multiple of 16 kHz, such as 15995 Hz), the closest that is."""
-    exact = Fraction(orig, new)
-    if exact.numerator * exact.denominator <= _MAX_RATIO_TERMS:
-        return exact
-    best, limit = None, 8  # MIN_RATE and MAX_RATE keep the first candidate far under the cap
-    while True:
-        approx = exact.limit_denominator(limit)
-        if approx.numerator * approx.denominator > _MAX_RATIO_TERMS:
-            return best
-        best = approx
-        if abs(approx / exact - 1) <= _RATIO_TOLERANCE:
-            return best
-        limit = limit * 5 // 4 + 1
-
-
-class _Resampler:
-    """torchaudio's sinc resampling, fed block by block, equal to resampling the whole signal at once.
-
-    With the rate ratio reduced to o/n, output sample j is a kernel sum over inputs around j*o/n, and
-    torchaudio evaluates it in groups of n outputs per o inputs, reaching ``width`` inputs to either
-    side. Each call resamples the new whole groups together with ``context`` (≥ width, a multiple
-    of o) earlier and later inputs and keeps only the groups whose reach lies inside the piece, so
-    no output ever sees the zero padding of a block edge, only that of the signal's true ends.
-    """
-
-    def __init__(self, orig: int, new: int = SAMPLE_RATE):
-        ratio = _resampling_ratio(orig, new)
-        self.o, self.n = ratio.numerator, ratio.denominator
-        self.identity = self.o == self.n
-        if not self.identity:
-            self.resample = AT.Resample(self.o, self.n)  # default kernel: Hann-windowed sinc, 6 zeros, rolloff 0.99
-            width = math.ceil(6 * self.o / (0.99 * min(self.o, self.n)))
-            self.context = self.o * math.ceil(width / self.o)
-        self.buffer = np.empty(0, np.float32)
-        self.buffer_start = 0  # input index of buffer[0]
-        self.pos = 0  # first input (a multiple of o) whose outputs are not out yet
-        self.seen = 0  # inputs received
-
-    def __call__(self, block: np.ndarray) -> np.ndarray:
-        self.seen += len(block)
-        if self.identity:
-            return block
-        self.buffer = np.concatenate([self.buffer, block]) if len(self.buffer) else block
-        groups = (self.seen - self.pos - self.context) // self.o
-        if groups <= 0:
-            return np.empty(0, np.float32)
-        stop = self.pos + groups * self.o + self.context
-        out = self._run(stop, groups * self.n)
-        self.pos += groups * self.o
-        keep_from = max(0, self.pos - self.context)
-        self.buffer = self.buffer[keep_from - self.buffer_start:]
-        self.buffer_start = keep_from
-        return out
-
-    def flush(self) -> np.ndarray:
-        """The outputs still owed: up to ceil(seen * n / o) in all, as for the whole signal."""
-        if self.identity or self.seen == self.pos:
-            return np.empty(0, np.float32)
-        return self._run(self.seen, math.ceil((self.seen - self.pos) * self.n / self.o))
-
-    def _run(self, stop: int, count: int) -> np.ndarray:
-        piece = torch.from_numpy(np.ascontiguousarray(self.buffer[:stop - self.buffer_start]))
-        skip = (self.pos - self.buffer_start) // self.o * self.n
-        with torch.no_grad():
-            return self.resample(piece)[skip:skip + count].numpy()
-
-
 # ------------------------------------------------------------------------------------ loading
 def _blocks_16k(decoded: _Decoded, check_all: bool) -> Iterator[np.ndarray]:
     """Mono float32 blocks at 16 kHz; closes ``decoded`` at the end. Non-finite samples raise
     InputError: at once in a stream, or, with ``check_all``, after counting them all."""
     try:
-        resampler = _Resampler(decoded.rate)
+        resampler = Resampler(decoded.rate, SAMPLE_RATE)
         offset, bad, first_bad = 0, 0, None
         for block in decoded.blocks():
             finite = np.isfinite(block)
@@ -705,7 +416,7 @@ def load_audio(source: AudioSource, sampling_rate: int | None = None, *, name: s
     return np.concatenate(list(_blocks_16k(_open(source, sampling_rate, name), check_all=True)))
 
 
-def iter_audio_chunks(source: AudioSource, chunk_seconds: float = CHUNK_LENGTH, *,
+def iter_audio_chunks(source: AudioSource, chunk_seconds: float = DEFAULT_CHUNK_SECONDS, *,
                       sampling_rate: int | None = None, name: str | None = None) -> Iterator[np.ndarray]:
     """Decode ``source`` (anything ``load_audio`` takes) as consecutive 16 kHz mono float32 chunks
     of ``chunk_seconds`` each (the last one shorter), reading and resampling a file block by block,

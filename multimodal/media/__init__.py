@@ -1,0 +1,1 @@
+"""Decoding and writing media: audio files and arrays (``audio``), images (``images``)."""
