@@ -3,7 +3,7 @@ transformers, all running the same Whisper tiny.en weights on the held-out evalu
 
 Systems (beam 5, each library's own ``transcribe`` defaults otherwise, 2 threads each, CPU):
 
-- ``ours``: ``multimodal.pipelines.speech_recognition.transcribe``, float32; ``ours-int8``: the same
+- ``ours``: ``multimodal.generation.transcribe.transcribe``, float32; ``ours-int8``: the same
   with ``Whisper.quantize_int8`` (``pipeline(..., quantize="int8")``);
 - ``openai-whisper``: ``whisper.transcribe`` on openai-whisper's model holding our weights, float32;
 - ``faster-whisper-int8`` / ``faster-whisper-fp32``: ``WhisperModel`` on the CTranslate2 folder our
@@ -39,11 +39,12 @@ import torch
 from multimodal.backbone import KVCache
 from multimodal.convert.whisper import _packaged_model, default_model_path, load_whisper
 from multimodal.data import speech_eval
-from multimodal.models import whisper_decoding
+from multimodal.generation import whisper_decoding
 from multimodal.models.whisper import Whisper
+from multimodal.generation import transcribe as longform
 from multimodal.pipelines import speech_recognition as asr
 from multimodal.media.audio import SAMPLE_RATE, load_audio
-from multimodal.tokenizers.text import WhisperTokenizer
+from multimodal.tokenizers.whisper_text import WhisperTokenizer
 
 from .common import RESULTS, markdown_table, write_results
 
@@ -85,7 +86,7 @@ def build_systems(names: list[str], beam_size: int, threads: int) -> dict[str, C
     systems: dict[str, Callable[[np.ndarray], str]] = {}
 
     def ours(m: Whisper):
-        return lambda audio: asr.transcribe(m, tokenizer, audio, sampling_rate=SAMPLE_RATE, beam_size=beam_size)["text"]
+        return lambda audio: longform.transcribe(m, tokenizer, audio, sampling_rate=SAMPLE_RATE, beam_size=beam_size)["text"]
 
     if "ours" in names:
         systems["ours"] = ours(model)
@@ -157,8 +158,8 @@ def timed_parts(totals: dict[str, float]):
         patches.append((owner, attr, original))
         setattr(owner, attr, timed)
 
-    wrap(asr.WindowedLogMel, "__init__", "features: log-mel (measuring pass)")
-    wrap(asr.WindowedLogMel, "window", "features: log-mel (windows)")
+    wrap(longform.WindowedLogMel, "__init__", "features: log-mel (measuring pass)")
+    wrap(longform.WindowedLogMel, "window", "features: log-mel (windows)")
     wrap(Whisper, "embed_audio", "encoder")
     wrap(Whisper, "logits", "decoder: forward (initial tokens and every step)")
     for rule in (wd.SuppressBlank, wd.SuppressTokens, wd.ApplyTimestampRules):

@@ -132,7 +132,8 @@ def main(argv=None) -> None:
     import tokenizers
     from tokenizers import decoders, models, pre_tokenizers, trainers
 
-    from multimodal.tokenizers.text import GPT2_PATTERN, TextTokenizer, read_tiktoken_file
+    from multimodal.tokenizers.bpe import GPT2_PATTERN, read_tiktoken_file
+    from multimodal.tokenizers.text import TextTokenizer
 
     files = build_corpus(args.corpus_dir or cache_dir() / "corpora" / "bpe")
     sizes = {name: path.stat().st_size for name, path in files.items()}

@@ -43,7 +43,7 @@ from multimodal.convert.whisper import load_whisper  # noqa: E402
 from multimodal.data.speech_digits import (DIGIT_WORDS, FSDD_ROOT, digit_word, normalize_words,  # noqa: E402
                                            speech_digits_manifests, word_error_rate)
 from multimodal.paths import cache_dir  # noqa: E402
-from multimodal.tokenizers.text import WhisperTokenizer  # noqa: E402
+from multimodal.tokenizers.whisper_text import WhisperTokenizer  # noqa: E402
 from multimodal.training.whisper import (encoder_features, encoder_key, init_folder, read_manifest,  # noqa: E402
                                          transcribe_features)
 

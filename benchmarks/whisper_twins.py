@@ -83,7 +83,7 @@ def huggingface_twin(model: Whisper, tokenizer_json: str | Path):
     from transformers import (WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperProcessor,
                               WhisperTokenizerFast)
 
-    from multimodal.tokenizers.text import WhisperTokenizer
+    from multimodal.tokenizers.whisper_text import WhisperTokenizer
 
     cfg = model.config
     tok = WhisperTokenizer.from_file(tokenizer_json, multilingual=model.is_multilingual)

@@ -12,8 +12,9 @@ import os
 import shutil
 import tempfile
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
@@ -184,22 +185,43 @@ def _keep(tensor, *args, **kwargs):
     return tensor
 
 
+@dataclass(frozen=True)
+class Part:
+    """A part of a model stored beside its weights: a tokenizer file, or a model in a subfolder.
+
+    ``path`` is relative to the checkpoint folder; ``load(path)`` and ``save(part, path, dtype)`` read
+    and write it. A part that is an ``nn.Module`` keeps its weights in its own place, not in the
+    model's ``model.safetensors``."""
+    path: str
+    load: Callable[[Path], Any]
+    save: Callable[[Any, Path, torch.dtype | None], Any]
+
+
 class PretrainedMixin:
     """``save_pretrained`` / ``from_pretrained`` for an ``nn.Module`` built from ``config_class``.
 
-    Subclasses set ``config_class`` and take the config as their only constructor argument.
-    Models with parts (a tokenizer, an autoencoder) extend ``save_pretrained`` and ``from_pretrained``.
+    Subclasses set ``config_class``; their constructor takes the config and, by keyword, one argument
+    per entry of ``parts`` (a tokenizer, an autoencoder), which are saved and loaded beside the
+    weights. ``checkpoint_kind`` names the model in error messages.
     """
 
     config_class: type = None  # set by subclasses
+    parts: dict[str, Part] = {}  # constructor argument -> how it is stored
+    checkpoint_kind: str = ""  # e.g. "text-to-image "
+
+    def _module_parts(self) -> list[str]:
+        return [name for name in self.parts if isinstance(getattr(self, name), nn.Module)]
 
     def save_pretrained(self, folder: str | Path, *, dtype: torch.dtype | None = None) -> Path:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        state = self.state_dict()
+        skip = tuple(f"{name}." for name in self._module_parts())
+        state = {k: v for k, v in self.state_dict().items() if not k.startswith(skip)} if skip else self.state_dict()
         if dtype is not None:
             state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
         save_tensors(folder / WEIGHTS_NAME, state, metadata={"format": "pt", "model": type(self).__name__})
+        for name, part in self.parts.items():
+            part.save(getattr(self, name), folder / part.path, dtype)
         atomic_write_text(folder / CONFIG_NAME, self.config.to_json() + "\n")
         return folder
 
@@ -207,17 +229,21 @@ class PretrainedMixin:
     def from_pretrained(cls, path: str | Path, *, device: str | torch.device = "cpu",
                         dtype: torch.dtype | None = None):
         folder = Path(path)
-        if not folder.is_dir():
-            raise InputError(f"{path}: expected a checkpoint folder with {CONFIG_NAME} and {WEIGHTS_NAME}, "
-                             f"found {'a file' if folder.exists() else 'nothing'}")
+        names = [CONFIG_NAME, WEIGHTS_NAME, *(part.path for part in cls.parts.values())]
+        if not folder.is_dir() or not all((folder / part.path).exists() for part in cls.parts.values()):
+            listed = ", ".join(names[:-1]) + " and " + names[-1]
+            raise InputError(f"{path}: expected a {cls.checkpoint_kind}checkpoint folder with {listed}, found "
+                             f"{'an incomplete folder' if folder.is_dir() else 'a file' if folder.exists() else 'nothing'}")
         config = cls.config_class.load(folder / CONFIG_NAME)
+        parts = {name: part.load(folder / part.path) for name, part in cls.parts.items()}
         state = load_tensors(folder / WEIGHTS_NAME)
-        with torch.device("meta"), _no_weight_init():
-            model = cls(config)
-        check_state_dict(model, state, str(folder / WEIGHTS_NAME))
+        with torch.device("meta"), _no_weight_init():  # loaded parts keep their weights
+            model = cls(config, **parts)
+        loaded = {f"{name}.{k}": v for name in model._module_parts() for k, v in getattr(model, name).state_dict().items()}
+        check_state_dict(model, {**state, **loaded}, str(folder / WEIGHTS_NAME))
         # Weights stored in float16/bfloat16 to keep checkpoints small load as float32 unless
         # another dtype is asked for.
-        model.load_state_dict(state, strict=True, assign=True)
+        model.load_state_dict(state, strict=not loaded, assign=True)
         model = model.to(device=device, dtype=dtype or torch.float32)
         model.eval()
         return model

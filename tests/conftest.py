@@ -12,7 +12,7 @@ from torch import nn
 from multimodal import paths, pipelines
 from multimodal.checkpoint import load_tensors, save_tensors
 from multimodal.errors import InputError
-from multimodal.pipelines import Pipeline
+from multimodal.pipelines import Pipeline, registry
 
 TASK = "test-linear"
 MODEL = "tiny-linear"
@@ -56,23 +56,29 @@ def write_checkpoint(folder, weight=((1.0, 2.0), (3.0, 4.0)), bias=(0.5, -0.5), 
 @pytest.fixture
 def empty_registry(monkeypatch, tmp_path):
     """No pipelines registered, an empty cache and no shipped checkpoints."""
-    monkeypatch.setattr(pipelines, "_REGISTRY", {})
+    monkeypatch.setattr(registry, "_REGISTRY", {})
     monkeypatch.setattr(paths, "SHIPPED_CHECKPOINTS", tmp_path / "shipped")
     monkeypatch.setenv("MULTIMODAL_CACHE", str(tmp_path / "cache"))
 
 
 @pytest.fixture
-def tiny_pipeline(empty_registry, tmp_path):
-    """LinearPipeline registered as TASK, its default model MODEL in the cache; yields that folder."""
+def tiny_pipeline(empty_registry, tmp_path, monkeypatch):
+    """LinearPipeline registered as TASK, with an app tab titled TASK, its default model MODEL in the
+    cache; yields that folder."""
+    from multimodal import app
+
     folder = write_checkpoint(tmp_path / "cache" / "checkpoints" / MODEL)
-    pipelines.register_pipeline(TASK, LinearPipeline, default_model=MODEL, ui=linear_tab)
+    pipelines.register_pipeline(TASK, LinearPipeline, default_model=MODEL)
+    monkeypatch.setitem(app._TABS, TASK, app.Tab(TASK, TASK, linear_tab))
     yield folder
 
 
 def linear_tab():
     import gradio as gr
 
-    @pipelines.gradio_errors
+    from multimodal.app import gradio_errors
+
+    @gradio_errors
     def apply(a, b):
         return str(pipelines.pipeline(TASK)([a, b] if b is not None else [a]))
 

@@ -9,7 +9,7 @@ from conftest import TASK
 
 import app
 from multimodal.errors import InputError
-from multimodal.pipelines import gradio_errors
+from multimodal.app import gradio_errors
 
 
 def components(demo, kind):
@@ -32,7 +32,7 @@ def test_a_registered_pipeline_gets_its_tab(tiny_pipeline):
     assert not any("No pipelines" in m.value for m in components(demo, gr.Markdown))
 
 
-def test_a_pipeline_without_ui_gets_no_tab(empty_registry):
+def test_a_pipeline_without_a_tab_gets_none(empty_registry):
     from conftest import LinearPipeline
     from multimodal import pipelines
 

@@ -18,9 +18,9 @@ from whisper.normalizers import EnglishTextNormalizer
 
 from benchmarks.whisper_twins import openai_twin
 from multimodal.convert.whisper import _packaged_model, default_model_path, load_whisper
-from multimodal.pipelines import speech_recognition as asr
+from multimodal.generation import transcribe as longform
 from multimodal.media.audio import SAMPLE_RATE, load_audio
-from multimodal.tokenizers.text import WhisperTokenizer
+from multimodal.tokenizers.whisper_text import WhisperTokenizer
 
 ESPEAK = shutil.which("espeak-ng")
 pytestmark = pytest.mark.skipif(ESPEAK is None, reason="espeak-ng is not installed (apt-get install espeak-ng): "
@@ -60,7 +60,7 @@ def test_ours_equals_openai_whisper_and_faster_whisper(clips, ours):
     fw = WhisperModel(str(_packaged_model()), device="cpu", compute_type="float32", cpu_threads=2)
     norm = EnglishTextNormalizer()
     for audio, (_, _, _, text) in zip(clips, UTTERANCES):
-        got = asr.transcribe(model, tokenizer, audio, sampling_rate=SAMPLE_RATE, beam_size=5)
+        got = longform.transcribe(model, tokenizer, audio, sampling_rate=SAMPLE_RATE, beam_size=5)
         want = whisper.transcribe(twin, audio, fp16=False, beam_size=5, best_of=5)
         assert got["text"] == want["text"]
         keys = ("start", "end", "tokens", "temperature")

@@ -11,8 +11,7 @@ import pytest
 import torch
 
 from multimodal.errors import InputError
-from multimodal.models.diffusion import (GaussianDiffusion, Transport, classifier_free_guidance, ddpm_sample,
-                                         sit_sample)
+from multimodal.generation import GaussianDiffusion, Transport, classifier_free_guidance, ddpm_sample, sit_sample
 from multimodal.models.dit import DiT, DiTConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")

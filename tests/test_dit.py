@@ -209,7 +209,7 @@ def test_unconditional_model_rejects_conditions():
 
 
 def test_guidance_with_text_batches_context_masks_and_the_null_token():
-    from multimodal.models.diffusion import classifier_free_guidance
+    from multimodal.generation.guidance import classifier_free_guidance
 
     model = randomize(DiT(DiTConfig(**TINY, context_dim=12)))
     x, t, ctx = latents(), torch.tensor([10, 400, 900]), text()

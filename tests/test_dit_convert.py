@@ -13,7 +13,7 @@ import torch
 
 from multimodal.convert.dit import from_diffusers
 from multimodal.errors import InputError
-from multimodal.models.diffusion import classifier_free_guidance
+from multimodal.generation.guidance import classifier_free_guidance
 from multimodal.models.dit import DiT
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -15,12 +15,12 @@ from PIL import Image
 
 import multimodal
 from multimodal import cli
-from multimodal.data import images as image_data
 from multimodal.media import images as media_images
 from multimodal.errors import InputError
 from multimodal.models.vit import ViT, ViTConfig
 from multimodal.paths import SHIPPED_CHECKPOINTS
-from multimodal import pipelines
+from multimodal.app import classify as classify_tab
+from multimodal.app import common as app_common
 from multimodal.pipelines import image_classification as ic
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -289,16 +289,16 @@ def test_cli_bad_image_exits_2_naming_it_and_prints_nothing(folder, tmp_path, ca
 
 
 def test_app_handler_and_tab(pipe, monkeypatch):
-    monkeypatch.setitem(pipelines._APP_PIPELINES, ("image-classification", None), pipe)
+    monkeypatch.setitem(app_common._APP_PIPELINES, ("image-classification", None), pipe)
     image = picture(seed=11)
-    scores = ic.classify_image(image, 3)
+    scores = classify_tab.classify_image(image, 3)
     assert list(scores) == [r["label"] for r in pipe(image, top_k=3)]
     with pytest.raises(InputError, match="uploaded image"):
-        ic.classify_image(None)
+        classify_tab.classify_image(None)
     import gradio as gr
 
     with gr.Blocks():
-        ic.classify_tab()
+        classify_tab.classify_tab()
 
 
 # -------------------------------------------------------------------------- shipped checkpoint
@@ -307,7 +307,7 @@ SHIPPED = SHIPPED_CHECKPOINTS / ic.DEFAULT_MODEL
 
 def test_the_shipped_model_loads_by_default_and_knows_its_examples():
     pipe = multimodal.pipeline("image-classification", device="cpu")
-    examples = ic.example_images()
+    examples = classify_tab.example_images()
     assert len(examples) == 10
     results = pipe(examples, top_k=1)
     truth = [re.sub(r"^\d+-", "", p.rsplit("/", 1)[-1][:-4]).replace("_", " ") for p in examples]

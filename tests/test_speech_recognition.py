@@ -25,11 +25,14 @@ import multimodal
 from benchmarks.whisper_twins import openai_twin
 from multimodal.convert.whisper import default_model_path, load_whisper
 from multimodal.errors import InputError
-from multimodal import pipelines
+from multimodal.app import common as app_common
+from multimodal.app import transcribe as transcribe_tab
+from multimodal.cli import transcribe as transcribe_command
+from multimodal.generation import transcribe as longform
 from multimodal.pipelines import speech_recognition as asr
 from multimodal.media.audio import SAMPLE_RATE, load_audio
 from multimodal.tokenizers.mel import N_FRAMES, N_SAMPLES
-from multimodal.tokenizers.text import WhisperTokenizer
+from multimodal.tokenizers.whisper_text import WhisperTokenizer
 
 ESPEAK = shutil.which("espeak-ng")
 needs_espeak = pytest.mark.skipif(ESPEAK is None, reason="espeak-ng is not installed (apt-get install espeak-ng): "
@@ -83,7 +86,7 @@ def test_windowed_log_mel_equals_the_whole_recordings(length, chunk):
     rng = np.random.default_rng(length)
     audio = (rng.standard_normal(length) * np.linspace(0.001, 1, length) ** 3).astype(np.float32)
     ref = whisper.log_mel_spectrogram(torch.from_numpy(audio), padding=N_SAMPLES)
-    mel = asr.WindowedLogMel(lambda: (audio[i:i + chunk] for i in range(0, length, chunk)))
+    mel = longform.WindowedLogMel(lambda: (audio[i:i + chunk] for i in range(0, length, chunk)))
     content = ref.shape[-1] - N_FRAMES
     assert mel.content_frames == content
     for seek in sorted({0, 1, 2, 5, 1000, 2999, 3001, 5000}):
@@ -102,7 +105,7 @@ def test_windowed_log_mel_holds_a_window_not_the_recording():
     chunk, minutes = SAMPLE_RATE * 30, 20
     rng = np.random.default_rng(0)
     blocks = [rng.standard_normal(chunk).astype(np.float32) * 0.1 for _ in range(3)]
-    mel = asr.WindowedLogMel(lambda: (blocks[i % 3] for i in range(minutes * 2)))
+    mel = longform.WindowedLogMel(lambda: (blocks[i % 3] for i in range(minutes * 2)))
     assert mel.content_frames == minutes * 60 * 100
     largest, seek = 0, 0
     while seek < mel.content_frames:
@@ -114,10 +117,10 @@ def test_windowed_log_mel_holds_a_window_not_the_recording():
 
 
 def test_levels():
-    assert asr.level_db(-10.0) < -100  # digital silence
+    assert longform.level_db(-10.0) < -100  # digital silence
     sine = np.sin(2 * np.pi * 440 * np.arange(SAMPLE_RATE) / SAMPLE_RATE).astype(np.float32)
     for amplitude, expected in ((1.0, 0.0), (0.01, -40.0)):
-        mel = asr.WindowedLogMel(lambda: iter([sine * amplitude]))
+        mel = longform.WindowedLogMel(lambda: iter([sine * amplitude]))
         assert mel.window(0, 100)[1] == pytest.approx(expected, abs=1.5)
 
 
@@ -129,7 +132,7 @@ def test_transcribe_equals_openai_whisper_on_long_speech(long_speech, tiny_en):
     model, tokenizer = tiny_en
     audio = load_audio(long_speech)
     assert len(audio) > N_SAMPLES
-    got = asr.transcribe(model, tokenizer, long_speech, beam_size=None)
+    got = longform.transcribe(model, tokenizer, long_speech, beam_size=None)
     want = whisper.transcribe(openai_twin(model), audio, fp16=False, beam_size=None, best_of=5)
     assert got["text"] == want["text"] and got["language"] == want["language"] == "en"
     keys = ("id", "seek", "start", "end", "text", "tokens", "temperature")
@@ -144,7 +147,7 @@ def test_transcribe_equals_openai_whisper_on_long_speech(long_speech, tiny_en):
 def test_beam_search_transcription_equals_openai_whisper(short_speech, tiny_en):
     model, tokenizer = tiny_en
     audio = load_audio(short_speech)
-    got = asr.transcribe(model, tokenizer, audio, sampling_rate=SAMPLE_RATE, beam_size=5, patience=2.0,
+    got = longform.transcribe(model, tokenizer, audio, sampling_rate=SAMPLE_RATE, beam_size=5, patience=2.0,
                          initial_prompt="Animals and letters.")
     want = whisper.transcribe(openai_twin(model), audio, fp16=False, beam_size=5, best_of=5, patience=2.0,
                               initial_prompt="Animals and letters.")
@@ -205,8 +208,8 @@ def test_a_two_hour_file_transcribes_in_flat_memory(pipe, tmp_path, monkeypatch)
     assert sf.info(path).duration == 7200.0
 
     decoded = []
-    original = asr.decode
-    monkeypatch.setattr(asr, "decode", lambda *a, **k: decoded.append(1) or original(*a, **k))
+    original = longform.decode
+    monkeypatch.setattr(longform, "decode", lambda *a, **k: decoded.append(1) or original(*a, **k))
     baseline = _peak_rss_reset()
     began = time.perf_counter()
     result = pipe(str(path), beam_size=5)
@@ -372,10 +375,10 @@ def test_format_timestamp():
 # --------------------------------------------------------------------------------- CLI and app
 def test_cli_writes_every_format(short_speech, tmp_path, capsys):
     parser = argparse.ArgumentParser()
-    asr.add_transcribe_arguments(parser)
+    transcribe_command.add_arguments(parser)
     args = parser.parse_args([str(short_speech), "--beam-size", "1", "--output-dir", str(tmp_path / "out"),
                               "--device", "cpu"])
-    assert asr.run_transcribe(args) == 0
+    assert transcribe_command.run(args) == 0
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert names == ["fox.json", "fox.srt", "fox.txt", "fox.vtt"]
     assert "lazy dog" in capsys.readouterr().out.lower()
@@ -383,21 +386,21 @@ def test_cli_writes_every_format(short_speech, tmp_path, capsys):
     assert cues and cues[0][0] == 0.0 and "lazy dog" in cues[0][2].lower()
     bad = parser.parse_args([str(tmp_path / "nope.wav"), "--output-dir", str(tmp_path / "out2")])
     with pytest.raises(InputError, match="does not exist"):
-        asr.run_transcribe(bad)
+        transcribe_command.run(bad)
     assert not (tmp_path / "out2").exists()
 
 
 def test_app_handler_returns_text_segments_and_srt(pipe, short_speech, tmp_path, monkeypatch):
-    monkeypatch.setitem(pipelines._APP_PIPELINES, ("automatic-speech-recognition", None), pipe)
-    text, rows, srt = asr.transcribe_audio_file(str(short_speech), 1, out_dir=str(tmp_path))
+    monkeypatch.setitem(app_common._APP_PIPELINES, ("automatic-speech-recognition", None), pipe)
+    text, rows, srt = transcribe_tab.transcribe_audio_file(str(short_speech), 1, out_dir=str(tmp_path))
     assert "lazy dog" in text.lower() and rows and rows[0][0] == "00:00:00.000"
     assert srt.endswith("fox.srt") and "-->" in open(srt).read()
     with pytest.raises(InputError, match="audio: expected a recording or an uploaded file"):
-        asr.transcribe_audio_file(None, 5)
+        transcribe_tab.transcribe_audio_file(None, 5)
 
 
 def test_the_tab_builds():
     import gradio as gr
 
     with gr.Blocks():
-        asr.transcribe_tab()
+        transcribe_tab.transcribe_tab()

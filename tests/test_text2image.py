@@ -20,7 +20,9 @@ from multimodal.models.autoencoder import Autoencoder, AutoencoderConfig
 from multimodal.models.dit import DiTConfig
 from multimodal.models.text2image import TextToImage, TextToImageConfig
 from multimodal.models.text_encoder import TextEncoder, TextEncoderConfig, normalize_prompt
-from multimodal.pipelines.text_to_image import TextToImagePipeline, generate_images, image_grid
+from multimodal.app import common as app_common
+from multimodal.app.text_to_image import generate_images
+from multimodal.pipelines.text_to_image import TextToImagePipeline, image_grid
 from multimodal.training import text2image as training
 from conftest import kill_batches_at
 from test_world import fake_fashion
@@ -443,7 +445,7 @@ def test_cli_generate_image(checkpoints, tmp_path, capsys):
 
 
 def test_app_handler(pipe, monkeypatch):
-    monkeypatch.setitem(pipelines._APP_PIPELINES, ("text-to-image", "text2image-dit"), pipe)
+    monkeypatch.setitem(app_common._APP_PIPELINES, ("text-to-image", "text2image-dit"), pipe)
     images = generate_images(PROMPT, "DiT", "ddim", steps=2, guidance=3, seed=1, count=3)
     assert len(images) == 3 and images[0].size == (128, 128)
     with pytest.raises(InputError, match="model: expected one of DiT, SiT"):

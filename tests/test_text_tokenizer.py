@@ -20,8 +20,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from multimodal.errors import InputError
-from multimodal.tokenizers.text import (GPT2_PATTERN, GPT4_PATTERN, TextTokenizer, add_encode_arguments,
-                                        add_train_arguments, cli_encode, cli_train, read_tiktoken_file)
+from multimodal.cli.tokenizer import add_encode_arguments, add_train_arguments
+from multimodal.cli.tokenizer import run_encode as cli_encode
+from multimodal.cli.tokenizer import run_train as cli_train
+from multimodal.tokenizers.bpe import GPT2_PATTERN, GPT4_PATTERN, read_tiktoken_file
+from multimodal.tokenizers.text import TextTokenizer
 
 SPECIALS = ["<|endoftext|>", "<|pad|>"]
 CUSTOM_PATTERN = r"\p{L}+|\p{N}|[^\p{L}\p{N}]"  # letters runs, single digits, single other characters

@@ -14,9 +14,9 @@ from benchmarks.whisper_twins import openai_twin
 from multimodal.convert.whisper import default_model_path
 from multimodal.errors import InputError
 from multimodal.models.whisper import Whisper, WhisperConfig
-from multimodal.models.whisper_decoding import (ApplyTimestampRules, DecodingOptions, compression_ratio, decode,
+from multimodal.generation.whisper_decoding import (ApplyTimestampRules, DecodingOptions, compression_ratio, decode,
                                                 detect_language, suppressed_ids)
-from multimodal.tokenizers.text import WhisperTokenizer
+from multimodal.tokenizers.whisper_text import WhisperTokenizer
 
 TINY = dict(n_mels=80, n_audio_ctx=1500, n_audio_state=64, n_audio_head=2, n_audio_layer=2, n_vocab=51864,
             n_text_ctx=448, n_text_state=64, n_text_head=2, n_text_layer=2)

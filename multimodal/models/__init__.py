@@ -1,12 +1,14 @@
 """Models: each a short composition of a tokenizer, the shared backbone and a head."""
 
 from .autoencoder import Autoencoder, AutoencoderConfig
-from .diffusion import GaussianDiffusion, Transport, classifier_free_guidance, ddpm_sample, sit_sample
 from .dit import DiT, DiTConfig
 from .text2image import TextToImage, TextToImageConfig
 from .text_encoder import TextEncoder, TextEncoderConfig
 from .vit import ViT, ViTConfig
 from .whisper import Whisper, WhisperConfig, WhisperGenerationConfig
+
+# The samplers live in multimodal.generation; these names stay importable from here too.
+from ..generation import GaussianDiffusion, Transport, classifier_free_guidance, ddpm_sample, sit_sample  # noqa: E402
 
 __all__ = ["ViT", "ViTConfig", "Whisper", "WhisperConfig", "WhisperGenerationConfig"]
 __all__ += ["DiT", "DiTConfig", "GaussianDiffusion", "Transport", "classifier_free_guidance", "ddpm_sample", "sit_sample"]

@@ -24,7 +24,7 @@ DiT outputs zeros and every block starts as the identity.
 row's class label with the null class and its text with one learned null token (``null_context``,
 the same vector also standing in for its pooled text). While training, rows are dropped at random
 with probability ``class_dropout_prob`` as well. A text row that is all padding is unconditional too
-(the empty prompt). The guidance helper in ``multimodal.models.diffusion`` batches a conditional and
+(the empty prompt). The guidance helper in ``multimodal.generation.guidance`` batches a conditional and
 a dropped copy of the same inputs.
 
 **diffusers' layout.** diffusers' ``DiTTransformer2DModel`` gives every block its own timestep and

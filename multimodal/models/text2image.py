@@ -26,24 +26,23 @@ denoiser), ``tokenizer.json``, and ``vae/`` (the autoencoder's own ``from_pretra
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..checkpoint import CONFIG_NAME, WEIGHTS_NAME, _no_weight_init, atomic_write_text, check_state_dict, \
-    load_tensors, save_tensors
+from ..checkpoint import Part, PretrainedMixin
 from ..config import Config
 from ..errors import InputError, expect
 from ..tokenizers.text import TextTokenizer
 from .autoencoder import Autoencoder
-from .diffusion import SCHEDULERS, SIT_SAMPLERS, GaussianDiffusion, Transport, ddpm_sample, sit_sample
+from ..generation.diffusion import SCHEDULERS, GaussianDiffusion, ddpm_sample
+from ..generation.transport import SIT_SAMPLERS, Transport, sit_sample
 from .dit import DiT, DiTConfig
 from .text_encoder import TextEncoder, TextEncoderConfig
 
 OBJECTIVES = {"dit": SCHEDULERS, "sit": SIT_SAMPLERS}  # objective -> its samplers
 # Chosen on the validation prompts (benchmarks/text_to_image_guidance.py, 25 steps, guidance 4): the
-# shipped DiT scored 94.5 % with ddpm against 92.2 % with ddim (ddim was the default until session 10).
+# shipped DiT scores 94.5 % with ddpm against 92.2 % with ddim.
 DEFAULT_SAMPLER = {"dit": "ddpm", "sit": "heun"}
 VAE_DIR, TOKENIZER_NAME = "vae", "tokenizer.json"
 MAX_IMAGES_PER_CALL = 256
@@ -89,8 +88,16 @@ class TextToImageConfig(Config):
 
 
 # ------------------------------------------------------------------------------------------- model
-class TextToImage(nn.Module):
-    """prompts -> latents -> images. ``loss(images, captions)`` trains it; ``generate(prompts)`` samples."""
+class TextToImage(PretrainedMixin, nn.Module):
+    """prompts -> latents -> images. ``loss(images, captions)`` trains it; ``generate(prompts)`` samples.
+    A checkpoint holds the text encoder and denoiser weights, ``tokenizer.json`` and the autoencoder in
+    ``vae/``."""
+
+    config_class = TextToImageConfig
+    checkpoint_kind = "text-to-image "
+    parts = {"tokenizer": Part(TOKENIZER_NAME, TextTokenizer.from_file, lambda tok, path, dtype: tok.save(path.parent)),
+             "autoencoder": Part(VAE_DIR, Autoencoder.from_pretrained,
+                                 lambda vae, path, dtype: vae.save_pretrained(path, dtype=dtype))}
 
     def __init__(self, config: TextToImageConfig, tokenizer: TextTokenizer, autoencoder: Autoencoder):
         super().__init__()
@@ -160,40 +167,3 @@ class TextToImage(nn.Module):
         return self.autoencoder.decode(z) if decode else z
 
     # --------------------------------------------------------------------------- checkpoints
-    def save_pretrained(self, folder: str | Path, *, dtype: torch.dtype | None = None) -> Path:
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        state = {k: v for k, v in self.state_dict().items() if not k.startswith("autoencoder.")}
-        if dtype is not None:
-            state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
-        save_tensors(folder / WEIGHTS_NAME, state, metadata={"format": "pt", "model": type(self).__name__})
-        self.tokenizer.save(folder)
-        self.autoencoder.save_pretrained(folder / VAE_DIR, dtype=dtype)
-        atomic_write_text(folder / CONFIG_NAME, self.config.to_json() + "\n")
-        return folder
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path, *, device: str | torch.device = "cpu",
-                        dtype: torch.dtype | None = None) -> TextToImage:
-        folder = Path(path)
-        names = f"{CONFIG_NAME}, {WEIGHTS_NAME}, {TOKENIZER_NAME} and {VAE_DIR}/"
-        if not folder.is_dir() or not (folder / VAE_DIR).is_dir():
-            raise InputError(f"{path}: expected a text-to-image checkpoint folder with {names}, "
-                             f"found {'an incomplete folder' if folder.is_dir() else 'nothing'}")
-        config = TextToImageConfig.load(folder / CONFIG_NAME)
-        tokenizer = TextTokenizer.from_file(folder / TOKENIZER_NAME)
-        autoencoder = Autoencoder.from_pretrained(folder / VAE_DIR)
-        state = load_tensors(folder / WEIGHTS_NAME)
-        with torch.device("meta"), _no_weight_init():  # the loaded autoencoder keeps its weights
-            model = cls(config, tokenizer, autoencoder)
-        check_state_dict(model, {**state, **{f"autoencoder.{k}": v for k, v in autoencoder.state_dict().items()}},
-                         str(folder / WEIGHTS_NAME))
-        model.text_encoder.load_state_dict(_strip(state, "text_encoder."), strict=True, assign=True)
-        model.denoiser.load_state_dict(_strip(state, "denoiser."), strict=True, assign=True)
-        model = model.to(device=device, dtype=dtype or torch.float32)
-        model.autoencoder.requires_grad_(False)
-        return model.eval()
-
-
-def _strip(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}

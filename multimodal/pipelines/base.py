@@ -12,14 +12,12 @@ A pipeline subclass implements three methods:
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..errors import InputError
 from ..devices import default_device, parse_device, parse_dtype
 from ..paths import resolve_model
 
@@ -37,8 +35,14 @@ class Pipeline:
                         dtype: str | torch.dtype | None = None) -> Pipeline:
         """Load from a checkpoint folder, or a checkpoint's name (see ``multimodal.paths``), onto
         ``device`` (default: CUDA when present, else the CPU)."""
-        pipe = cls._load(resolve_model(path_or_name))
+        pipe = cls._load(cls._resolve(path_or_name))
         return pipe.to(default_device() if device is None else device, dtype)
+
+    @classmethod
+    def _resolve(cls, path_or_name: str | Path) -> Path:
+        """The checkpoint folder (or file) for a path or name: ``multimodal.paths.resolve_model``, which a
+        pipeline whose models also live elsewhere extends."""
+        return resolve_model(path_or_name)
 
     @classmethod
     def _load(cls, folder: Path) -> Pipeline:
@@ -83,18 +87,3 @@ class Pipeline:
         self.validate(*args, **kwargs)
         with torch.no_grad():
             return self._run(*args, **kwargs)
-
-
-def gradio_errors(fn):
-    """Wrap a Gradio event handler so that an ``InputError`` shows as a ``gr.Error`` message."""
-
-    @functools.wraps(fn)
-    def handler(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except InputError as e:
-            import gradio as gr  # only the app needs Gradio; importing it costs seconds
-
-            raise gr.Error(str(e)) from None
-
-    return handler

@@ -12,7 +12,6 @@ Every image is decoded and checked before the model runs, so one bad file in a l
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +19,7 @@ from typing import Any
 from ..media.images import load_image, preprocess
 from ..errors import InputError
 from ..models.vit import ViT
-from . import app_pipeline, register_pipeline
-from .base import Pipeline, gradio_errors
+from .base import Pipeline
 
 DEFAULT_MODEL = "vit-fashion-mnist"
 
@@ -83,71 +81,3 @@ def _name(item: Any, index: int, single: bool) -> str:
     if isinstance(item, (str, Path)):
         return str(item)
     return "image" if single else f"images[{index}]"
-
-
-# ----------------------------------------------------------------------------------------- CLI
-def add_classify_arguments(parser) -> None:
-    """Arguments of ``multimodal classify``."""
-    parser.add_argument("images", nargs="+", help="image files (png, jpg, gif, webp, bmp, tiff, …)")
-    parser.add_argument("--model", default=None, help=f"checkpoint folder or name (default {DEFAULT_MODEL})")
-    parser.add_argument("--top-k", type=int, default=5, help="classes to show per image (default 5)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object per image instead of a table")
-    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when present)")
-
-
-def run_classify(args) -> int:
-    """``multimodal classify``: the top-k labels and scores of each image."""
-    from . import pipeline
-
-    pipe = pipeline("image-classification", model=args.model, device=args.device)
-    pipe.validate(args.images, top_k=args.top_k)
-    results = pipe(list(args.images), top_k=args.top_k)
-    for path, result in zip(args.images, results):
-        if args.json:
-            print(json.dumps({"image": path, "predictions": result}))
-        else:
-            print(f"{path}: " + ", ".join(f"{r['label']} {100 * r['score']:.1f}%" for r in result))
-    return 0
-
-
-# ----------------------------------------------------------------------------------------- app
-def classify_image(image, top_k: float = 5) -> dict[str, float]:
-    """The app's handler: {label: score} for gr.Label."""
-    if image is None:
-        raise InputError("image: expected an uploaded image, found none")
-    return {r["label"]: r["score"] for r in app_pipeline("image-classification")(image, top_k=int(top_k))}
-
-
-def example_images(model: str = DEFAULT_MODEL) -> list[str]:
-    """The example images shipped in the checkpoint's ``examples/`` folder (none when it is absent)."""
-    from ..paths import resolve_model
-
-    try:
-        folder = resolve_model(model) / "examples"
-    except InputError:
-        return []
-    return sorted(str(p) for p in folder.glob("*.png")) if folder.is_dir() else []
-
-
-def classify_tab() -> None:
-    """The Gradio tab: upload an image (or pick an example), read the top classes."""
-    import gradio as gr
-
-    handler = gradio_errors(classify_image)
-    gr.Markdown(f"Image classification with the ViT trained here on Fashion-MNIST ({DEFAULT_MODEL}): "
-                "clothing photographed on a plain background works best; any image size or mode is accepted.")
-    with gr.Row():
-        with gr.Column():
-            image = gr.Image(type="pil", label="image", image_mode=None)
-            top_k = gr.Slider(1, 10, value=5, step=1, label="top k")
-            button = gr.Button("classify", variant="primary")
-        with gr.Column():
-            label = gr.Label(label="classes")
-    examples = example_images()
-    if examples:
-        gr.Examples(examples, inputs=[image])
-    button.click(handler, [image, top_k], [label], api_name="classify")
-
-
-register_pipeline("image-classification", ImageClassificationPipeline, default_model=DEFAULT_MODEL,
-                  ui=classify_tab, title="Classify")

@@ -26,17 +26,12 @@ import torch
 from PIL import Image
 
 from ..errors import InputError
-from ..models.diffusion import MAX_STEPS
+from ..generation.sampling import MAX_STEPS
 from ..models.text2image import MAX_IMAGES_PER_CALL, TextToImage
-from . import app_pipeline, register_pipeline
-from .base import Pipeline, gradio_errors
+from .base import Pipeline
 
 DEFAULT_MODEL = "text2image-sit"  # the better of the two on every measure (cards)
-APP_MODELS = {"DiT": "text2image-dit", "SiT": "text2image-sit"}
 OUTPUT_TYPES = ("pil", "np", "latent")
-EXAMPLE_PROMPTS = ["a red circle on a black background", "a yellow sneaker on a navy background",
-                   "a red sneaker on a gray background", "a purple circle on a white background",
-                   "a green t-shirt on a black background", "a white star on a navy background"]
 
 
 def _is_int(value) -> bool:
@@ -125,88 +120,3 @@ def image_grid(images: list[Image.Image], columns: int | None = None) -> Image.I
     for i, image in enumerate(images):
         grid.paste(image, ((i % columns) * w, (i // columns) * h))
     return grid
-
-
-# ----------------------------------------------------------------------------------------- CLI
-def add_generate_image_arguments(parser) -> None:
-    """Arguments of ``multimodal generate image``."""
-    parser.add_argument("prompt", help='what to draw, e.g. "a red circle on a black background" ("": unconditional)')
-    parser.add_argument("-n", "--num-images", type=int, default=1, help="images to draw (default 1; >1: a grid)")
-    parser.add_argument("--steps", type=int, default=25, help="sampling steps (default 25)")
-    parser.add_argument("--guidance", type=float, default=4.0, help="classifier-free guidance scale (default 4)")
-    parser.add_argument("--sampler", default=None,
-                        help="ddpm, ddim, dpm++ (DiT) or euler, heun, sde (SiT); default ddpm / heun")
-    parser.add_argument("--seed", type=int, default=None, help="random seed (default: random)")
-    parser.add_argument("--model", default=None, help=f"checkpoint folder or name (default {DEFAULT_MODEL})")
-    parser.add_argument("--scale", type=int, default=4, help="pixel magnification of the saved PNG (default 4)")
-    parser.add_argument("-o", "--output", default="out.png", help="PNG file to write (default out.png)")
-    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when present)")
-
-
-def run_generate_image(args) -> int:
-    """``multimodal generate image``: one PNG (a grid for several images)."""
-    from . import pipeline
-
-    output = Path(args.output)
-    if output.suffix.lower() != ".png":
-        raise InputError(f"--output: expected a .png file name, found {args.output!r}")
-    if not _is_int(args.scale) or not 1 <= args.scale <= 32:
-        raise InputError(f"--scale: expected an integer from 1 to 32, found {args.scale}")
-    pipe = pipeline("text-to-image", model=args.model, device=args.device)
-    options = dict(num_inference_steps=args.steps, guidance_scale=args.guidance, sampler=args.sampler,
-                   generator=args.seed, num_images_per_prompt=args.num_images)
-    pipe.validate(args.prompt, **options)  # before any work
-    images = pipe(args.prompt, **options)
-    grid = image_grid(images)
-    grid = grid.resize((grid.width * args.scale, grid.height * args.scale), Image.Resampling.NEAREST)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    from ..checkpoint import atomic_path
-
-    with atomic_path(output) as tmp:
-        grid.save(tmp, format="PNG")
-    print(f"wrote {len(images)} image(s) to {output}")
-    return 0
-
-
-# ----------------------------------------------------------------------------------------- app
-def generate_images(prompt: str, model: str = "SiT", sampler: str = "default", steps: float = 25,
-                    guidance: float = 4.0, seed: float = 0, count: float = 4) -> list[Image.Image]:
-    """The app's handler: a gallery of ``count`` images for ``prompt``."""
-    if model not in APP_MODELS:
-        raise InputError(f"model: expected one of {', '.join(APP_MODELS)}, found {model!r}")
-    pipe = app_pipeline("text-to-image", APP_MODELS[model])
-    sampler = None if sampler in (None, "", "default") else sampler
-    images = pipe(prompt or "", num_inference_steps=int(steps), guidance_scale=float(guidance), sampler=sampler,
-                  generator=int(seed), num_images_per_prompt=int(count))
-    return [image.resize((image.width * 4, image.height * 4), Image.Resampling.NEAREST) for image in images]
-
-
-def text_to_image_tab() -> None:
-    """The Gradio tab: prompt, model, sampler, steps, guidance, seed and count -> a gallery."""
-    import gradio as gr
-
-    handler = gradio_errors(generate_images)
-    gr.Markdown("Text-to-image with the DiT and SiT latent-diffusion models trained here on the captioned world: "
-                "32x32 images of one object (t-shirt, trouser, pullover, dress, coat, sandal, shirt, sneaker, bag, "
-                "ankle boot, circle, square, triangle, star, heart, cross) in one colour (red, orange, yellow, green, "
-                "cyan, blue, purple, white) on a black, white, gray or navy background. Some combinations "
-                "(red sneaker, purple circle, ...) were never shown in training. An empty prompt is unconditional.")
-    with gr.Row():
-        with gr.Column():
-            prompt = gr.Textbox(label="prompt", value=EXAMPLE_PROMPTS[0])
-            model = gr.Radio(list(APP_MODELS), value="SiT", label="model")
-            sampler = gr.Dropdown(["default", "ddim", "ddpm", "dpm++", "euler", "heun", "sde"], value="default",
-                                  label="sampler (DiT: ddim, ddpm, dpm++; SiT: euler, heun, sde)")
-            steps = gr.Slider(1, 100, value=25, step=1, label="steps")
-            guidance = gr.Slider(0, 10, value=4, step=0.5, label="guidance scale")
-            seed = gr.Number(value=0, precision=0, label="seed")
-            count = gr.Slider(1, 16, value=4, step=1, label="images")
-            button = gr.Button("generate", variant="primary")
-        with gr.Column():
-            gallery = gr.Gallery(label="images", columns=4)
-    gr.Examples([[p] for p in EXAMPLE_PROMPTS], inputs=[prompt])
-    button.click(handler, [prompt, model, sampler, steps, guidance, seed, count], [gallery], api_name="generate")
-
-
-register_pipeline("text-to-image", TextToImagePipeline, default_model=DEFAULT_MODEL, ui=text_to_image_tab,
-                  title="Text → Image")

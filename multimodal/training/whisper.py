@@ -43,11 +43,11 @@ from tqdm.auto import tqdm
 from ..checkpoint import atomic_path, atomic_write_text, find_dir
 from ..errors import InputError
 from ..models.whisper import Whisper
-from ..models.whisper_decoding import DecodingOptions, decode
+from ..generation.whisper_decoding import DecodingOptions, decode
 from ..paths import cache_dir, resolve_model
 from ..media.audio import SAMPLE_RATE, load_audio
 from ..tokenizers.mel import N_FRAMES, N_SAMPLES, log_mel_spectrogram
-from ..tokenizers.text import WhisperTokenizer
+from ..tokenizers.whisper_text import WhisperTokenizer
 from . import TrainConfig, Trainer, add_train_args, train_config_from_args
 from .trainer import check_resume_settings, publish_model
 

@@ -1,0 +1,77 @@
+"""The Gradio app: one tab per task whose pipeline is registered, each tab built by its own module.
+
+    make run                  # or: .venv/bin/python app.py
+    GRADIO_SERVER_NAME=0.0.0.0 GRADIO_SERVER_PORT=8000 make run
+
+``build()`` returns the ``gr.Blocks`` without serving it; ``register_tab(task, title, build_tab)``
+adds a tab for a user's own pipeline.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # the machines here reach no analytics server
+
+from dataclasses import dataclass  # noqa: E402
+from typing import Callable  # noqa: E402
+
+import gradio as gr  # noqa: E402
+
+from .. import __version__, pipelines  # noqa: E402
+from . import classify, text_to_image, transcribe  # noqa: E402
+from .common import app_pipeline, gradio_errors  # noqa: E402
+
+COMING = "text-to-audio"
+
+
+@dataclass(frozen=True)
+class Tab:
+    task: str  # shown only while this task's pipeline is registered
+    title: str
+    build: Callable[[], None]  # builds the tab's contents inside gr.Blocks
+
+
+_TABS: dict[str, Tab] = {}
+
+
+def register_tab(task: str, title: str, build_tab: Callable[[], None]) -> None:
+    _TABS[task] = Tab(task, title, build_tab)
+
+
+def tabs() -> list[Tab]:
+    """The tabs of the registered tasks, in task order."""
+    return [_TABS[task] for task in pipelines.available_tasks() if task in _TABS]
+
+
+def build() -> gr.Blocks:
+    shown = tabs()
+    with gr.Blocks(title="multimodal") as demo:
+        gr.Markdown(f"# multimodal {__version__}")
+        if not shown:
+            gr.Markdown(_nothing_yet())
+        else:
+            with gr.Tabs():
+                for tab in shown:
+                    with gr.Tab(tab.title):
+                        tab.build()
+    return demo
+
+
+def _nothing_yet() -> str:
+    tasks = pipelines.available_tasks()
+    python_only = f" The pipelines registered so far ({', '.join(tasks)}) have no app tab; use them from Python." if tasks else ""
+    return (f"**No pipelines are available yet** in the app.{python_only} Tabs for {COMING} "
+            f"will appear here as their pipelines land; nothing on this page is simulated.")
+
+
+def main() -> None:
+    build().launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                   server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+
+
+register_tab("automatic-speech-recognition", "Transcribe", transcribe.transcribe_tab)
+register_tab("image-classification", "Classify", classify.classify_tab)
+register_tab("text-to-image", "Text → Image", text_to_image.text_to_image_tab)
+
+__all__ = ["Tab", "app_pipeline", "build", "gradio_errors", "main", "register_tab", "tabs"]

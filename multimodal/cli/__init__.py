@@ -1,0 +1,64 @@
+"""The ``multimodal`` console command: one module per subcommand, each defining a ``Command``
+(name, help, the function that adds its arguments, the function that runs it).
+
+Bad input raises ``InputError``; ``main`` prints its message on one line, without a traceback,
+and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Sequence
+
+from .. import __version__
+from ..errors import InputError
+from . import classify, generate, pipelines, tokenizer, train, transcribe
+from .command import Command
+
+COMMANDS: dict[str, Command] = {c.name: c for c in (
+    pipelines.COMMAND, tokenizer.COMMAND, transcribe.COMMAND, classify.COMMAND, generate.COMMAND,
+    train.TRAIN, train.EVALUATE)}
+
+
+def command(name: str, help: str, arguments: Callable[[argparse.ArgumentParser], None] = lambda parser: None):
+    """Register the decorated function as the subcommand ``name`` (for commands added from outside)."""
+
+    def register(run: Callable[[argparse.Namespace], int | None]):
+        COMMANDS[name] = Command(name, help, arguments, run)
+        return run
+
+    return register
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="multimodal",
+        description="One transformer backbone for image classification, text-to-image, speech recognition "
+                    "and audio generation.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", title="commands")
+    for cmd in COMMANDS.values():
+        sub = subparsers.add_parser(cmd.name, help=cmd.help, description=cmd.help)
+        cmd.arguments(sub)
+        sub.set_defaults(run=cmd.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.error(f"expected a command ({', '.join(COMMANDS)}), found none")
+    try:
+        return args.run(args) or 0
+    except InputError as e:
+        message = " ".join(str(e).splitlines())
+        print(f"{parser.prog}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{parser.prog}: interrupted", file=sys.stderr)
+        return 130
+
+
+__all__ = ["COMMANDS", "Command", "build_parser", "command", "main"]

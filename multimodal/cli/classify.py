@@ -1,0 +1,35 @@
+"""``multimodal classify``: the top-k labels and scores of each image, with a ViT checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..pipelines import pipeline
+from ..pipelines.image_classification import DEFAULT_MODEL
+from .command import Command
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``multimodal classify``."""
+    parser.add_argument("images", nargs="+", help="image files (png, jpg, gif, webp, bmp, tiff, …)")
+    parser.add_argument("--model", default=None, help=f"checkpoint folder or name (default {DEFAULT_MODEL})")
+    parser.add_argument("--top-k", type=int, default=5, help="classes to show per image (default 5)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object per image instead of a table")
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when present)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """``multimodal classify``: the top-k labels and scores of each image."""
+    pipe = pipeline("image-classification", model=args.model, device=args.device)
+    pipe.validate(args.images, top_k=args.top_k)
+    results = pipe(list(args.images), top_k=args.top_k)
+    for path, result in zip(args.images, results):
+        if args.json:
+            print(json.dumps({"image": path, "predictions": result}))
+        else:
+            print(f"{path}: " + ", ".join(f"{r['label']} {100 * r['score']:.1f}%" for r in result))
+    return 0
+
+
+COMMAND = Command("classify", "classify images with a ViT (top-k labels and scores)", add_arguments, run)

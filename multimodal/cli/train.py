@@ -1,0 +1,43 @@
+"""``multimodal train MODEL`` and ``multimodal evaluate MODEL``: each model's recipe in
+``multimodal.training`` brings its own arguments."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..training import autoencoder, text2image, vit, whisper
+from .command import Command
+
+# (help, add_arguments, run) for each model, by name.
+TRAINABLE = {
+    "vit": ("a ViT image classifier on an image folder or Fashion-MNIST",
+            vit.add_train_vit_arguments, vit.run_train_vit),
+    "whisper": ("fine-tune Whisper on JSONL manifests of {audio, text} (or speech-digits)",
+                whisper.add_train_whisper_arguments, whisper.run_train_whisper),
+    "vae": ("an image autoencoder (AutoencoderKL) on the captioned world",
+            autoencoder.add_train_autoencoder_arguments, autoencoder.run_train_autoencoder),
+    "text2image": ("a text-to-image DiT or SiT on the captioned world (needs a trained vae)",
+                   text2image.add_train_text2image_arguments, text2image.run_train_text2image),
+}
+EVALUABLE = {
+    "vit": ("accuracy, per-class accuracy and confusion matrix of a ViT checkpoint",
+            vit.add_evaluate_vit_arguments, vit.run_evaluate_vit),
+    "whisper": ("word error rate and exact-match rate of a Whisper checkpoint on a manifest",
+                whisper.add_evaluate_whisper_arguments, whisper.run_evaluate_whisper),
+}
+
+
+def _per_model(models: dict[str, tuple]) -> tuple:
+    def arguments(parser: argparse.ArgumentParser) -> None:
+        sub = parser.add_subparsers(dest="model", title="models", required=True)
+        for name, (help, add_arguments, _) in models.items():
+            add_arguments(sub.add_parser(name, help=help))
+
+    def run(args: argparse.Namespace) -> int | None:
+        return models[args.model][2](args)
+
+    return arguments, run
+
+
+TRAIN = Command("train", f"train a model ({', '.join(TRAINABLE)}); --resume continues a run", *_per_model(TRAINABLE))
+EVALUATE = Command("evaluate", f"evaluate a trained model ({', '.join(EVALUABLE)})", *_per_model(EVALUABLE))

@@ -1,0 +1,377 @@
+"""Long-form transcription with Whisper: ``transcribe(model, tokenizer, audio)``.
+
+It works as openai-whisper's does: it slides a 30-second window over the audio, decodes each window
+(``multimodal.generation.whisper_decoding.decode``) and moves the window to the last timestamp the
+model predicted, so no word is cut at a window edge. A window whose output looks wrong (gzip
+compression ratio above 2.4: repetition; average log-probability below -1) is decoded again at the
+next temperature of (0, 0.2, …, 1.0); a window the model calls silent (no-speech probability above
+0.6 and a low log-probability) is skipped. Each window is prompted with the text so far, unless the
+previous window needed a temperature above 0.5.
+
+Memory stays flat however long the audio is: the audio is read twice in 30-second chunks, never
+whole, and the log-mel spectrogram is computed one window at a time (``WindowedLogMel``). The first
+pass finds the spectrogram's maximum (Whisper clips every value to 8 decades below the maximum of
+the whole recording, which we reproduce exactly), the second feeds the windows.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import replace
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from ..media.audio import SAMPLE_RATE, iter_audio_chunks, load_audio
+from ..tokenizers.mel import HOP_LENGTH, N_FFT, N_FRAMES, mel_filters
+from ..tokenizers.whisper_text import WhisperTokenizer
+from .whisper_decoding import TASKS, DecodingOptions, DecodingResult, decode, detect_language
+
+TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+_CHUNK_SECONDS = 30  # audio read per step of either pass
+
+
+# ------------------------------------------------------------------------------ windowed log-mel
+class WindowedLogMel:
+    """Whisper's log-mel spectrogram of a recording, one window at a time, in flat memory.
+
+    Equal to ``log_mel_spectrogram(audio, padding=N_SAMPLES)`` sliced as openai-whisper slices it
+    (within float rounding): frame i is the power spectrum of the 400 samples centred on sample
+    160 i (the signal reflected at its start and followed by zeros), through the mel filters,
+    log10, and clipped at 8 decades below the maximum over the whole padded recording.
+
+    ``chunks`` is a function that returns a fresh iterator over the 16 kHz mono samples in
+    consecutive pieces; it is called twice: once to measure the maximum and the length, then to
+    feed ``window``, whose start frames must not decrease.
+    """
+
+    _CONTEXT = N_FFT // 2  # samples either side of a frame's centre
+
+    def __init__(self, chunks: Callable[[], Iterator[np.ndarray]], n_mels: int = 80):
+        self.chunks, self.n_mels = chunks, n_mels
+        self.num_samples = 0
+        self.max_log = -10.0  # log10 of the clamp 1e-10: the zero padding's value
+        self._measure()
+        self.content_frames = self.num_samples // HOP_LENGTH
+        self.floor = self.max_log - 8.0
+        self._iter: Iterator[np.ndarray] | None = None
+        self._buffer = np.zeros(0, np.float32)
+        self._buffer_start = 0  # sample index of _buffer[0]
+        self._exhausted = False
+
+    @property
+    def duration(self) -> float:
+        return self.content_frames * HOP_LENGTH / SAMPLE_RATE
+
+    def _log10_mel(self, padded: torch.Tensor) -> torch.Tensor:
+        """log10 mel power [n_mels, frames] of frames centred at 200, 360, … of ``padded``."""
+        if not bool(padded.any()):  # digital silence (hours of it in a long file): the clamp's value
+            frames = (len(padded) - N_FFT) // HOP_LENGTH + 1
+            return torch.full((self.n_mels, frames), 1e-10).log10_()
+        spec = torch.stft(padded, N_FFT, HOP_LENGTH, window=torch.hann_window(N_FFT), center=False,
+                          return_complex=True)
+        power = spec.real.square() + spec.imag.square()
+        return (mel_filters(self.n_mels) @ power).clamp_(min=1e-10).log10_()
+
+    def _measure(self) -> None:
+        """One pass over the audio: its length, and the largest log10 mel value of any frame.
+
+        In the padded signal (the start's 200-sample reflection, the samples, then zeros), frame f
+        covers [160 f, 160 f + 400); each frame is computed once its samples are in."""
+        C = self._CONTEXT
+        pending = np.zeros(0, np.float32)  # padded samples from index p0 on
+        p0, next_frame, started = 0, 0, False
+        for chunk in self.chunks():
+            chunk = np.asarray(chunk, np.float32)
+            self.num_samples += len(chunk)
+            pending = np.concatenate([pending, chunk])
+            if not started and len(pending) > C:  # now the reflection can be built
+                pending, started = np.concatenate([pending[1:C + 1][::-1], pending]), True
+            if started:
+                pending, p0, next_frame = self._measure_ready(pending, p0, next_frame)
+        if not started:  # at most 200 samples: reflect the zero-extended signal
+            pending = np.concatenate([pending, np.zeros(C + 1 - len(pending), np.float32)])
+            pending = np.concatenate([pending[1:C + 1][::-1], pending])
+        # Three frames past the last content frame, a frame holds only zeros (log10 -10, the
+        # initial maximum): measure up to there, with the zeros that follow the samples.
+        end = self.num_samples // HOP_LENGTH + 3
+        need = (end - 1) * HOP_LENGTH + N_FFT - p0
+        pending = np.concatenate([pending, np.zeros(max(0, need - len(pending)), np.float32)])
+        self._measure_ready(pending, p0, next_frame, end)
+
+    def _measure_ready(self, pending: np.ndarray, p0: int, next_frame: int, end: int | None = None):
+        ready = (p0 + len(pending) - N_FFT) // HOP_LENGTH + 1  # frames whose samples are all in
+        if end is not None:
+            ready = min(ready, end)
+        if ready > next_frame:
+            lo, hi = next_frame * HOP_LENGTH - p0, (ready - 1) * HOP_LENGTH + N_FFT - p0
+            log = self._log10_mel(torch.from_numpy(np.ascontiguousarray(pending[lo:hi])))
+            self.max_log = max(self.max_log, float(log.max()))
+            keep = ready * HOP_LENGTH - p0
+            pending, p0, next_frame = pending[keep:], p0 + keep, ready
+        return pending, p0, next_frame
+
+    def restart(self) -> None:
+        """Read the audio from its start again (for windows that go back to frame 0)."""
+        self._iter, self._exhausted = None, False
+        self._buffer, self._buffer_start = np.zeros(0, np.float32), 0
+
+    def _samples(self, start: int, stop: int) -> np.ndarray:
+        """Signal samples [start, stop), with sample -j = sample j (the reflection at the start) and
+        zeros after the end. ``start`` must not decrease between calls: older samples are dropped."""
+        if self._iter is None:
+            self._iter = iter(self.chunks())
+        need = max(stop, self._CONTEXT + 1 if start < 0 else 0)
+        while not self._exhausted and self._buffer_start + len(self._buffer) < need:
+            chunk = next(self._iter, None)
+            if chunk is None:
+                self._exhausted = True
+            else:
+                self._buffer = np.concatenate([self._buffer, np.asarray(chunk, np.float32)])
+        parts = []
+        if start < 0:  # indices start .. -1 are samples -start .. 1
+            parts.append(self._zero_extended(1, 1 - start)[::-1][:min(stop, 0) - start])
+        if stop > max(start, 0):
+            parts.append(self._zero_extended(max(start, 0), stop))
+        if start > self._buffer_start:
+            self._buffer, self._buffer_start = self._buffer[start - self._buffer_start:], start
+        return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+    def _zero_extended(self, lo: int, hi: int) -> np.ndarray:
+        if lo < self._buffer_start:
+            raise RuntimeError("WindowedLogMel: windows must not move backwards (call restart())")
+        have = self._buffer[lo - self._buffer_start:hi - self._buffer_start]
+        if len(have) < hi - lo:
+            have = np.concatenate([have, np.zeros(hi - lo - len(have), np.float32)])
+        return have
+
+    def window(self, start: int, frames: int, padded_to: int = N_FRAMES) -> tuple[torch.Tensor, float]:
+        """Normalised log-mel frames [start, start + frames), then zeros up to ``padded_to``
+        frames (the values openai-whisper pads a short last window with) -> ([n_mels, padded_to],
+        the level of its loudest mel band in dB relative to a full-scale sine's, see ``level_db``)."""
+        frames = max(0, frames)
+        out = torch.zeros(self.n_mels, max(padded_to, frames))
+        level = -math.inf
+        if frames:
+            samples = self._samples(start * HOP_LENGTH - self._CONTEXT, (start + frames - 1) * HOP_LENGTH + self._CONTEXT)
+            log = self._log10_mel(torch.from_numpy(np.ascontiguousarray(samples)))
+            level = level_db(float(log.max()), self.n_mels)
+            out[:, :frames] = (torch.maximum(log, torch.tensor(self.floor)) + 4.0) / 4.0
+        return out, level
+
+
+@functools.lru_cache(maxsize=None)
+def _full_scale_log(n_mels: int) -> float:
+    """log10 mel power of the loudest band of a full-scale 1 kHz sine: the 0 dB of ``level_db``."""
+    t = torch.arange(N_FFT, dtype=torch.float32) / SAMPLE_RATE
+    spec = torch.stft(torch.sin(2 * math.pi * 1000 * t), N_FFT, HOP_LENGTH, window=torch.hann_window(N_FFT),
+                      center=False, return_complex=True)
+    return float((mel_filters(n_mels) @ spec.abs().square()).max().log10())
+
+
+def level_db(log10_mel_power: float, n_mels: int = 80) -> float:
+    """A log10 mel-band power as dB relative to the loudest band of a full-scale sine. Digital
+    silence is -10 (the clamp), about -120 dB; white noise of RMS -60 dBFS peaks near -67 dB;
+    ordinary speech near -10 dB."""
+    return 10.0 * (log10_mel_power - _full_scale_log(n_mels))
+
+
+def _chunk_source(audio, sampling_rate: int | None) -> Callable[[], Iterator[np.ndarray]]:
+    """A function returning a fresh 16 kHz chunk iterator over ``audio`` (read once more per call)."""
+    if hasattr(audio, "read"):  # a file object can be read only once: keep its (compressed) bytes
+        audio = audio.read()
+    if isinstance(audio, (np.ndarray, torch.Tensor)) or (isinstance(audio, dict) and
+                                                         any(k in audio for k in ("array", "raw"))):
+        samples = load_audio(audio, sampling_rate)  # in memory already; resample it once
+        step = _CHUNK_SECONDS * SAMPLE_RATE
+        return lambda: (samples[i:i + step] for i in range(0, len(samples), step))
+    return lambda: iter_audio_chunks(audio, _CHUNK_SECONDS, sampling_rate=sampling_rate)
+
+
+# -------------------------------------------------------------------------------- transcription
+def transcribe(model, tokenizer: WhisperTokenizer, audio, *, sampling_rate: int | None = None,
+               temperature: float | Sequence[float] = TEMPERATURES, compression_ratio_threshold: float | None = 2.4,
+               logprob_threshold: float | None = -1.0, no_speech_threshold: float | None = 0.6,
+               condition_on_previous_text: bool = True, initial_prompt: str | None = None,
+               language: str | None = None, task: str = "transcribe", beam_size: int | None = 5,
+               best_of: int | None = 5, patience: float | None = None, length_penalty: float | None = None,
+               suppress_tokens: str | Sequence[int] | None = "-1", suppress_blank: bool = True,
+               without_timestamps: bool = False, max_initial_timestamp: float | None = 1.0,
+               silence_threshold_db: float | None = -60.0, fp16: bool = False,
+               generator: torch.Generator | None = None, progress: Callable[..., Any] | None = None) -> dict:
+    """Transcribe (or translate) audio of any length.
+
+    ``audio``: anything ``multimodal.media.audio.load_audio`` reads (a path, bytes, an array
+    with ``sampling_rate``, a {"array", "sampling_rate"} dict, …). ``temperature``: one value or the
+    fallback sequence. ``beam_size`` applies at temperature 0, ``best_of`` above it. ``progress``:
+    a tqdm-like factory called as ``progress(total=seconds, desc=...)``.
+
+    Two guards against Whisper's habit of writing words into silence ("You", ". . ."), beyond
+    openai-whisper's no-speech rule (which keeps a window the model is confident about even when it
+    calls it silent): a window whose loudest mel band is below ``silence_threshold_db`` (dB relative
+    to a full-scale sine; None turns this off) is skipped without decoding, and a segment without a
+    single letter or digit is blanked like an empty one. On speech louder than the threshold the
+    result equals openai-whisper's ``transcribe`` with the same options.
+
+    Returns {"text", "segments": [{"id", "seek", "start", "end", "text", "tokens", "temperature",
+    "avg_logprob", "compression_ratio", "no_speech_prob"}], "language"}.
+    """
+    temperatures = [temperature] if isinstance(temperature, (int, float)) else list(temperature)
+    base = DecodingOptions(task=task, language=language, beam_size=beam_size, best_of=best_of, patience=patience,
+                           length_penalty=length_penalty, suppress_tokens=suppress_tokens,
+                           suppress_blank=suppress_blank, without_timestamps=without_timestamps,
+                           max_initial_timestamp=max_initial_timestamp, fp16=fp16)
+    for t in temperatures:  # every option, at every temperature, is checked before any work
+        options_at(base, t).validate()
+    check_language_task(model, tokenizer, language, task)
+    if initial_prompt is not None and not isinstance(initial_prompt, str):
+        raise InputError(f"initial_prompt: expected None or text, found {type(initial_prompt).__name__}")
+
+    cfg = model.config
+    mel = WindowedLogMel(_chunk_source(audio, sampling_rate), cfg.n_mels)
+    content_frames = mel.content_frames
+    p = next(model.parameters())
+    dtype = torch.float16 if fp16 and p.device.type == "cuda" else p.dtype
+
+    if language is None:
+        if model.is_multilingual:  # from the first 30 s, as openai-whisper decides it
+            first = mel.window(0, N_FRAMES)[0].to(p.device, dtype)[None]
+            language = detect_language(model, tokenizer, first)[0][0]
+            mel.restart()
+        else:
+            language = "en"
+    base = replace(base, language=language)
+
+    input_stride = N_FRAMES // cfg.n_audio_ctx  # mel frames per audio token: 2
+    time_precision = input_stride * HOP_LENGTH / SAMPLE_RATE  # seconds per timestamp: 0.02
+    all_tokens: list[int] = []
+    segments: list[dict] = []
+    prompt_reset_since = 0
+    initial_prompt_tokens = tokenizer.encode(" " + initial_prompt.strip()) if initial_prompt else []
+    all_tokens.extend(initial_prompt_tokens)
+
+    def decode_with_fallback(window: torch.Tensor) -> DecodingResult:
+        result = None
+        for t in temperatures:
+            options = replace(options_at(base, t), prompt=all_tokens[prompt_reset_since:])
+            result = decode(model, tokenizer, window, options, generator=generator)[0]
+            needs_fallback = False
+            if compression_ratio_threshold is not None and result.compression_ratio > compression_ratio_threshold:
+                needs_fallback = True  # too repetitive
+            if logprob_threshold is not None and result.avg_logprob < logprob_threshold:
+                needs_fallback = True  # too improbable
+            if (no_speech_threshold is not None and result.no_speech_prob > no_speech_threshold
+                    and logprob_threshold is not None and result.avg_logprob < logprob_threshold):
+                needs_fallback = False  # silence: no temperature will find words in it
+            if not needs_fallback:
+                break
+        return result
+
+    bar = progress(total=round(mel.duration, 2), desc="transcribing") if progress is not None else None
+    if bar is not None and hasattr(bar, "unit"):
+        bar.unit = "s"  # seconds of audio; the rate shown is then the speed-up over real time
+    seek = 0
+    try:
+        while seek < content_frames:
+            time_offset = float(seek * HOP_LENGTH / SAMPLE_RATE)
+            segment_size = min(N_FRAMES, content_frames - seek)
+            segment_duration = segment_size * HOP_LENGTH / SAMPLE_RATE
+            window, level = mel.window(seek, segment_size)
+            window = window.to(p.device, dtype)[None]  # [1, n_mels, 3000]
+            previous_seek = seek
+            if silence_threshold_db is not None and level < silence_threshold_db:
+                seek += segment_size  # nothing louder than the threshold: skip it undecoded
+                _advance(bar, previous_seek, seek, content_frames)
+                continue
+
+            result = decode_with_fallback(window)
+            tokens = result.tokens
+            if no_speech_threshold is not None:
+                silent = result.no_speech_prob > no_speech_threshold
+                if logprob_threshold is not None and result.avg_logprob > logprob_threshold:
+                    silent = False  # confident words despite the no-speech probability
+                if silent:
+                    seek += segment_size
+                    _advance(bar, previous_seek, seek, content_frames)
+                    continue
+
+            current: list[dict] = []
+
+            def add(start: float, end: float, seg_tokens: list[int]) -> None:
+                text_tokens = [t for t in seg_tokens if t < tokenizer.eot]
+                current.append({"seek": previous_seek, "start": start, "end": end,
+                                "text": tokenizer.decode(text_tokens), "tokens": seg_tokens,
+                                "temperature": result.temperature, "avg_logprob": result.avg_logprob,
+                                "compression_ratio": result.compression_ratio,
+                                "no_speech_prob": result.no_speech_prob})
+
+            is_ts = [t >= tokenizer.timestamp_begin for t in tokens]
+            single_timestamp_ending = is_ts[-2:] == [False, True]
+            # A segment ends where two timestamps follow each other (closing, then opening).
+            cuts = [i + 1 for i in range(len(tokens) - 1) if is_ts[i] and is_ts[i + 1]]
+            if cuts:
+                if single_timestamp_ending:
+                    cuts.append(len(tokens))
+                last_cut = 0
+                for cut in cuts:
+                    piece = tokens[last_cut:cut]
+                    start_pos = piece[0] - tokenizer.timestamp_begin
+                    end_pos = piece[-1] - tokenizer.timestamp_begin
+                    add(time_offset + start_pos * time_precision, time_offset + end_pos * time_precision, piece)
+                    last_cut = cut
+                if single_timestamp_ending:  # nothing is said after the last timestamp
+                    seek += segment_size
+                else:  # the last segment is unfinished: the next window starts where it did
+                    seek += (tokens[last_cut - 1] - tokenizer.timestamp_begin) * input_stride
+            else:
+                duration = segment_duration
+                stamps = [t for t, ts in zip(tokens, is_ts) if ts]
+                if stamps and stamps[-1] != tokenizer.timestamp_begin:
+                    duration = (stamps[-1] - tokenizer.timestamp_begin) * time_precision
+                add(time_offset, time_offset + duration, tokens)
+                seek += segment_size
+
+            for segment in current:  # an instantaneous segment, or one without a word, carries no text
+                if segment["start"] == segment["end"] or not any(c.isalnum() for c in segment["text"]):
+                    segment["text"], segment["tokens"] = "", []
+            segments.extend({"id": i, **s} for i, s in enumerate(current, start=len(segments)))
+            all_tokens.extend(t for s in current for t in s["tokens"])
+            if not condition_on_previous_text or result.temperature > 0.5:
+                prompt_reset_since = len(all_tokens)  # a hot sample is no context to build on
+            _advance(bar, previous_seek, seek, content_frames)
+    finally:
+        if bar is not None:
+            bar.close()
+
+    return {"text": tokenizer.decode(all_tokens[len(initial_prompt_tokens):]), "segments": segments,
+            "language": language}
+
+
+def _advance(bar, previous_seek: int, seek: int, content_frames: int) -> None:
+    if bar is not None:
+        bar.update(round((min(content_frames, seek) - previous_seek) * HOP_LENGTH / SAMPLE_RATE, 2))
+
+
+def options_at(base: DecodingOptions, t: float) -> DecodingOptions:
+    """Beam search (and patience) at temperature 0, best-of-N sampling above it."""
+    if t > 0:
+        return replace(base, temperature=t, beam_size=None, patience=None)
+    return replace(base, temperature=t, best_of=None)
+
+
+def check_language_task(model, tokenizer, language, task) -> None:
+    if task not in TASKS:
+        raise InputError(f"task: expected one of {', '.join(TASKS)}, found {task!r}")
+    if not model.is_multilingual:
+        if task != "transcribe":
+            raise InputError(f"task: expected 'transcribe' for an English-only model, found {task!r}")
+        if language not in (None, "en"):
+            raise InputError(f"language: expected None or 'en' for an English-only model, found {language!r}")
+    elif language is not None:
+        codes = list(tokenizer.languages)[:model.num_languages]
+        if language not in codes:
+            raise InputError(f"language: expected None (detect it) or a code such as {', '.join(codes[:8])}, …, "
+                             f"found {language!r}")
