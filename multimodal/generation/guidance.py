@@ -1,4 +1,4 @@
-"""Classifier-free guidance on a denoiser's prediction (Ho & Salimans).
+"""Classifier-free guidance (Ho & Salimans): on a denoiser's prediction, and on a token model's logits.
 
 Classifier-free guidance (``classifier_free_guidance``) runs the conditional and the unconditional
 (``drop_condition=True``) copies of a batch in one forward pass and extrapolates all C prediction
@@ -39,3 +39,9 @@ def classifier_free_guidance(model_fn: ModelFn, x: torch.Tensor, t, guidance_sca
     C = channels or x.shape[1]
     guided = uncond[:, :C] + scale * (cond[:, :C] - uncond[:, :C])
     return torch.cat([guided, cond[:, C:]], dim=1) if cond.shape[1] > C else guided
+
+
+def guide_logits(cond: torch.Tensor, uncond: torch.Tensor, guidance_scale: float) -> torch.Tensor:
+    """Guided next-token logits ``uncond + s (cond - uncond)``; scale 1 gives ``cond`` itself."""
+    scale = check_guidance(guidance_scale)
+    return cond if scale == 1.0 else uncond + scale * (cond - uncond)

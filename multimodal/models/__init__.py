@@ -1,6 +1,7 @@
 """Models: each a short composition of a tokenizer, the shared backbone and a head."""
 
 from .autoencoder import Autoencoder, AutoencoderConfig
+from .autoencoders import VQVAE, VQVAEConfig
 from .dit import DiT, DiTConfig
 from .text2image import TextToImage, TextToImageConfig
 from .text_encoder import TextEncoder, TextEncoderConfig
@@ -12,5 +13,5 @@ from ..generation import GaussianDiffusion, Transport, classifier_free_guidance,
 
 __all__ = ["ViT", "ViTConfig", "Whisper", "WhisperConfig", "WhisperGenerationConfig"]
 __all__ += ["DiT", "DiTConfig", "GaussianDiffusion", "Transport", "classifier_free_guidance", "ddpm_sample", "sit_sample"]
-__all__ += ["Autoencoder", "AutoencoderConfig"]
+__all__ += ["Autoencoder", "AutoencoderConfig", "VQVAE", "VQVAEConfig"]
 __all__ += ["TextEncoder", "TextEncoderConfig", "TextToImage", "TextToImageConfig"]
