@@ -27,6 +27,11 @@ from PIL import Image
 
 from ..errors import InputError
 from ..generation.sampling import MAX_STEPS
+from ..checkpoint import CONFIG_NAME
+from ..config import read_json
+from ..generation.autoregressive import check_sampling
+from ..generation.sampling import check_guidance
+from ..models.text2codes import TextToCodes
 from ..models.text2image import MAX_IMAGES_PER_CALL, TextToImage
 from .base import Pipeline
 
@@ -38,9 +43,55 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+class ImagePipelineOutput(list):
+    """The PIL images, prompt by prompt; ``.images`` names the same list, as in diffusers."""
+
+    @property
+    def images(self) -> list[Image.Image]:
+        return list(self)
+
+
+def _check_common(prompt, num_images_per_prompt, generator, output_type, *, empty_ok: bool) -> list[str]:
+    """Checks every text-to-image pipeline shares; returns the prompts as a list."""
+    prompts = [prompt] if isinstance(prompt, str) else prompt
+    if not isinstance(prompts, (list, tuple)) or not prompts:
+        raise InputError(f"prompt: expected a string or a non-empty list of strings, "
+                         f"found {'an empty list' if isinstance(prompts, (list, tuple)) else type(prompt).__name__}")
+    for i, p in enumerate(prompts):
+        if not isinstance(p, str):
+            hint = ' ("" for an unconditional image)' if empty_ok else ""
+            raise InputError(f"prompt[{i}]: expected a string{hint}, found {type(p).__name__}")
+        if not empty_ok and not p.strip():
+            raise InputError(f"prompt[{i}]: expected a description of the image, found an empty prompt")
+    if not _is_int(num_images_per_prompt) or num_images_per_prompt < 1:
+        raise InputError(f"num_images_per_prompt: expected an integer >= 1, found {num_images_per_prompt!r}")
+    total = len(prompts) * num_images_per_prompt
+    if total > MAX_IMAGES_PER_CALL:
+        raise InputError(f"num_images_per_prompt: expected at most {MAX_IMAGES_PER_CALL} images per call, found "
+                         f"{len(prompts)} prompt(s) x {num_images_per_prompt} = {total}; split the request")
+    gens = generator if isinstance(generator, list) else [generator]
+    if not all(g is None or isinstance(g, torch.Generator) or _is_int(g) for g in gens):
+        raise InputError(f"generator: expected a torch.Generator, an integer seed, a list of generators or None, "
+                         f"found {type(generator).__name__}")
+    if isinstance(generator, list) and len(generator) != total:
+        raise InputError(f"generator: expected one generator per image ({total}), found {len(generator)}")
+    if output_type not in OUTPUT_TYPES:
+        raise InputError(f"output_type: expected one of {', '.join(OUTPUT_TYPES)}, found {output_type!r}")
+    return list(prompts)
+
+
+def _to_output(images: torch.Tensor, output_type: str):
+    """Images in [-1, 1] ``[N, 3, H, W]`` -> PIL images (``ImagePipelineOutput``) or a float array."""
+    array = ((images.float() + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()  # [N, H, W, 3]
+    if output_type == "np":
+        return array
+    return ImagePipelineOutput(Image.fromarray(np.round(a * 255).astype(np.uint8)) for a in array)
+
+
 class TextToImagePipeline(Pipeline):
     """``pipe(prompt_or_list, num_inference_steps=25, guidance_scale=4.0, sampler=None, generator=None,
-    num_images_per_prompt=1, output_type="pil", latents=None)`` -> images (see the module docstring)."""
+    num_images_per_prompt=1, output_type="pil", latents=None)`` -> images (see the module docstring).
+    A token-GPT checkpoint loads as ``AutoregressiveTextToImagePipeline``."""
 
     def __init__(self, model: TextToImage):
         super().__init__()
@@ -48,6 +99,8 @@ class TextToImagePipeline(Pipeline):
 
     @classmethod
     def _load(cls, folder: Path) -> TextToImagePipeline:
+        if cls is TextToImagePipeline and "gpt" in read_json(Path(folder) / CONFIG_NAME):
+            return AutoregressiveTextToImagePipeline._load(folder)
         return cls(TextToImage.from_pretrained(folder))
 
     @property
@@ -56,14 +109,7 @@ class TextToImagePipeline(Pipeline):
 
     def validate(self, prompt, num_inference_steps: int = 25, guidance_scale: float = 4.0, sampler: str | None = None,
                  generator=None, num_images_per_prompt: int = 1, output_type: str = "pil", latents=None) -> None:
-        prompts = [prompt] if isinstance(prompt, str) else prompt
-        if not isinstance(prompts, (list, tuple)) or not prompts:
-            raise InputError(f"prompt: expected a string or a non-empty list of strings, "
-                             f"found {'an empty list' if isinstance(prompts, (list, tuple)) else type(prompt).__name__}")
-        for i, p in enumerate(prompts):
-            if not isinstance(p, str):
-                raise InputError(f"prompt[{i}]: expected a string (\"\" for an unconditional image), "
-                                 f"found {type(p).__name__}")
+        prompts = _check_common(prompt, num_images_per_prompt, generator, output_type, empty_ok=True)
         if not _is_int(num_inference_steps) or not 1 <= num_inference_steps <= MAX_STEPS:
             raise InputError(f"num_inference_steps: expected an integer from 1 to {MAX_STEPS}, "
                              f"found {num_inference_steps!r}")
@@ -73,17 +119,7 @@ class TextToImagePipeline(Pipeline):
         if sampler is not None and sampler not in self.samplers:
             raise InputError(f"sampler: expected one of {', '.join(self.samplers)} for this "
                              f"{self.model.config.objective.upper()} model, found {sampler!r}")
-        if not _is_int(num_images_per_prompt) or num_images_per_prompt < 1:
-            raise InputError(f"num_images_per_prompt: expected an integer >= 1, found {num_images_per_prompt!r}")
         total = len(prompts) * num_images_per_prompt
-        if total > MAX_IMAGES_PER_CALL:
-            raise InputError(f"num_images_per_prompt: expected at most {MAX_IMAGES_PER_CALL} images per call, found "
-                             f"{len(prompts)} prompt(s) x {num_images_per_prompt} = {total}; split the request")
-        if generator is not None and not isinstance(generator, torch.Generator) and not _is_int(generator):
-            raise InputError(f"generator: expected a torch.Generator, an integer seed or None, "
-                             f"found {type(generator).__name__}")
-        if output_type not in OUTPUT_TYPES:
-            raise InputError(f"output_type: expected one of {', '.join(OUTPUT_TYPES)}, found {output_type!r}")
         if latents is not None:
             den = self.model.config.denoiser
             shape = (total, den.in_channels, *den.input_size)
@@ -103,10 +139,47 @@ class TextToImagePipeline(Pipeline):
                                   decode=output_type != "latent", progress=self.progress)
         if output_type == "latent":
             return out.float().cpu()
-        array = ((out.float() + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()  # [N, H, W, 3]
-        if output_type == "np":
-            return array
-        return [Image.fromarray(np.round(a * 255).astype(np.uint8)) for a in array]
+        return _to_output(out, output_type)
+
+
+class AutoregressiveTextToImagePipeline(TextToImagePipeline):
+    """A token-GPT checkpoint (``TextToCodes``): ``pipe(prompt_or_list, num_images_per_prompt=1,
+    generator=None, guidance_scale=3.0, temperature=1.0, top_k=None, top_p=None, output_type="pil")``.
+    ``num_inference_steps`` is accepted and unused (one code per step); ``output_type="latent"``
+    returns the codes ``[N, num_codes]``. Prompts must not be empty."""
+
+    def __init__(self, model: TextToCodes):
+        Pipeline.__init__(self)
+        self.model = model.eval()
+
+    @classmethod
+    def _load(cls, folder: Path) -> AutoregressiveTextToImagePipeline:
+        return cls(TextToCodes.from_pretrained(folder))
+
+    def validate(self, prompt, num_inference_steps: int | None = None, guidance_scale: float = 3.0,
+                 generator=None, num_images_per_prompt: int = 1, output_type: str = "pil", temperature: float = 1.0,
+                 top_k: int | None = None, top_p: float | None = None) -> None:
+        prompts = _check_common(prompt, num_images_per_prompt, generator, output_type, empty_ok=False)
+        check_sampling(temperature, top_k, top_p)
+        check_guidance(guidance_scale)
+        if num_inference_steps is not None and (not _is_int(num_inference_steps) or num_inference_steps < 1):
+            raise InputError(f"num_inference_steps: expected None or an integer >= 1 (unused by autoregressive "
+                             f"decoding), found {num_inference_steps!r}")
+        self.model.tokenize(prompts)  # an over-long prompt is refused here, before any work
+
+    def _run(self, prompt, num_inference_steps: int | None = None, guidance_scale: float = 3.0, generator=None,
+             num_images_per_prompt: int = 1, output_type: str = "pil", temperature: float = 1.0,
+             top_k: int | None = None, top_p: float | None = None) -> Any:
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        rows = [p for p in prompts for _ in range(num_images_per_prompt)]
+        if isinstance(generator, list):
+            generator = [torch.Generator().manual_seed(g) if _is_int(g) else g for g in generator]
+        elif _is_int(generator):
+            generator = torch.Generator().manual_seed(generator)
+        out = self.model.generate(rows, temperature=temperature, top_k=top_k, top_p=top_p,
+                                  guidance_scale=guidance_scale, generator=generator, progress=self.progress,
+                                  decode=output_type != "latent")
+        return out.cpu() if output_type == "latent" else _to_output(out, output_type)
 
 
 def image_grid(images: list[Image.Image], columns: int | None = None) -> Image.Image:
