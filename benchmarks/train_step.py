@@ -81,7 +81,7 @@ def text2image_case(batch_size: int, quick: bool, device: str = "cpu", fashion=N
 def vit_case(batch_size: int, quick: bool, device: str = "cpu", fashion=None):
     """(model, loss function, description) of the recipe's Fashion-MNIST ViT shape (28x28, patch 4,
     linear patch map; drop-path 0.05 as the runs use), which the recorded results measured. (The
-    shipped checkpoint now uses a patch-8 convolutional stem: 17 tokens, a far cheaper step.) Random
+    shipped checkpoint uses a patch-8 convolutional stem: 17 tokens, a far cheaper step.) Random
     images: ``fashion`` is not used."""
     config = ViTConfig(image_size=28, in_channels=1, num_classes=10, image_mode="L", drop_path=0.05, **RECIPE_MODEL)
     if quick:

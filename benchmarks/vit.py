@@ -1,7 +1,7 @@
 """Our ViT against timm's VisionTransformer of the same config: inference and training throughput,
 and accuracy after training both with the same recipe and budget, in one run.
 
-The config is the shipped Fashion-MNIST recipe (28x28 grey, patch 4, width 128, depth 6, 4 heads,
+The config is the ViT recipe's default for Fashion-MNIST (28x28 grey, patch 4, width 128, depth 6, 4 heads,
 class token + mean-of-patches pooling with timm's fc_norm). Before timing, timm's model is
 converted into ours (``multimodal.convert.vit.from_timm``) and both must give the same logits, so
 the two compute the same function. Timing is interleaved (medians), 2 threads by default:
@@ -11,7 +11,7 @@ the two compute the same function. Timing is interleaved (medians), 2 threads by
 
 Accuracy: each model is trained from its own initialisation with our trainer, the same data order,
 augmentation (crop + flip), label smoothing, AdamW + warmup + cosine schedule and the same number
-of steps (``--epochs`` of the 55,000 training images; the shipped checkpoint ran 12), then scored
+of steps (``--epochs`` of the 55,000 training images; the recipe's default is 12), then scored
 on the official 10,000-image test split. Needs ``apt-get install dataset-fashion-mnist``.
 
     python -m benchmarks.vit               # writes results/vit.json

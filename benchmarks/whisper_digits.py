@@ -327,7 +327,7 @@ def model_card(s: dict, fp16: bool) -> str:
         f"{t.get('val_clips')} clips (other FSDD takes of the same 3 speakers + other sentences)",
         f"- {t.get('steps')} steps at batch {t.get('batch_size')} ({(t.get('epochs') or 0):.2f} epochs over both "
         f"target forms), " + (f"{(t.get('wall_seconds') or 0) / 60:.1f} min" if not t.get("resumed") else
-                              "resumed once, so the whole wall time is not in training.json") +
+                              "resumed, so the whole wall time is not in training.json") +
         " on 2 (shared) CPU cores; best validation WER at "
         f"step {t.get('best_step')}",
         f"- validation before: {json.dumps({k: round(v, 4) for k, v in val_b.items() if k.startswith('val_')})}; best: "
