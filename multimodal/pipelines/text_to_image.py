@@ -1,18 +1,21 @@
-"""Text-to-image with a DiT or SiT checkpoint: the pipeline, ``multimodal generate image`` and the
-app's "Text → Image" tab.
+"""Text-to-image with a DiT or SiT checkpoint, or with a token GPT (autoregressive, over VQ-VAE codes).
 
 ``TextToImagePipeline`` (task ``"text-to-image"``) follows diffusers' conventions::
 
-    pipe = multimodal.pipeline("text-to-image")                      # the shipped DiT
+    pipe = multimodal.pipeline("text-to-image")                      # the shipped SiT
     images = pipe("a red circle on a black background", num_inference_steps=25, guidance_scale=4.0,
-                  sampler="ddim", generator=torch.Generator().manual_seed(0), num_images_per_prompt=4)
+                  sampler="heun", generator=torch.Generator().manual_seed(0), num_images_per_prompt=4)
 
-It returns a list of PIL images (``output_type="pil"``), a float array ``[N, H, W, 3]`` in [0, 1]
+It returns PIL images (``output_type="pil"``; a list, also as ``.images``), a float array ``[N, H, W, 3]`` in [0, 1]
 (``"np"``), or the latents ``[N, C, h, w]`` (``"latent"``), prompt by prompt, each prompt's
 ``num_images_per_prompt`` images together. The same generator seed gives the same images. An empty
 prompt samples the unconditional model; a prompt longer than the text encoder's context is cut,
 with a warning. Samplers: ``ddpm``, ``ddim``, ``dpm++`` for DiT checkpoints; ``euler``, ``heun``,
 ``sde`` for SiT checkpoints.
+
+A token-GPT checkpoint (``TextToCodes``: ``checkpoints/text2image-gpt``) answers the same call through
+``AutoregressiveTextToImagePipeline``, with ``temperature``, ``top_k`` and ``top_p`` instead of a
+sampler; ``num_inference_steps`` is accepted and unused there.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from ..models.text2codes import TextToCodes
 from ..models.text2image import MAX_IMAGES_PER_CALL, TextToImage
 from .base import Pipeline
 
-DEFAULT_MODEL = "text2image-sit"  # the better of the two on every measure (cards)
+DEFAULT_MODEL = "text2image-sit"
 OUTPUT_TYPES = ("pil", "np", "latent")
 
 
