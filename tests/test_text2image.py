@@ -16,6 +16,7 @@ from multimodal import cli, pipelines
 from multimodal.checkpoint import load_tensors
 from multimodal.data.world import CaptionedWorld
 from multimodal.errors import InputError
+from multimodal.paths import SHIPPED_CHECKPOINTS
 from multimodal.models.autoencoder import Autoencoder, AutoencoderConfig
 from multimodal.models.dit import DiTConfig
 from multimodal.models.text2image import TextToImage, TextToImageConfig
@@ -448,7 +449,7 @@ def test_app_handler(pipe, monkeypatch):
     monkeypatch.setitem(app_common._APP_PIPELINES, ("text-to-image", "text2image-dit"), pipe)
     images = generate_images(PROMPT, "DiT", "ddim", steps=2, guidance=3, seed=1, count=3)
     assert len(images) == 3 and images[0].size == (128, 128)
-    with pytest.raises(InputError, match="model: expected one of DiT, SiT"):
+    with pytest.raises(InputError, match="model: expected one of SiT, DiT"):
         generate_images(PROMPT, "GAN")
     with pytest.raises(InputError, match="sampler"):
         generate_images(PROMPT, "DiT", "heun", steps=2)
@@ -470,7 +471,8 @@ def test_the_app_has_a_text_to_image_tab():
     tabs = [b.label for b in demo.blocks.values() if isinstance(b, gr.Tab)]
     assert "Text → Image" in tabs and "Classify" in tabs and "Transcribe" in tabs
     radios = [b for b in demo.blocks.values() if isinstance(b, gr.Radio) and b.label == "model"]
-    assert radios and [c[0] for c in radios[0].choices] == ["DiT", "SiT"]
+    gpt = ["GPT"] if (SHIPPED_CHECKPOINTS / "text2image-gpt").is_dir() else []
+    assert radios and [c[0] for c in radios[0].choices] == ["SiT", "DiT", *gpt]
     assert any(isinstance(b, gr.Gallery) for b in demo.blocks.values())
 
 

@@ -13,11 +13,11 @@ from typing import Callable, Sequence
 
 from .. import __version__
 from ..errors import InputError
-from . import classify, generate, pipelines, tokenizer, train, transcribe
+from . import classify, codes, generate, pipelines, tokenizer, train, transcribe
 from .command import Command
 
 COMMANDS: dict[str, Command] = {c.name: c for c in (
-    pipelines.COMMAND, tokenizer.COMMAND, transcribe.COMMAND, classify.COMMAND, generate.COMMAND,
+    pipelines.COMMAND, tokenizer.COMMAND, transcribe.COMMAND, classify.COMMAND, generate.COMMAND, codes.COMMAND,
     train.TRAIN, train.EVALUATE)}
 
 

@@ -10,13 +10,13 @@ from PIL import Image
 from ..checkpoint import atomic_path
 from ..errors import InputError
 from ..pipelines import pipeline
-from ..pipelines.text_to_image import DEFAULT_MODEL, image_grid
+from ..pipelines.text_to_image import DEFAULT_MODEL, AutoregressiveTextToImagePipeline, image_grid
 from .command import Command
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     kinds = parser.add_subparsers(dest="kind", title="what to generate", required=True)
-    add_image_arguments(kinds.add_parser("image", help="an image from a text prompt (DiT / SiT)"))
+    add_image_arguments(kinds.add_parser("image", help="an image from a text prompt (DiT, SiT or the token GPT)"))
 
 
 def run(args: argparse.Namespace) -> int | None:
@@ -27,10 +27,15 @@ def add_image_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``multimodal generate image``."""
     parser.add_argument("prompt", help='what to draw, e.g. "a red circle on a black background" ("": unconditional)')
     parser.add_argument("-n", "--num-images", type=int, default=1, help="images to draw (default 1; >1: a grid)")
-    parser.add_argument("--steps", type=int, default=25, help="sampling steps (default 25)")
-    parser.add_argument("--guidance", type=float, default=4.0, help="classifier-free guidance scale (default 4)")
+    parser.add_argument("--steps", type=int, default=None, help="sampling steps of DiT / SiT (default 25)")
+    parser.add_argument("--guidance-scale", "--guidance", dest="guidance", type=float, default=None,
+                        help="classifier-free guidance scale (default 4 for DiT / SiT, 3 for the GPT)")
     parser.add_argument("--sampler", default=None,
-                        help="ddpm, ddim, dpm++ (DiT) or euler, heun, sde (SiT); default ddpm / heun")
+                        help="DiT / SiT: ddpm, ddim, dpm++ (DiT) or euler, heun, sde (SiT); default ddpm / heun")
+    parser.add_argument("--temperature", type=float, default=None, help="GPT: softmax temperature (default 1)")
+    parser.add_argument("--top-k", type=int, default=None, help="GPT: sample from the k most likely codes")
+    parser.add_argument("--top-p", type=float, default=None,
+                        help="GPT: sample from the smallest set of codes whose probability reaches p")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: random)")
     parser.add_argument("--model", default=None, help=f"checkpoint folder or name (default {DEFAULT_MODEL})")
     parser.add_argument("--scale", type=int, default=4, help="pixel magnification of the saved PNG (default 4)")
@@ -46,8 +51,7 @@ def run_image(args: argparse.Namespace) -> int:
     if not 1 <= args.scale <= 32:
         raise InputError(f"--scale: expected an integer from 1 to 32, found {args.scale}")
     pipe = pipeline("text-to-image", model=args.model, device=args.device)
-    options = dict(num_inference_steps=args.steps, guidance_scale=args.guidance, sampler=args.sampler,
-                   generator=args.seed, num_images_per_prompt=args.num_images)
+    options = _options(args, autoregressive=isinstance(pipe, AutoregressiveTextToImagePipeline))
     pipe.validate(args.prompt, **options)  # before any work
     images = pipe(args.prompt, **options)
     grid = image_grid(images)
@@ -57,6 +61,25 @@ def run_image(args: argparse.Namespace) -> int:
         grid.save(tmp, format="PNG")
     print(f"wrote {len(images)} image(s) to {output}")
     return 0
+
+
+def _options(args: argparse.Namespace, autoregressive: bool) -> dict:
+    """The pipeline's keyword arguments; an option of the other kind of model is an InputError."""
+    options = dict(generator=args.seed, num_images_per_prompt=args.num_images)
+    if args.guidance is not None:
+        options["guidance_scale"] = args.guidance
+    own = {"--temperature": args.temperature, "--top-k": args.top_k, "--top-p": args.top_p} if autoregressive \
+        else {"--steps": args.steps, "--sampler": args.sampler}
+    other = {"--steps": args.steps, "--sampler": args.sampler} if autoregressive \
+        else {"--temperature": args.temperature, "--top-k": args.top_k, "--top-p": args.top_p}
+    given = [name for name, value in other.items() if value is not None]
+    if given:
+        kind = "an autoregressive (GPT)" if autoregressive else "a diffusion (DiT / SiT)"
+        raise InputError(f"{given[0]}: expected options of {kind} model, found {given[0]}, which it does not take")
+    names = {"--temperature": "temperature", "--top-k": "top_k", "--top-p": "top_p", "--steps": "num_inference_steps",
+             "--sampler": "sampler"}
+    options.update({names[name]: value for name, value in own.items() if value is not None})
+    return options
 
 
 COMMAND = Command("generate", "generate an image from text (a PNG; a grid for several)", add_arguments, run)

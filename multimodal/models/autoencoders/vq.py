@@ -46,12 +46,14 @@ class VQVAEConfig(Config):
     res_blocks: int = 1  # residual blocks per stage
     groups: int = 16  # GroupNorm groups (divides every stage's width)
     loss: str = "l1+mse"  # reconstruction loss: mse | l1 | l1+mse
+    input_size: tuple[int, ...] | None = None  # the input size it is trained on (the network is convolutional)
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
 
     def __post_init__(self):
         if isinstance(self.quantizer, dict):
             self.quantizer = QuantizerConfig.from_dict(self.quantizer, where="VQVAEConfig.quantizer")
         self.channel_mult = tuple(self.channel_mult)
+        self.input_size = tuple(self.input_size) if self.input_size is not None else None
         self.strides = tuple(tuple(s) if isinstance(s, (list, tuple)) else s for s in self.strides)
         expect(self.dims in (1, 2, 3), "VQVAEConfig.dims", "1 (audio), 2 (images) or 3 (video)", repr(self.dims))
         expect(len(self.strides) == len(self.channel_mult), "VQVAEConfig.strides",
