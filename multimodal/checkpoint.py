@@ -184,6 +184,13 @@ def _keep(tensor, *args, **kwargs):
     return tensor
 
 
+def count_parameters(module: nn.Module) -> int:
+    """How many numbers ``module``'s parameters hold, trainable and frozen alike."""
+    if not isinstance(module, nn.Module):
+        raise InputError(f"module: expected a torch.nn.Module, found {type(module).__name__}")
+    return sum(p.numel() for p in module.parameters())
+
+
 class PretrainedMixin:
     """``save_pretrained`` / ``from_pretrained`` for an ``nn.Module`` built from ``config_class``.
 
