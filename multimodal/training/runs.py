@@ -19,6 +19,7 @@ by hand into a model folder, ends its card as its notes and survives every rebui
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import shutil
 from pathlib import Path
@@ -27,7 +28,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from ..checkpoint import atomic_write_text, fresh_tmp_dir, publish_dir
+from ..checkpoint import atomic_write_bytes, atomic_write_text, fresh_tmp_dir, publish_dir
 from ..config import read_json
 from ..errors import InputError, expect
 
@@ -120,6 +121,29 @@ def card_notes(folder: str | Path | None) -> str | None:
     path = Path(folder) / NOTES_NAME if folder is not None else None
     return path.read_text().strip() if path is not None and path.is_file() else None
 
+
+def plot_losses(history: Sequence[dict], path: Path) -> None:
+    """Draw ``loss.png`` from a run's metrics.jsonl records: training loss, and every evaluated
+    metric whose name ends in ``loss``, against steps."""
+    from matplotlib.figure import Figure  # no pyplot: leaves the caller's backend alone
+
+    fig = Figure(figsize=(7, 4), dpi=100)
+    ax = fig.add_subplot()
+    train = [(r["step"], r["loss"]) for r in history if r.get("kind") == "train"]
+    if train:
+        ax.plot(*zip(*train), label="train loss")
+    evals = [r for r in history if r.get("kind") == "eval"]
+    for key in sorted({k for r in evals for k in r if k.endswith("loss")}):
+        points = [(r["step"], r[key]) for r in evals if key in r]
+        ax.plot(*zip(*points), marker="o", label=key)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    if ax.has_data():
+        ax.legend()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    atomic_write_bytes(path, buf.getvalue())
 
 # ------------------------------------------------------------------------------------ model card
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence], align: str | None = None) -> list[str]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import io
 import json
 import math
 import time
@@ -37,13 +36,14 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from ..checkpoint import (WEIGHTS_NAME, atomic_write_bytes, atomic_write_text, check_state_dict, find_dir,
+from ..checkpoint import (WEIGHTS_NAME, atomic_write_text, check_state_dict, find_dir,
                           fresh_tmp_dir, load_tensors, load_tree, publish_dir, save_tensors, save_tree)
 from ..errors import InputError, expect
 from .batching import StepSampler, split_batch, to_device
 from .config import FREE_ON_RESUME, TrainConfig, lr_factor
 from .distributed import Distributed, gather_rng_states, rng_state, seed_everything, set_rng_state, setup_distributed
-from .runs import BEST_DIR, CHECKPOINT_DIR, EMA_NAME, METRICS_NAME, PLOT_NAME, STATE_NAME, TRAIN_CONFIG_NAME
+from .runs import (BEST_DIR, CHECKPOINT_DIR, EMA_NAME, METRICS_NAME, PLOT_NAME, STATE_NAME, TRAIN_CONFIG_NAME,
+                   plot_losses)
 
 LossFn = Callable[[nn.Module, Any], "tuple[torch.Tensor, dict[str, Any]]"]
 BatchFn = Callable[[int, int, int], Any]
@@ -372,7 +372,7 @@ class Trainer:
         })
         atomic_write_text(tmp / TRAIN_CONFIG_NAME, self.config.to_json() + "\n")
         publish_dir(tmp, final)
-        self._plot()
+        plot_losses(self.history, self.out_dir / PLOT_NAME)
 
     def _load_checkpoint(self) -> None:
         folder = find_dir(self.out_dir / CHECKPOINT_DIR)
@@ -414,7 +414,7 @@ class Trainer:
         check_state_dict(module, state, str(path))
         module.load_state_dict(state)
 
-    # --------------------------------------------------------------------------- log and plot
+    # ------------------------------------------------------------------------------------------ log
     def _restart_log(self) -> None:
         """A fresh run starts an empty log; a resumed one drops what was logged after its checkpoint
         (and a line cut short by a kill), so no step appears twice."""
@@ -436,28 +436,6 @@ class Trainer:
         self.history.append(record)
         with open(self.out_dir / METRICS_NAME, "a") as f:
             f.write(json.dumps(record) + "\n")
-
-    def _plot(self) -> None:
-        """Redraw loss.png: training loss, and any evaluated *loss metric, against steps."""
-        from matplotlib.figure import Figure  # no pyplot: leaves the caller's backend alone
-
-        fig = Figure(figsize=(7, 4), dpi=100)
-        ax = fig.add_subplot()
-        train = [(r["step"], r["loss"]) for r in self.history if r.get("kind") == "train"]
-        if train:
-            ax.plot(*zip(*train), label="train loss")
-        evals = [r for r in self.history if r.get("kind") == "eval"]
-        for key in sorted({k for r in evals for k in r if k.endswith("loss")}):
-            points = [(r["step"], r[key]) for r in evals if key in r]
-            ax.plot(*zip(*points), marker="o", label=key)
-        ax.set_xlabel("step")
-        ax.set_ylabel("loss")
-        ax.grid(alpha=0.3)
-        if ax.has_data():
-            ax.legend()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-        atomic_write_bytes(self.out_dir / PLOT_NAME, buf.getvalue())
 
 
 def _due(step: int, every: int) -> bool:
