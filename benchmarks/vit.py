@@ -33,7 +33,8 @@ from multimodal.convert.vit import from_timm
 from multimodal.training.vit import RECIPE_MODEL, RECIPE_TRAIN, make_loss_fn
 from multimodal.data.images import (FASHION_MNIST_LABELS, ImageTensorDataset, TrainAugment, keep_batch,
                                     load_fashion_mnist, normalize, split_indices)
-from multimodal.models.vit import ViT, ViTConfig, count_parameters
+from multimodal.checkpoint import count_parameters
+from multimodal.models.vit import ViT, ViTConfig
 from multimodal.training import Trainer
 
 from .common import interleaved, markdown_table, median, write_results

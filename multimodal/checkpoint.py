@@ -185,6 +185,13 @@ def _keep(tensor, *args, **kwargs):
     return tensor
 
 
+def count_parameters(module: nn.Module) -> int:
+    """How many numbers ``module``'s parameters hold, trainable and frozen alike."""
+    if not isinstance(module, nn.Module):
+        raise InputError(f"module: expected a torch.nn.Module, found {type(module).__name__}")
+    return sum(p.numel() for p in module.parameters())
+
+
 @dataclass(frozen=True)
 class Part:
     """A part of a model stored beside its weights: a tokenizer file, or a model in a subfolder.

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from multimodal.errors import InputError
-from multimodal.models.dit import DiT, DiTConfig, count_parameters, timestep_sinusoids
+from multimodal.checkpoint import count_parameters
+from multimodal.models.dit import DiT, DiTConfig, timestep_sinusoids
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -18,10 +18,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from multimodal.checkpoint import load_tensor_metadata, load_tensors
+from multimodal.checkpoint import count_parameters, load_tensor_metadata, load_tensors
 from multimodal.errors import InputError
 from multimodal.training import TrainConfig, Trainer, add_train_args, split_batch, train_config_from_args
+from multimodal.training import runs
 from multimodal.training import trainer as trainer_module
+from multimodal.training.config import lr_factor
 from multimodal.training.distributed import Distributed
 
 HERE = Path(__file__).resolve().parent
@@ -59,7 +61,7 @@ def read_log(out_dir) -> list[dict]:
 
 
 # --------------------------------------------------------------------------------- exact resume
-def test_resume_mid_epoch_continues_exactly(tmp_path):
+def test_resume_mid_epoch_continues_exactly(tmp_path, capsys):
     """12 steps in one go == 7 steps, a crash during step 10, a fresh Trainer resuming, 5 more steps.
     Dropout, EMA, grad_accum, warmup + cosine; 40 examples / batch 8 puts step 7 mid-epoch."""
     data = W.make_dataset(40)
@@ -89,7 +91,10 @@ def test_resume_mid_epoch_continues_exactly(tmp_path):
     resumed = Trainer(W.make_model(dropout=0.1, seed=123), cfg, W.classification_loss, dataset=data,
                       resume=True, progress=False)
     assert resumed.step == 7
+    capsys.readouterr()
     resumed.train()
+    assert f"resumed {tmp_path / 'split'} from its checkpoint at step 7 of 12" in capsys.readouterr().out
+    assert resumed.run_record(1.0)["resumed"] is True and full.run_record(1.0)["resumed"] is False
 
     assert_same_state(full.model.state_dict(), resumed.model.state_dict())
     assert_same_state(full.ema_model.state_dict(), resumed.ema_model.state_dict())
@@ -274,7 +279,7 @@ def test_metrics_plot_and_best_weights(tmp_path):
 
 def test_schedule_and_weight_decay_groups(tmp_path):
     cfg = config(tmp_path, max_steps=100, warmup_steps=10, min_lr_ratio=0.1)
-    factors = [trainer_module.lr_factor(s, cfg) for s in range(100)]
+    factors = [lr_factor(s, cfg) for s in range(100)]
     assert factors[:3] == pytest.approx([0.1, 0.2, 0.3]) and factors[9] == 1.0
     assert all(a >= b for a, b in zip(factors[9:], factors[10:]))  # cosine only falls
     assert factors[55] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 45 / 90)))
@@ -390,7 +395,7 @@ def test_resume_settings_accept_config_fields_added_since_the_run_started(tmp_pa
     old_model = {k: v for k, v in config.to_dict().items() if k != "stem"}  # as written before `stem`
     path = tmp_path / "run.json"
     path.write_text(json.dumps({"model": old_model, "seed": 1}))
-    check = trainer_module.check_resume_settings
+    check = runs.check_resume_settings
     saved = check(path, {"model": config.to_dict(), "seed": 1}, "the model", configs={"model": ViTConfig})
     assert saved["model"]["stem"] == "patch"
     with pytest.raises(InputError, match="resume: expected the model .* model"):
@@ -400,3 +405,31 @@ def test_resume_settings_accept_config_fields_added_since_the_run_started(tmp_pa
                     {"model": config.to_dict(), "seed": 2}):
         with pytest.raises(InputError, match="resume: expected the model"):
             check(path, changed, "the model", configs={"model": ViTConfig})
+
+
+def test_run_files_and_the_model_card_builder(tmp_path):
+    """One name per run file; the card's shared parts (title, command, data, parameters, run, optimizer,
+    notes) come from training.json, and a resumed run says so."""
+    assert runs.run_file(tmp_path, "vit") == tmp_path / "vit_run.json"
+    with pytest.raises(InputError, match="recipe"):
+        runs.run_file(tmp_path, "../vit")
+    model = W.make_model()
+    assert count_parameters(model) == sum(p.numel() for p in model.parameters()) > 0
+    with pytest.raises(InputError, match="module: expected a torch.nn.Module"):
+        count_parameters("model")
+    info = {"command": "multimodal train x --lr 0.1", "data": "the data", "parameters": {"encoder": 1500, "head": 20},
+            "steps": 1200, "batch_size": 8, "device": "cpu", "torch_threads": 1, "examples_per_s": 99.6,
+            "train_seconds": 600.0, "wall_seconds": 90.0, "resumed": True, "train_config": TrainConfig().to_dict()}
+    card = runs.build_model_card("A model", "What it is.", info, facts=[("architecture", "tiny")],
+                                 results=[("selection", "best")], details=["A detail."], evaluation="Numbers.",
+                                 notes="By hand.")
+    assert card.startswith("# A model\n\nWhat it is.\n\n| | |\n| --- | --- |\n| architecture | tiny |\n")
+    assert "| training data | the data |" in card and "| parameters | 1,520 (encoder 1,500, head 20) |" in card
+    assert ("| training | 1,200 steps of batch 8 (9,600 examples) on cpu (1 thread in the last call), median 100 "
+            "examples/s; resumed: 10.0 min of training steps over all calls, 1.5 min wall time in the last call |") in card
+    assert "| optimizer | AdamW lr 0.0003," in card and card.index("| optimizer") < card.index("| selection | best |")
+    assert "## Training\n\n```\nmultimodal train x --lr 0.1\n```\n\n- A detail.\n" in card
+    assert card.endswith("## Evaluation\n\nNumbers.\n\n## Notes\n\nBy hand.\n")
+    fresh = runs.build_model_card("A model", "What it is.", {**info, "resumed": False, "torch_threads": 2})
+    assert "(2 threads), median 100 examples/s; 10.0 min of training steps, 1.5 min wall time |" in fresh
+    assert "resumed" not in fresh and "## Training" not in runs.build_model_card("A model", "What it is.", {})

@@ -33,8 +33,8 @@ def _per_model(models: dict[str, tuple]) -> tuple:
         for name, (help, add_arguments, _) in models.items():
             add_arguments(sub.add_parser(name, help=help))
 
-    def run(args: argparse.Namespace) -> int | None:
-        return models[args.model][2](args)
+    def run(args: argparse.Namespace) -> None:
+        models[args.model][2](args)  # what a recipe returns (its numbers) is for Python callers
 
     return arguments, run
 

@@ -322,7 +322,3 @@ class DiT(PretrainedMixin, nn.Module):
                              cond=conds if len(conds) > 1 else conds[0])
         h = self.final(h, conds[0])  # [B, N, p * p * out_C]
         return unpatchify(h, cfg.patch_size, cfg.input_size, cfg.out_channels)
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

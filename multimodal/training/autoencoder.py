@@ -38,14 +38,16 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..checkpoint import count_parameters
 from ..data.world import CaptionedWorld
 from ..errors import expect
 from ..models.autoencoder import Autoencoder, AutoencoderConfig, measure_latent_scale, reconstruction_psnr
-from ..models.vit import count_parameters
-from . import TrainConfig, Trainer, add_train_args, train_config_from_args
-from .trainer import check_resume_settings, command_line, publish_model, step_generator
+from .batching import step_generator
+from .config import TrainConfig, add_train_args, train_config_from_args
+from .runs import (MODEL_DIR, build_model_card, card_notes, check_resume_settings, command_line, markdown_table,
+                   publish_model, run_file)
+from .trainer import Trainer
 
-RUN_NAME, TRAINING_NAME, MODEL_DIR, CARD_NAME = "vae_run.json", "training.json", "model", "MODEL_CARD.md"
 LOSSES = ("l1", "mse")
 # Fixed seeds of the measurement sets, far from any training step's (seed, step, rank).
 SCALE_SEED, HELD_OUT_SEED, SEEN_SEED = 10_001, 10_002, 10_003
@@ -111,7 +113,7 @@ def train_autoencoder(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, steps: int 
     out_dir = Path(out_dir)
     run = {"model": config.to_dict(), "loss": loss, "kl_weight": kl_weight}
     if resume:
-        check_resume_settings(out_dir / RUN_NAME, run, "the model and loss", configs={"model": AutoencoderConfig})
+        check_resume_settings(run_file(out_dir, "vae"), run, "the model and loss", configs={"model": AutoencoderConfig})
     train_world = CaptionedWorld("train", fashion=fashion)
     held_world = CaptionedWorld("held_out", fashion=fashion)
     expect(config.sample_size == train_world.image_size, "config.sample_size",
@@ -124,7 +126,7 @@ def train_autoencoder(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, steps: int 
     trainer = Trainer(model, train_config, make_loss_fn(loss, kl_weight),
                       batch_fn=make_batch_fn(train_world, train_config.batch_size, train_config.seed),
                       eval_fn=eval_fn, resume=resume, progress=progress)
-    summary, seconds = trainer.train_run(out_dir / RUN_NAME, run)
+    summary, seconds = trainer.train_run(run_file(out_dir, "vae"), run)
     if not trainer.is_main:
         return summary
 
@@ -137,19 +139,15 @@ def train_autoencoder(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, steps: int 
     training = {
         "command": command or _python_call(out_dir, steps, batch_size, lr, kl_weight, seed, loss, train_options),
         "data": "captioned world, split train (streamed; held-out combinations never drawn)",
-        "steps": trainer.step, "batch_size": train_config.batch_size,
-        "images_seen": trainer.step * train_config.batch_size,
-        "loss": loss, "kl_weight": kl_weight, "train_seconds": trainer.train_seconds(), "wall_seconds_this_call": seconds,
-        "measure_seconds": time.perf_counter() - measure_start, "resumed": bool(resume),
-        "examples_per_s": trainer.median_examples_per_s(),
-        "device": str(trainer.device), "torch_threads": torch.get_num_threads(),
+        **trainer.run_record(seconds), "images_seen": trainer.step * train_config.batch_size,
+        "loss": loss, "kl_weight": kl_weight, "measure_seconds": time.perf_counter() - measure_start,
         "parameters": count_parameters(final),
         "scaling_factor": scale, "shift_factor": shift, "scale_images": scale_images,
         "held_out_psnr": held_out_psnr, "seen_psnr": seen_psnr, "eval_images": eval_images,
         "final_train": {k: summary[k] for k in ("loss", "rec", "kl") if k in summary},
-        "train_config": train_config.to_dict(), "model": final.config.to_dict(),
+        "model": final.config.to_dict(),
     }
-    folder = publish_model(out_dir / MODEL_DIR, final, training, lambda _: model_card(training))
+    folder = publish_model(out_dir / MODEL_DIR, final, training, lambda tmp: model_card(training, tmp))
     return {**training, "model_dir": str(folder)}
 
 
@@ -159,42 +157,30 @@ def _python_call(out_dir, steps, batch_size, lr, kl_weight, seed, loss, options)
             f"kl_weight={kl_weight}, seed={seed}, loss={loss!r}{extra})")
 
 
-def model_card(info: dict) -> str:
-    m, t = AutoencoderConfig.from_dict(info["model"]), info["train_config"]
+def model_card(info: dict, folder: Path | None = None) -> str:
+    """MODEL_CARD.md of an autoencoder from its training.json (``info``) and the folder's card_notes.md."""
+    m = AutoencoderConfig.from_dict(info["model"])
     side, latent = m.sample_size, m.latent_size
-    return f"""# Image autoencoder (AutoencoderKL) for the captioned world
-
-diffusers `AutoencoderKL`: {side}x{side}x{m.in_channels} images -> {latent}x{latent}x{m.latent_channels} latents; \
-block_out_channels {m.block_out_channels}, {m.layers_per_block} layer(s) per block, {m.norm_num_groups} norm groups, \
-{'attention' if m.mid_block_add_attention else 'no attention'} in the middle block; {info['parameters']:,} parameters.
-
-Load: `multimodal.models.autoencoder.Autoencoder.from_pretrained(this_folder)`; `encode(images)` returns
-latents already scaled, `(z - shift_factor) * scaling_factor`; `decode(latents)` images in [-1, 1].
-
-## Training
-
-    {info['command']}
-
-- Data: {info['data']}; {info['steps']} steps of batch {info['batch_size']} ({info['images_seen']:,} images).
-- Loss: {info['loss']} reconstruction + {info['kl_weight']} x KL (per pixel value); AdamW lr {t['lr']}, \
-warmup {t['warmup_steps']}, cosine to {t['min_lr_ratio']} x lr, weight decay {t['weight_decay']}, \
-EMA {t['ema_decay']}.
-- Time: {info['train_seconds'] / 60:.1f} min of training steps{' over all calls (resumed)' if info['resumed'] else ''} \
-on {info['device']} ({info['torch_threads']} threads), median {info['examples_per_s'] or 0:.0f} images/s; \
-{info['wall_seconds_this_call'] / 60:.1f} min wall time in the last call, with evaluations and checkpoints.
-
-## Evaluation
-
-| | value |
-| --- | --- |
-| reconstruction PSNR, held-out combinations ({info['eval_images']} images) | {info['held_out_psnr']:.2f} dB |
-| reconstruction PSNR, seen combinations ({info['eval_images']} fresh images) | {info['seen_psnr']:.2f} dB |
-| latent scaling_factor (1 / std over {info['scale_images']} training images) | {info['scaling_factor']:.5f} |
-| latent shift_factor (mean) | {info['shift_factor']:.5f} |
-
-PSNR: mean over images of 10 log10(1 / MSE) on the [0, 1] scale, posterior means, decoder output clamped.
-Held-out combinations (red sneaker, blue dress, ...) were never rendered for training.
-"""
+    summary = (f"diffusers `AutoencoderKL`: {side}x{side}x{m.in_channels} images -> {latent}x{latent}x{m.latent_channels} "
+               f"latents; block_out_channels {m.block_out_channels}, {m.layers_per_block} layer(s) per block, "
+               f"{m.norm_num_groups} norm groups, {'attention' if m.mid_block_add_attention else 'no attention'} in the "
+               "middle block.")
+    usage = ("Load: `multimodal.models.autoencoder.Autoencoder.from_pretrained(this_folder)`; `encode(images)` returns "
+             "latents already scaled, `(z - shift_factor) * scaling_factor`; `decode(latents)` images in [-1, 1].")
+    numbers = [(f"reconstruction PSNR, held-out combinations ({info['eval_images']} images)",
+                f"{info['held_out_psnr']:.2f} dB"),
+               (f"reconstruction PSNR, seen combinations ({info['eval_images']} fresh images)",
+                f"{info['seen_psnr']:.2f} dB"),
+               (f"latent scaling_factor (1 / std over {info['scale_images']} training images)",
+                f"{info['scaling_factor']:.5f}"),
+               ("latent shift_factor (mean)", f"{info['shift_factor']:.5f}")]
+    evaluation = "\n".join([
+        *markdown_table(("", "value"), numbers), "",
+        "PSNR: mean over images of 10 log10(1 / MSE) on the [0, 1] scale, posterior means, decoder output clamped. "
+        "Held-out combinations (red sneaker, blue dress, ...) were never rendered for training."])
+    details = [f"Loss: {info['loss']} reconstruction + {info['kl_weight']} x KL (per pixel value)."]
+    return build_model_card("Image autoencoder (AutoencoderKL) for the captioned world", summary, info, usage=usage,
+                            details=details, unit="images", evaluation=evaluation, notes=card_notes(folder))
 
 
 # --------------------------------------------------------------------------------------------- CLI

@@ -37,7 +37,7 @@ class Distributed:
         if self.owns_process_group and dist.is_initialized():
             # Every rank reaches teardown before any leaves: without the barrier a rank that tears
             # down first can abort another's gloo thread mid-exchange ("terminate called without an
-            # active exception", seen once in CI in session 10).
+            # active exception").
             dist.barrier()
             dist.destroy_process_group()
             self.owns_process_group = False

@@ -40,23 +40,25 @@ and ``model/`` (a ``TextToImage.from_pretrained`` folder with training.json and 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Iterable
 
 import torch
 
+from ..checkpoint import CONFIG_NAME, count_parameters
+from ..config import read_json
 from ..data.world import CaptionedWorld, caption_corpus
 from ..errors import InputError, expect
 from ..models.autoencoder import Autoencoder
-from ..models.dit import DiTConfig, count_parameters
+from ..models.dit import DiTConfig
 from ..models.text2image import OBJECTIVES, TOKENIZER_NAME, TextToImage, TextToImageConfig
 from ..models.text_encoder import TextEncoderConfig
 from ..tokenizers.text import TextTokenizer
-from . import TrainConfig, Trainer, add_train_args, train_config_from_args
-from .trainer import check_resume_settings, command_line, publish_model, step_generator
-
-RUN_NAME, TRAINING_NAME, MODEL_DIR, CARD_NAME = "t2i_run.json", "training.json", "model", "MODEL_CARD.md"
+from .batching import step_generator
+from .config import TrainConfig, add_train_args, train_config_from_args
+from .runs import (CARD_NAME, MODEL_DIR, TRAINING_NAME, build_model_card, card_notes, check_resume_settings,
+                   command_line, markdown_table, publish_model, read_training, run_file)
+from .trainer import Trainer
 GENERAL_CORPUS = Path("/usr/share/doc/python3.11/html/_sources")
 HELD_OUT_SEED, SEEN_SEED, EVAL_NOISE_SEED = 20_001, 20_002, 20_003
 
@@ -136,7 +138,7 @@ def train_text2image(out_dir: str | Path, *, vae: str | Path, config: TextToImag
     own_tokenizer = out_dir / TOKENIZER_NAME
     source = _init_source(init_from, config, autoencoder) if init_from is not None and not resume else None
     if resume:
-        check_resume_settings(out_dir / RUN_NAME, run, "the model, autoencoder and tokenizer",
+        check_resume_settings(run_file(out_dir, "t2i"), run, "the model, autoencoder and tokenizer",
                               configs={"model": TextToImageConfig})
         text_tokenizer = TextTokenizer.from_file(Path(tokenizer) if tokenizer else own_tokenizer)
     elif source is not None:
@@ -162,7 +164,7 @@ def train_text2image(out_dir: str | Path, *, vae: str | Path, config: TextToImag
                       eval_fn=eval_fn, resume=resume, progress=progress)
     if trainer.is_main and not tokenizer and not resume:  # trained here, or init_from's
         text_tokenizer.save(out_dir)
-    summary, seconds = trainer.train_run(out_dir / RUN_NAME, run)
+    summary, seconds = trainer.train_run(run_file(out_dir, "t2i"), run)
     if not trainer.is_main:
         return summary
 
@@ -172,11 +174,7 @@ def train_text2image(out_dir: str | Path, *, vae: str | Path, config: TextToImag
         "command": command or f"train_text2image({str(out_dir)!r}, vae={str(vae)!r}, ...)",
         "data": "captioned world, split train (streamed; held-out combinations never drawn)",
         "objective": config.objective, "schedule": config.schedule, "path": config.path,
-        "steps": trainer.step, "batch_size": train_config.batch_size,
-        "images_seen": trainer.step * train_config.batch_size,
-        "train_seconds": trainer.train_seconds(), "wall_seconds_this_call": seconds, "resumed": bool(resume),
-        "examples_per_s": trainer.median_examples_per_s(), "device": str(trainer.device),
-        "torch_threads": torch.get_num_threads(),
+        **trainer.run_record(seconds), "images_seen": trainer.step * train_config.batch_size,
         "parameters": {"text_encoder": count_parameters(final.text_encoder),
                        "denoiser": count_parameters(final.denoiser),
                        "autoencoder": count_parameters(final.autoencoder)},
@@ -187,7 +185,6 @@ def train_text2image(out_dir: str | Path, *, vae: str | Path, config: TextToImag
         "vae": str(vae),
         "init_from": _init_record(init_from) if init_from is not None else None,
         "final_eval": {k: v for k, v in last_eval.items() if k not in ("kind",)},
-        "train_config": train_config.to_dict(),
     }
     vae_files = {f"vae/{name}": Path(vae) / name for name in (CARD_NAME, TRAINING_NAME) if (Path(vae) / name).is_file()}
     folder = publish_model(out_dir / MODEL_DIR, final, training, model_card, extra_files=vae_files)
@@ -229,20 +226,19 @@ def _architecture_changes(a: TextToImageConfig, b: TextToImageConfig) -> list[st
 def _init_record(folder: str | Path) -> dict:
     """What training.json says of the starting model: its folder, how it was trained and, when it was
     itself a fine-tune, the record of the model it started from (nested, so the card shows the chain)."""
-    info = Path(folder) / TRAINING_NAME
-    before = json.loads(info.read_text()) if info.is_file() else {}
+    before = read_training(folder)
     return {"folder": str(folder), "steps": before.get("steps"), "train_seconds": before.get("train_seconds"),
             "command": before.get("command"), "init_from": before.get("init_from")}
 
 
 # ------------------------------------------------------------------------------------- model card
 def model_card(folder: str | Path) -> str:
-    """MODEL_CARD.md of a text-to-image folder from its config.json, training.json and, when the
-    benchmark has written one, evaluation.json (prompt accuracy, Fréchet distance, speed)."""
+    """MODEL_CARD.md of a text-to-image folder from its config.json, training.json, card_notes.md
+    and, when the benchmark has written one, evaluation.json (prompt accuracy, Fréchet distance, speed)."""
     folder = Path(folder)
-    config = TextToImageConfig.load(folder / "config.json")
-    info = json.loads((folder / TRAINING_NAME).read_text())
-    t, d, x, p = info["train_config"], config.denoiser, config.text, info["parameters"]
+    config = TextToImageConfig.load(folder / CONFIG_NAME)
+    info = read_training(folder)
+    d, x = config.denoiser, config.text
     kind = ("DiT: DDPM ε-prediction, " + config.schedule + " β schedule"
             + (f", min-SNR-γ loss weighting (γ = {config.min_snr_gamma:g})" if config.min_snr_gamma else "")
             + "; samplers ddpm, ddim, dpm++ (diffusers)"
@@ -250,67 +246,61 @@ def model_card(folder: str | Path) -> str:
             "SiT: stochastic interpolant, " + config.path + " path, velocity prediction"
             + (", logit-normal training times" if config.time_sampling == "logit-normal" else "")
             + "; samplers euler, heun, sde")
-    evaluation = folder / "evaluation.json"
-    if evaluation.is_file():
-        ev = json.loads(evaluation.read_text())
-        rows = "\n".join(f"| {r['sampler']} | {r['steps']} | {100 * r['seen_accuracy']:.1f} % | "
-                         f"{100 * r['held_out_accuracy']:.1f} % | {r['frechet']:.2f} | {r['seconds_per_image']:.3f} |"
-                         for r in ev["rows"])
-        ceiling = ev.get("judge_ceiling")
-        ceiling_text = (f" The judge itself, on real renders of the same prompts, finds {100 * ceiling['seen_accuracy']:.1f} % "
-                        f"(seen) and {100 * ceiling['held_out_accuracy']:.1f} % (held out) right: the most a generator "
-                        "can score." if ceiling else "")
-        coder = ev.get("autoencoder_ceiling")
-        if coder:
-            ceiling_text += (f" Through this model's autoencoder (encoded, decoded) the same renders score "
-                             f"{100 * coder['seen_accuracy']:.1f} % (seen) and {100 * coder['held_out_accuracy']:.1f} % "
-                             "(held out): the most this denoiser can score with this autoencoder.")
-        check = ev.get("storage_check")
-        storage_text = "" if not check else (
-            f"\nStored in {check['stored_dtype']}. The float16 copy, loaded back, scores seen "
-            f"{100 * check['float16']['seen_accuracy']:.1f} % and held out {100 * check['float16']['held_out_accuracy']:.1f} % "
-            f"({check['float32']['sampler']}, {check['float32']['steps']} steps) against float32's "
-            f"{100 * check['float32']['seen_accuracy']:.1f} % and {100 * check['float32']['held_out_accuracy']:.1f} %.\n")
-        eval_text = f"""Measured by `{ev['command']}` (judge: {ev['judge']}); guidance {ev['guidance_scale']}, \
-{ev['images_per_prompt']} image(s) per prompt, {ev['seen_prompts']} seen and {ev['held_out_prompts']} held-out prompts. \
-Prompt accuracy: the judge finds the object, its colour and the background all right.{ceiling_text} \
-Goal: at 25 steps, seen >= 90 %, held out >= 70 %.
+    source = info.get("tokenizer", {}).get("source")
+    summary = (f"{kind}. A DiT denoiser (width {d.width}, depth {d.depth}, {d.heads} heads, patch {d.patch_size}, over "
+               f"{d.in_channels}x{d.input_size[0]}x{d.input_size[1]} latents) with adaLN-Zero on timestep + pooled text "
+               f"and cross-attention to a bidirectional text encoder (width {x.width}, depth {x.depth}, at most "
+               f"{x.max_length} tokens) over a byte-level BPE of {x.vocab_size} tokens{f' ({source})' if source else ''}; "
+               "a frozen AutoencoderKL (in `vae/`) maps latents to 32x32 RGB images.")
+    details = []
+    if info:
+        init = _init_text(info.get("init_from"), info["steps"])
+        details += [init.removeprefix("- ")] if init else []
+        ema = info.get("train_config", {}).get("ema_decay")
+        details += [f"{100 * d.class_dropout_prob:g} % of captions dropped (classifier-free guidance)"
+                    + (f"; the EMA ({ema:g}) weights are the ones saved." if ema is not None else ".")]
+        final = info.get("final_eval", {})
+        details += [f"Final loss on fixed batches: seen {final.get('seen_loss', float('nan')):.4f}, held-out "
+                    f"combinations {final.get('held_out_loss', float('nan')):.4f}."]
+    return build_model_card(f"Text-to-image on the captioned world ({config.objective.upper()})", summary, info,
+                            usage='Load: `multimodal.pipeline("text-to-image", model=this_folder)`.', details=details,
+                            unit="images", evaluation=_evaluation_text(folder / "evaluation.json"),
+                            notes=card_notes(folder))
 
-| sampler | steps | prompt accuracy, seen | prompt accuracy, held out | Fréchet distance (judge features) | s / image |
-| --- | --- | --- | --- | --- | --- |
-{rows}
-{storage_text}"""
-    else:
-        eval_text = "Not evaluated yet: run `python -m benchmarks.text_to_image`."
-    return f"""# Text-to-image on the captioned world ({config.objective.upper()})
 
-{kind}. A DiT denoiser (width {d.width}, depth {d.depth}, {d.heads} heads, patch {d.patch_size}, over \
-{d.in_channels}x{d.input_size[0]}x{d.input_size[1]} latents; {p['denoiser']:,} parameters) with adaLN-Zero on timestep + \
-pooled text and cross-attention to a bidirectional text encoder (width {x.width}, depth {x.depth}, at most \
-{x.max_length} tokens; {p['text_encoder']:,} parameters) over a byte-level BPE of {info['tokenizer']['vocab_size']} \
-tokens ({info['tokenizer']['source']}); a frozen AutoencoderKL ({p['autoencoder']:,} parameters, in `vae/`) maps \
-latents to 32x32 RGB images.
-
-Load: `multimodal.pipeline("text-to-image", model=this_folder)`.
-
-## Training
-
-    {info['command']}
-
-{_init_text(info.get('init_from'), info['steps'])}- Data: {info['data']}; {info['steps']} steps of batch {info['batch_size']} ({info['images_seen']:,} images).
-- AdamW lr {t['lr']}, warmup {t['warmup_steps']}, cosine to {t['min_lr_ratio']} x lr, weight decay \
-{t['weight_decay']}; 10 % of captions dropped (classifier-free guidance); EMA {t['ema_decay']} weights are the ones saved.
-- Time: {info['train_seconds'] / 60:.1f} min of training steps{' over all calls (resumed)' if info['resumed'] else ''} \
-on {info['device']} ({info['torch_threads']} thread{'s' if info['torch_threads'] != 1 else ''}{' in the last call' if info['resumed'] else ''}), median {info['examples_per_s'] or 0:.0f} images/s.
-- Final loss on fixed batches: seen {info['final_eval'].get('seen_loss', float('nan')):.4f}, held-out combinations \
-{info['final_eval'].get('held_out_loss', float('nan')):.4f}.
-
-## Evaluation
-
-{eval_text}
-Held-out combinations (red sneaker, blue dress, green bag, yellow star, purple circle, white trouser, orange heart,
-cyan ankle boot) were never rendered for training: they measure composition.
-"""
+def _evaluation_text(path: Path) -> str:
+    """The card's Evaluation section from the benchmark's evaluation.json (or a pointer to the benchmark)."""
+    held_out = ("Held-out combinations (red sneaker, blue dress, green bag, yellow star, purple circle, white trouser, "
+                "orange heart, cyan ankle boot) were never rendered for training: they measure composition.")
+    if not path.is_file():
+        return f"Not evaluated yet: run `python -m benchmarks.text_to_image`.\n\n{held_out}"
+    ev = read_json(path)
+    text = (f"Measured by `{ev['command']}` (judge: {ev['judge']}); guidance {ev['guidance_scale']}, "
+            f"{ev['images_per_prompt']} image(s) per prompt, {ev['seen_prompts']} seen and {ev['held_out_prompts']} "
+            "held-out prompts. Prompt accuracy: the judge finds the object, its colour and the background all right.")
+    ceiling = ev.get("judge_ceiling")
+    if ceiling:
+        text += (f" The judge itself, on real renders of the same prompts, finds {100 * ceiling['seen_accuracy']:.1f} % "
+                 f"(seen) and {100 * ceiling['held_out_accuracy']:.1f} % (held out) right: the most a generator can "
+                 "score.")
+    coder = ev.get("autoencoder_ceiling")
+    if coder:
+        text += (f" Through this model's autoencoder (encoded, decoded) the same renders score "
+                 f"{100 * coder['seen_accuracy']:.1f} % (seen) and {100 * coder['held_out_accuracy']:.1f} % "
+                 "(held out): the most this denoiser can score with this autoencoder.")
+    text += " Goal: at 25 steps, seen >= 90 %, held out >= 70 %."
+    rows = [(r["sampler"], r["steps"], f"{100 * r['seen_accuracy']:.1f} %", f"{100 * r['held_out_accuracy']:.1f} %",
+             f"{r['frechet']:.2f}", f"{r['seconds_per_image']:.3f}") for r in ev["rows"]]
+    lines = [text, "", *markdown_table(("sampler", "steps", "prompt accuracy, seen", "prompt accuracy, held out",
+                                        "Fréchet distance (judge features)", "s / image"), rows), ""]
+    check = ev.get("storage_check")
+    if check:
+        lines += [f"Stored in {check['stored_dtype']}. The float16 copy, loaded back, scores seen "
+                  f"{100 * check['float16']['seen_accuracy']:.1f} % and held out "
+                  f"{100 * check['float16']['held_out_accuracy']:.1f} % ({check['float32']['sampler']}, "
+                  f"{check['float32']['steps']} steps) against float32's {100 * check['float32']['seen_accuracy']:.1f} % "
+                  f"and {100 * check['float32']['held_out_accuracy']:.1f} %.", ""]
+    return "\n".join([*lines, held_out])
 
 
 def _init_text(init: dict | None, steps: int) -> str:
@@ -392,7 +382,7 @@ def config_from_args(args: argparse.Namespace, latent_channels: int, latent_size
 def _config_for_init(args: argparse.Namespace, vae_config) -> TextToImageConfig:
     """With ``--init-from``: the folder's architecture and objective, with the loss options of the
     command line; a model flag set to other than its default must agree with the folder."""
-    path = Path(args.init_from) / "config.json"
+    path = Path(args.init_from) / CONFIG_NAME
     if not path.is_file():
         raise InputError(f"--init-from: expected a text-to-image model folder with config.json, found {args.init_from}")
     source = TextToImageConfig.load(path)
@@ -418,7 +408,7 @@ def run_train_text2image(args: argparse.Namespace) -> dict:
     """``multimodal train text2image``."""
     from ..models.autoencoder import AutoencoderConfig
 
-    vae_config = AutoencoderConfig.load(Path(args.vae) / "config.json")
+    vae_config = AutoencoderConfig.load(Path(args.vae) / CONFIG_NAME)
     if args.init_from is not None:
         config = _config_for_init(args, vae_config)
     else:

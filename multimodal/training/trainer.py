@@ -12,29 +12,19 @@ Exact resume rests on one rule: the data of optimizer step ``s`` is a function o
 of every rank travel in the checkpoint. Evaluation runs on saved-and-restored RNG state, so how
 often one evaluates never changes the training trajectory.
 
-Run folder (``TrainConfig.out_dir``)::
-
-    train_config.json   this run's TrainConfig
-    metrics.jsonl       one object per log step ("kind": "train") and per evaluation ("kind": "eval")
-    loss.png            the loss curve, redrawn at every save
-    checkpoint/         model.safetensors, ema.safetensors, state.safetensors, train_config.json
-    best/               the weights that scored best on select_metric, and eval.json
+The loop's settings are a ``config.TrainConfig``; the files it writes into the run folder are named
+in ``runs``; ``batching`` gives each step's data.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import copy
 import dataclasses
-import io
 import json
 import math
-import shutil
 import time
-import typing
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -43,181 +33,21 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from ..checkpoint import (WEIGHTS_NAME, atomic_write_bytes, find_dir, fresh_tmp_dir, publish_dir, atomic_write_text, check_state_dict,
-                          load_tensors, load_tree, save_tensors, save_tree)
-from ..config import Config
+from ..checkpoint import (WEIGHTS_NAME, atomic_write_text, check_state_dict, find_dir,
+                          fresh_tmp_dir, load_tensors, load_tree, publish_dir, save_tensors, save_tree)
 from ..errors import InputError, expect
+from .batching import StepSampler, split_batch, to_device
+from .config import FREE_ON_RESUME, TrainConfig, lr_factor
 from .distributed import Distributed, gather_rng_states, rng_state, seed_everything, set_rng_state, setup_distributed
+from .runs import (BEST_DIR, CHECKPOINT_DIR, EMA_NAME, METRICS_NAME, PLOT_NAME, STATE_NAME, TRAIN_CONFIG_NAME,
+                   plot_losses)
 
 LossFn = Callable[[nn.Module, Any], "tuple[torch.Tensor, dict[str, Any]]"]
 BatchFn = Callable[[int, int, int], Any]
 EvalFn = Callable[[nn.Module], "dict[str, Any]"]
-
-CHECKPOINT_DIR, BEST_DIR = "checkpoint", "best"
-EMA_NAME, STATE_NAME, TRAIN_CONFIG_NAME = "ema.safetensors", "state.safetensors", "train_config.json"
-METRICS_NAME, PLOT_NAME = "metrics.jsonl", "loss.png"
-TRAINING_NAME, CARD_NAME = "training.json", "MODEL_CARD.md"  # in a published model folder
-
-# Fields a resumed run may change: they move files, set how often things happen or how fast a step
-# runs, but never change the arithmetic of a step. Every other field must match the checkpoint.
-FREE_ON_RESUME = ("out_dir", "eval_every", "save_every", "log_every", "num_workers", "compile", "device")
-
-
-def command_line(args: argparse.Namespace, command: str) -> str:
-    """``command`` (e.g. "multimodal train vit") with every option of ``args`` that differs from its
-    parser's default, to redo a run. The parser is ``args._command_parser`` (the train commands set
-    it with ``parser.set_defaults(_command_parser=parser)``)."""
-    parser = getattr(args, "_command_parser", None)
-    words = command.split()
-    for action in parser._actions if parser is not None else ():
-        if not action.option_strings or action.dest in ("help", "resume", "progress"):
-            continue
-        value = getattr(args, action.dest, None)
-        if value == action.default:
-            continue
-        flag = action.option_strings[0]
-        if isinstance(action, argparse.BooleanOptionalAction):
-            words.append(flag if value else "--no-" + flag[2:])
-        elif isinstance(value, (list, tuple)):
-            words += [flag, *map(str, value)]
-        else:
-            words += [flag, "none" if value is None else str(value)]
-    return " ".join(words)
-
-
-def check_resume_settings(path: Path, run: dict, what: str, configs: dict | None = None) -> dict:
-    """Before ``--resume``: the settings a run was started with (the JSON file ``path``) must equal
-    ``run``, the settings given now; ``what`` names them in the error (e.g. "the model and loss").
-    ``configs`` maps keys of ``run`` that hold a ``Config.to_dict()`` to its class: the saved dict is
-    read back through that class first, so a field added to the config since the run started (at
-    its default) is not a change. Returns the saved settings."""
-    if not path.is_file():
-        raise InputError(f"resume: expected {path} from the run to continue, found none")
-    try:
-        saved = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise InputError(f"{path}: expected the run's JSON settings, found an unreadable file ({e})") from None
-    for key, cls in (configs or {}).items():
-        if isinstance(saved.get(key), dict):
-            try:
-                saved[key] = json.loads(json.dumps(cls.from_dict(saved[key]).to_dict()))
-            except (InputError, TypeError, ValueError):
-                pass  # not a config this version reads: left as saved, so it shows as a change below
-    now = json.loads(json.dumps(run))  # tuples -> lists, as saved
-    changed = [f"{k} ({saved.get(k)!r} in the run, {now[k]!r} now)" for k in now if saved.get(k) != now[k]]
-    if changed:
-        raise InputError(f"resume: expected {what} that {path.parent} was trained with, "
-                         f"found changes: {'; '.join(changed)}")
-    return saved
-
-
-def step_generator(seed: int, step: int, rank: int) -> torch.Generator:
-    """The generator of optimizer step ``step`` on ``rank``: its own stream, a function of the three
-    numbers only, so a batch_fn that draws from it gives a resumed run exactly the batches an
-    uninterrupted one would."""
-    state = np.random.SeedSequence([seed, step, rank]).generate_state(2, dtype=np.uint64)[0]
-    return torch.Generator().manual_seed(int(state) & (2 ** 63 - 1))
-
-
-def publish_model(folder: Path, model: nn.Module, training: dict, card: Callable[[Path], str], *,
-                  dtype: torch.dtype | None = None, extra_files: dict[str, Path] | None = None) -> Path:
-    """Write a trained model's folder as a whole: ``model.save_pretrained``, ``extra_files``
-    ({name: source file} copied in), ``training.json`` and ``MODEL_CARD.md`` (``card(folder)``, reading
-    what was written), into a temporary folder that then replaces ``folder``."""
-    tmp = fresh_tmp_dir(folder)
-    model.save_pretrained(tmp, **({"dtype": dtype} if dtype is not None else {}))
-    for name, source in (extra_files or {}).items():
-        shutil.copyfile(source, tmp / name)
-    atomic_write_text(tmp / TRAINING_NAME, json.dumps(training, indent=2) + "\n")
-    atomic_write_text(tmp / CARD_NAME, card(tmp))
-    publish_dir(tmp, folder)
-    return folder
-
-
-def _help(text: str, default):
-    return field(default=default, metadata={"help": text})
-
-
-@dataclass
-class TrainConfig(Config):
-    out_dir: str = _help("run folder: checkpoint/, best/, metrics.jsonl, loss.png", "runs/train")
-    max_steps: int = _help("optimizer steps in the whole run", 1000)
-    batch_size: int = _help("global batch: examples per optimizer step over all ranks and micro-steps", 32)
-    grad_accum: int = _help("micro-steps per optimizer step", 1)
-    lr: float = _help("peak learning rate", 3e-4)
-    weight_decay: float = _help("AdamW decoupled weight decay (never on 1-D parameters)", 0.05)
-    betas: tuple[float, float] = _help("AdamW betas", (0.9, 0.999))
-    warmup_steps: int = _help("steps of linear warmup", 0)
-    min_lr_ratio: float = _help("the cosine decays the learning rate to lr * min_lr_ratio", 0.1)
-    grad_clip: float | None = _help("clip the global gradient norm to this (none: off)", 1.0)
-    ema_decay: float | None = _help("decay of the weight EMA, e.g. 0.9999 (none: off)", None)
-    eval_every: int = _help("evaluate every N steps (0: only at the end)", 0)
-    save_every: int = _help("checkpoint every N steps (0: only at the end)", 1000)
-    log_every: int = _help("log every N steps", 10)
-    select_metric: str | None = _help("eval metric that picks the best weights for best/ (none: off)", None)
-    select_mode: str = _help("max or min: which way select_metric improves", "max")
-    seed: int = _help("seed of weights-independent randomness: data order, dropout", 0)
-    amp: str = _help("auto (bf16 on CUDA, none on CPU), bf16 or none", "auto")
-    compile: bool = _help("torch.compile the model for training", False)
-    num_workers: int = _help("DataLoader worker processes", 0)
-    device: str = _help("auto (CUDA when present), cpu, cuda or cuda:N", "auto")
-
-    def __post_init__(self):
-        self.betas = tuple(self.betas)
-        positive = ("max_steps", "batch_size", "grad_accum")
-        for name in positive:
-            value = getattr(self, name)
-            expect(isinstance(value, int) and value > 0, f"TrainConfig.{name}", "a positive integer", value)
-        for name in ("warmup_steps", "eval_every", "save_every", "log_every", "num_workers"):
-            value = getattr(self, name)
-            expect(isinstance(value, int) and value >= 0, f"TrainConfig.{name}", "an integer >= 0", value)
-        expect(self.lr > 0, "TrainConfig.lr", "> 0", self.lr)
-        expect(self.weight_decay >= 0, "TrainConfig.weight_decay", ">= 0", self.weight_decay)
-        expect(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "TrainConfig.betas",
-               "two numbers in [0, 1)", self.betas)
-        expect(0 <= self.min_lr_ratio <= 1, "TrainConfig.min_lr_ratio", "a number in [0, 1]", self.min_lr_ratio)
-        expect(self.grad_clip is None or self.grad_clip > 0, "TrainConfig.grad_clip", "> 0 or none", self.grad_clip)
-        expect(self.ema_decay is None or 0 < self.ema_decay < 1, "TrainConfig.ema_decay", "a number in (0, 1) or none",
-               self.ema_decay)
-        expect(self.amp in ("auto", "bf16", "none"), "TrainConfig.amp", "auto, bf16 or none", repr(self.amp))
-        expect(self.select_mode in ("max", "min"), "TrainConfig.select_mode", "max or min", repr(self.select_mode))
-        expect(self.batch_size % self.grad_accum == 0, "TrainConfig.batch_size",
-               f"a multiple of grad_accum ({self.grad_accum})", self.batch_size)
-
-
-# ------------------------------------------------------------------------------------------- CLI
-def add_train_args(parser: argparse.ArgumentParser, defaults: TrainConfig | None = None) -> argparse.ArgumentParser:
-    """Add one ``--flag`` per TrainConfig field (defaults from ``defaults``), plus ``--resume`` and
-    ``--no-progress``. ``train_config_from_args`` turns the parsed namespace back into a config."""
-    defaults = defaults or TrainConfig()
-    hints = typing.get_type_hints(TrainConfig)
-    group = parser.add_argument_group("training")
-    for f in dataclasses.fields(TrainConfig):
-        flag, default, hint = "--" + f.name.replace("_", "-"), getattr(defaults, f.name), hints[f.name]
-        help_text = f"{f.metadata['help']} (default: {default})"
-        if hint is bool:
-            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
-        elif f.name == "betas":
-            group.add_argument(flag, type=float, nargs=2, default=default, metavar=("B1", "B2"), help=help_text)
-        else:
-            group.add_argument(flag, type=_arg_type(hint), default=default, help=help_text)
-    group.add_argument("--resume", action="store_true", help="continue the run in --out-dir from its checkpoint")
-    group.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    return parser
-
-
-def _arg_type(hint):
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if args:  # Optional[X]: the word "none" switches the option off
-        return lambda text: None if text.lower() == "none" else args[0](text)
-    return hint
-
-
-def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
 
 
 # ------------------------------------------------------------------------------------ optimizer
@@ -233,78 +63,6 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [g for g in groups if g["params"]]
 
 
-def lr_factor(step: int, cfg: TrainConfig) -> float:
-    """Multiplier of the peak lr at 0-based optimizer step ``step``: linear warmup, then cosine."""
-    if step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
-    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
-    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-# ------------------------------------------------------------------------------------------ data
-class StepSampler(Sampler):
-    """This rank's micro-batch index lists for optimizer steps ``start .. stop-1``.
-
-    Step ``s`` reads global batch ``s % per_epoch`` of epoch ``s // per_epoch`` (drop_last). Rank
-    ``r`` takes the r-th slice of that batch and cuts it into ``grad_accum`` micro-batches.
-    """
-
-    def __init__(self, n: int, cfg: TrainConfig, rank: int, world_size: int, start: int):
-        self.n, self.cfg, self.rank, self.world_size, self.start = n, cfg, rank, world_size, start
-        self.per_epoch = n // cfg.batch_size
-
-    def __len__(self) -> int:
-        return (self.cfg.max_steps - self.start) * self.cfg.grad_accum
-
-    def __iter__(self) -> Iterator[list[int]]:
-        B, A = self.cfg.batch_size, self.cfg.grad_accum
-        per_rank = B // self.world_size
-        micro = per_rank // A
-        order, order_epoch = None, -1
-        for step in range(self.start, self.cfg.max_steps):
-            epoch, pos = divmod(step, self.per_epoch)
-            if epoch != order_epoch:
-                order, order_epoch = np.random.default_rng([self.cfg.seed, epoch]).permutation(self.n), epoch
-            mine = order[pos * B + self.rank * per_rank:pos * B + (self.rank + 1) * per_rank]
-            for i in range(A):
-                yield mine[i * micro:(i + 1) * micro].tolist()
-
-
-def split_batch(batch: Any, n: int, where: str = "batch") -> list:
-    """Cut a batch into ``n`` micro-batches: tensors along dim 0, dicts / tuples / lists field by field,
-    a list of strings (captions, transcripts) as examples; other values go to every micro-batch."""
-    if n == 1:
-        return [batch]
-    if isinstance(batch, torch.Tensor):
-        expect(batch.ndim > 0 and batch.shape[0] % n == 0, where, f"a batch dimension divisible by grad_accum ({n})",
-               tuple(batch.shape))
-        return list(batch.chunk(n))
-    if isinstance(batch, dict):
-        parts = {k: split_batch(v, n, f"{where}[{k!r}]") for k, v in batch.items()}
-        return [{k: p[i] for k, p in parts.items()} for i in range(n)]
-    if isinstance(batch, (list, tuple)) and batch and all(isinstance(v, str) for v in batch):
-        expect(len(batch) % n == 0, where, f"a list length divisible by grad_accum ({n})", len(batch))
-        size = len(batch) // n
-        return [type(batch)(batch[i * size:(i + 1) * size]) for i in range(n)]
-    if isinstance(batch, (list, tuple)):
-        parts = [split_batch(v, n, f"{where}[{j}]") for j, v in enumerate(batch)]
-        rebuild = (lambda xs: type(batch)(*xs)) if hasattr(batch, "_fields") else type(batch)
-        return [rebuild([p[i] for p in parts]) for i in range(n)]
-    return [batch] * n
-
-
-def to_device(batch: Any, device: torch.device) -> Any:
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict):
-        return {k: to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)) and not (batch and isinstance(batch[0], str)):
-        items = [to_device(v, device) for v in batch]
-        return type(batch)(*items) if hasattr(batch, "_fields") else type(batch)(items)
-    return batch
-
-
-# ------------------------------------------------------------------------------ atomic folders
 # --------------------------------------------------------------------------------------- trainer
 class Trainer:
     """Train ``model`` by ``loss_fn`` on ``dataset`` (or ``batch_fn``) as ``config`` says.
@@ -361,6 +119,7 @@ class Trainer:
         self.best: float | None = None
         self.best_step: int | None = None
         self.history: list[dict] = []  # what metrics.jsonl holds (rank 0), for the loss plot
+        self.resumed = bool(resume)
         if resume:
             self._load_checkpoint()
         elif find_dir(self.out_dir / CHECKPOINT_DIR) is not None:
@@ -408,10 +167,21 @@ class Trainer:
         summary = self.train()
         return summary, time.perf_counter() - start
 
+    def run_record(self, wall_seconds: float) -> dict[str, Any]:
+        """The numbers every published model's training.json holds (``runs.build_model_card`` reports
+        them): steps, batch, training and wall time (``wall_seconds``: this call's), whether the run
+        was resumed, speed, device, threads and the TrainConfig."""
+        return {"steps": self.step, "batch_size": self.config.batch_size, "train_seconds": self.train_seconds(),
+                "wall_seconds": wall_seconds, "resumed": self.resumed, "examples_per_s": self.median_examples_per_s(),
+                "device": str(self.device), "torch_threads": torch.get_num_threads(),
+                "train_config": self.config.to_dict()}
+
     # ----------------------------------------------------------------------------------- loop
     def train(self) -> dict[str, Any]:
         """Run until ``max_steps``; return the last logged training metrics and evaluation."""
         cfg = self.config
+        if self.resumed and self.is_main:
+            tqdm.write(f"resumed {self.out_dir} from its checkpoint at step {self.step:,} of {cfg.max_steps:,}")
         self.model.train()
         batches = self._batches()
         bar = tqdm(total=cfg.max_steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True,
@@ -602,7 +372,7 @@ class Trainer:
         })
         atomic_write_text(tmp / TRAIN_CONFIG_NAME, self.config.to_json() + "\n")
         publish_dir(tmp, final)
-        self._plot()
+        plot_losses(self.history, self.out_dir / PLOT_NAME)
 
     def _load_checkpoint(self) -> None:
         folder = find_dir(self.out_dir / CHECKPOINT_DIR)
@@ -644,7 +414,7 @@ class Trainer:
         check_state_dict(module, state, str(path))
         module.load_state_dict(state)
 
-    # --------------------------------------------------------------------------- log and plot
+    # ------------------------------------------------------------------------------------------ log
     def _restart_log(self) -> None:
         """A fresh run starts an empty log; a resumed one drops what was logged after its checkpoint
         (and a line cut short by a kill), so no step appears twice."""
@@ -666,28 +436,6 @@ class Trainer:
         self.history.append(record)
         with open(self.out_dir / METRICS_NAME, "a") as f:
             f.write(json.dumps(record) + "\n")
-
-    def _plot(self) -> None:
-        """Redraw loss.png: training loss, and any evaluated *loss metric, against steps."""
-        from matplotlib.figure import Figure  # no pyplot: leaves the caller's backend alone
-
-        fig = Figure(figsize=(7, 4), dpi=100)
-        ax = fig.add_subplot()
-        train = [(r["step"], r["loss"]) for r in self.history if r.get("kind") == "train"]
-        if train:
-            ax.plot(*zip(*train), label="train loss")
-        evals = [r for r in self.history if r.get("kind") == "eval"]
-        for key in sorted({k for r in evals for k in r if k.endswith("loss")}):
-            points = [(r["step"], r[key]) for r in evals if key in r]
-            ax.plot(*zip(*points), marker="o", label=key)
-        ax.set_xlabel("step")
-        ax.set_ylabel("loss")
-        ax.grid(alpha=0.3)
-        if ax.has_data():
-            ax.legend()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-        atomic_write_bytes(self.out_dir / PLOT_NAME, buf.getvalue())
 
 
 def _due(step: int, every: int) -> bool:

@@ -30,19 +30,20 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import (CONFIG_NAME, WEIGHTS_NAME, atomic_write_bytes, atomic_write_text, load_tensors)
+from ..checkpoint import (CONFIG_NAME, WEIGHTS_NAME, atomic_write_bytes, atomic_write_text, count_parameters,
+                          load_tensors)
 from ..config import read_json
 from ..data.images import (FASHION_MNIST_LABELS, ImageFolderDataset, ImageTensorDataset, TrainAugment,
                            keep_batch, load_fashion_mnist, normalize, split_indices)
 from ..devices import default_device, parse_device
 from ..errors import InputError
-from ..models.vit import ViT, ViTConfig, count_parameters
-from .trainer import TrainConfig, Trainer, add_train_args, check_resume_settings, command_line, publish_model, \
-    train_config_from_args
+from ..models.vit import ViT, ViTConfig
+from .config import TrainConfig, add_train_args, train_config_from_args
+from .runs import (CARD_NAME, MODEL_DIR, TRAINING_NAME, build_model_card, card_notes, check_resume_settings,
+                   command_line, markdown_table, publish_model, read_training, run_file)
+from .trainer import Trainer
 
 FASHION_MNIST = "fashion-mnist"
-RUN_NAME, TRAINING_NAME, MODEL_DIR, CARD_NAME = "vit_run.json", "training.json", "model", "MODEL_CARD.md"
-NOTES_NAME = "card_notes.md"  # optional, appended to MODEL_CARD.md
 SPLITS = ("train", "val", "test")
 
 # The recipe: model dimensions when no --preset is given, and the trainer's defaults.
@@ -297,14 +298,15 @@ def run_train_vit(args: argparse.Namespace) -> dict:
            "model": config.to_dict()}
     out_dir = Path(train_config.out_dir)
     if args.resume:
-        check_resume_settings(out_dir / RUN_NAME, run, "the data, model and augmentation", configs={"model": ViTConfig})
+        check_resume_settings(run_file(out_dir, "vit"), run, "the data, model and augmentation",
+                              configs={"model": ViTConfig})
     augment = TrainAugment(config.num_classes, config.image_mean, config.image_std, **run["augment"])
     torch.manual_seed(train_config.seed)  # the initial weights
     model = ViT(config)
     trainer = Trainer(model, train_config, make_loss_fn(augment, args.label_smoothing), dataset=train_set,
                       collate_fn=keep_batch, resume=args.resume, progress=args.progress,
                       eval_fn=make_eval_fn(val_set, args.eval_batch_size) if val_set is not None else None)
-    summary, seconds = trainer.train_run(out_dir / RUN_NAME, run)
+    summary, seconds = trainer.train_run(run_file(out_dir, "vit"), run)
     if not trainer.is_main:
         return summary
 
@@ -316,14 +318,10 @@ def run_train_vit(args: argparse.Namespace) -> dict:
         "split_seed": args.split_seed,
         "train_images": len(train_set), "val_images": len(val_set) if val_set is not None else 0,
         "val_source": "folder" if not fashion and _folder_splits(Path(data))["val"] is not None else "carved",
-        "steps": trainer.step, "batch_size": train_config.batch_size,
-        "epochs": trainer.step * train_config.batch_size / len(train_set),
+        **trainer.run_record(seconds), "epochs": trainer.step * train_config.batch_size / len(train_set),
         "best_step": best_eval["step"] if best_eval else trainer.step,
-        "val_acc": best_eval["val_acc"] if best_eval else None,
-        "examples_per_s": trainer.median_examples_per_s(), "wall_seconds": seconds,
-        "train_seconds": trainer.train_seconds(), "resumed": bool(args.resume), "device": str(trainer.device),
-        "torch_threads": torch.get_num_threads(), "parameters": count_parameters(final),
-        "augment": run["augment"], "label_smoothing": args.label_smoothing, "train_config": train_config.to_dict(),
+        "val_acc": best_eval["val_acc"] if best_eval else None, "parameters": count_parameters(final),
+        "augment": run["augment"], "label_smoothing": args.label_smoothing,
     }
     folder = publish_model(out_dir / MODEL_DIR, final, training, model_card)
     has_test = fashion or _folder_splits(Path(data))["test"] is not None
@@ -347,7 +345,7 @@ def evaluate_vit(checkpoint: str | os.PathLike, split: str = "test", *, data: st
     if not (folder / CONFIG_NAME).is_file():
         raise InputError(f"{checkpoint}: expected a ViT checkpoint folder with {CONFIG_NAME}, found none")
     model = ViT.from_pretrained(folder, device=parse_device(device) if device is not None else default_device())
-    info = read_json(folder / TRAINING_NAME) if (folder / TRAINING_NAME).is_file() else {}
+    info = read_training(folder)
     data = data or info.get("data")
     if data is None:
         raise InputError(f"data: expected a data set ({FASHION_MNIST!r} or a folder) for {folder}, which has no "
@@ -397,66 +395,53 @@ def _confusion_png(confusion: torch.Tensor, labels: list[str], split: str) -> by
 
 
 def model_card(folder: Path) -> str:
-    """MODEL_CARD.md from the folder's config.json, training.json and eval_*.json."""
+    """MODEL_CARD.md from the folder's config.json, training.json, eval_*.json and card_notes.md."""
     config = ViTConfig.load(folder / CONFIG_NAME)
-    info = read_json(folder / TRAINING_NAME) if (folder / TRAINING_NAME).is_file() else {}
+    info = read_training(folder)
     data = str(info.get("data", "unknown data"))
     fashion = _is_fashion_mnist(data)
     source = "Fashion-MNIST" if fashion else f"the image folder {data}"
     pool = "class-token" if config.global_pool == "token" else "mean-of-patches"
     h, w = config.image_size
     stem = ", convolutional stem (3x3 stride-2 convolutions, Xiao et al. 2021)" if config.stem == "conv" else ""
-    rows = [("architecture", f"ViT: patch {config.patch_size}{stem}, width {config.width}, depth {config.depth}, "
-                             f"{config.heads} heads, MLP {config.mlp_ratio:g}x, {pool} pooling"),
-            ("input", f"{h} x {w} {config.image_mode}, normalised with mean {list(config.image_mean)}, "
-                      f"std {list(config.image_std)}"),
-            ("classes", f"{config.num_classes}: {', '.join(config.labels or [])}")]
+    facts = [("architecture", f"ViT: patch {config.patch_size}{stem}, width {config.width}, depth {config.depth}, "
+                              f"{config.heads} heads, MLP {config.mlp_ratio:g}x, {pool} pooling"),
+             ("input", f"{h} x {w} {config.image_mode}, normalised with mean {list(config.image_mean)}, "
+                       f"std {list(config.image_std)}"),
+             ("classes", f"{config.num_classes}: {', '.join(config.labels or [])}")]
+    results, training_data = [], None
     if info:
         held_out = (f"{info['val_images']:,} validation images from val/" if info.get("val_source") == "folder" else
                     f"{info['val_images']:,} validation images drawn from the training split (seed "
                     f"{info['split_seed']})")
-        run = f"{info['steps']:,} steps at batch {info['batch_size']} ({info['epochs']:.1f} epochs) on {info['device']}"
-        if info.get("examples_per_s"):
-            run += f", {info['examples_per_s']:.0f} examples/s"
-        if info.get("train_seconds"):  # summed over every call of a resumed run
-            run += (f", {info['train_seconds'] / 60:.1f} min of training steps"
-                    f"{' over all calls (resumed)' if info['resumed'] else ''}")
-            if info.get("wall_seconds"):
-                run += f", {info['wall_seconds'] / 60:.1f} min wall time{' in the last call' if info['resumed'] else ''}"
-        elif info.get("wall_seconds"):
-            run += f", {info['wall_seconds'] / 60:.1f} min{' (last session)' if info['resumed'] else ''}"
-        selection = (f"best validation accuracy {100 * info['val_acc']:.2f} % at step {info['best_step']:,}"
-                     if info.get("val_acc") is not None else "final weights (no validation split)")
-        rows += [("parameters", f"{info['parameters'] / 1e6:.2f} M"),
-                 ("training data", f"{info['train_images']:,} training images + {held_out}"),
-                 ("training", run), ("selection", selection)]
+        training_data = f"{source}: {info['train_images']:,} training images + {held_out}"
+        results.append(("selection", f"best validation accuracy {100 * info['val_acc']:.2f} % at step "
+                                     f"{info['best_step']:,}" if info.get("val_acc") is not None else
+                                     "final weights (no validation split)"))
     stored = sorted({str(t.dtype).removeprefix("torch.") for t in load_tensors(folder / WEIGHTS_NAME).values()
                      if t.is_floating_point()}) if (folder / WEIGHTS_NAME).is_file() else []
     if stored and stored != ["float32"]:
-        rows.append(("stored weights", f"{', '.join(stored)}; loaded as float32 by default; the evaluation below "
-                                       "ran on these stored weights"))
+        results.append(("stored weights", f"{', '.join(stored)}; loaded as float32 by default; the evaluation below "
+                                          "ran on these stored weights"))
     licence = " (Zalando Research, MIT licence; Debian package dataset-fashion-mnist)" if fashion else ""
-    lines = [f"# ViT image classifier: {source}", "",
-             f"A Vision Transformer (`multimodal.models.vit`) trained from scratch on {source}{licence}.", "",
-             "| | |", "| --- | --- |", *[f"| {k} | {v} |" for k, v in rows], ""]
-    if info.get("command"):
-        lines += ["## Training command", "", "```", info["command"], "```", ""]
-    lines += ["## Evaluation", ""]
+    evaluation = []
     evals = [(s, read_json(folder / f"eval_{s}.json")) for s in SPLITS if (folder / f"eval_{s}.json").is_file()]
     if not evals:
-        lines += ["Not evaluated yet: `evaluate_vit(folder, split)` writes the numbers here.", ""]
+        evaluation += ["Not evaluated yet: `evaluate_vit(folder, split)` writes the numbers here.", ""]
     for split, result in evals:
         what = {"test": "the official 10,000-image test split" if _is_fashion_mnist(str(result["data"])) else "test/",
                 "val": "the validation images", "train": "the training images"}[split]
-        per_class = [f"| {label} | {100 * v['accuracy']:.1f} % | {v['images']:,} |"
+        per_class = [(label, f"{100 * v['accuracy']:.1f} %", f"{v['images']:,}")
                      for label, v in result["per_class"].items()]
-        lines += [f"### {split} ({what})", "",
-                  f"Accuracy **{100 * result['accuracy']:.2f} %** ({result['correct']:,} / {result['images']:,}).", "",
-                  "| class | accuracy | images |", "| --- | ---: | ---: |", *per_class, "",
-                  f"![confusion matrix](confusion_{split}.png)", ""]
-    if (folder / NOTES_NAME).is_file():  # hand-written notes (how the folder was made, caveats) survive rebuilds
-        lines += ["## Notes", "", (folder / NOTES_NAME).read_text().strip(), ""]
-    return "\n".join(lines)
+        evaluation += [f"### {split} ({what})", "",
+                       f"Accuracy **{100 * result['accuracy']:.2f} %** ({result['correct']:,} / {result['images']:,}).",
+                       "", *markdown_table(("class", "accuracy", "images"), per_class, "lrr"), "",
+                       f"![confusion matrix](confusion_{split}.png)", ""]
+    return build_model_card(f"ViT image classifier: {source}",
+                            f"A Vision Transformer (`multimodal.models.vit`) trained from scratch on {source}{licence}.",
+                            info, data=training_data, facts=facts, results=results, unit="images",
+                            usage='Load: `multimodal.pipeline("image-classification", model=this_folder)`.',
+                            evaluation="\n".join(evaluation), notes=card_notes(folder))
 
 
 # ---------------------------------------------------------------------------- evaluate CLI

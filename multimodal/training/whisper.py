@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from ..checkpoint import atomic_path, atomic_write_text, find_dir
+from ..checkpoint import atomic_path, atomic_write_text, count_parameters, find_dir
 from ..errors import InputError
 from ..models.whisper import Whisper
 from ..generation.whisper_decoding import DecodingOptions, decode
@@ -48,11 +48,12 @@ from ..paths import cache_dir, resolve_model
 from ..media.audio import SAMPLE_RATE, load_audio
 from ..tokenizers.mel import N_FRAMES, N_SAMPLES, log_mel_spectrogram
 from ..tokenizers.whisper_text import WhisperTokenizer
-from . import TrainConfig, Trainer, add_train_args, train_config_from_args
-from .trainer import check_resume_settings, publish_model
+from .config import TrainConfig, add_train_args, train_config_from_args
+from .runs import (BEST_DIR, MODEL_DIR, build_model_card, card_notes, check_resume_settings, command_line,
+                   publish_model, run_file)
+from .trainer import Trainer
 
 IGNORE = -100
-RUN_NAME, TRAINING_NAME, MODEL_DIR, CARD_NAME = "whisper_run.json", "training.json", "model", "MODEL_CARD.md"
 BUILTIN_CORPUS = "speech-digits"
 
 # Sized for 2 CPU cores with a frozen encoder: speech-digits' 550 clips in both target forms, ~1.7 epochs.
@@ -328,6 +329,7 @@ def add_train_whisper_arguments(parser: argparse.ArgumentParser) -> argparse.Arg
     parser.add_argument("--save-dtype", choices=("float32", "float16"), default="float32",
                         help="dtype of model/model.safetensors (default float32)")
     add_train_args(parser, RECIPE_TRAIN)
+    parser.set_defaults(_command_parser=parser)
     return parser
 
 
@@ -351,23 +353,6 @@ def _manifests(args) -> tuple[Path, Path | None]:
         paths = speech_digits_manifests()
         return paths["train"], Path(args.val_manifest) if args.val_manifest else paths["val"]
     return Path(args.manifest), Path(args.val_manifest) if args.val_manifest else None
-
-
-def command_line(args: argparse.Namespace) -> str:
-    """The command that reproduces this run: the data and model flags, and every training flag
-    that differs from the recipe."""
-    words = ["multimodal", "train", "whisper", "--manifest", args.manifest]
-    if args.val_manifest:
-        words += ["--val-manifest", args.val_manifest]
-    words += ["--init", args.init, "--freeze-encoder" if args.freeze_encoder else "--no-freeze-encoder"]
-    if not args.timestamp_mix:
-        words.append("--no-timestamp-mix")
-    config, recipe = train_config_from_args(args).to_dict(), RECIPE_TRAIN.to_dict()
-    for name, value in config.items():
-        if value != recipe[name] and name != "device":
-            flag = "--" + name.replace("_", "-")
-            words += [flag, *map(str, value)] if isinstance(value, (list, tuple)) else [flag, str(value)]
-    return " ".join(words)
 
 
 def run_train_whisper(args: argparse.Namespace) -> dict:
@@ -403,7 +388,8 @@ def run_train_whisper(args: argparse.Namespace) -> dict:
     out_dir = Path(train_config.out_dir)
     before = None
     if args.resume:
-        before = check_resume_settings(out_dir / RUN_NAME, run, "the data, model and recipe").get("val_before")
+        saved = check_resume_settings(run_file(out_dir, "whisper"), run, "the data, model and recipe")
+        before = saved.get("val_before")
     eval_fn = make_eval_fn(val_set, tokenizer) if val_set is not None else None
     if eval_fn is not None and not args.resume:
         model.eval()
@@ -412,25 +398,21 @@ def run_train_whisper(args: argparse.Namespace) -> dict:
         print("before: " + ", ".join(f"{k} {v:.4f}" for k, v in before.items()))
     trainer = Trainer(model, train_config, loss_fn, dataset=train_set, collate_fn=collate, eval_fn=eval_fn,
                       resume=args.resume, progress=args.progress)
-    summary, seconds = trainer.train_run(out_dir / RUN_NAME, {**run, "val_before": before})
+    summary, seconds = trainer.train_run(run_file(out_dir, "whisper"), {**run, "val_before": before})
     if not trainer.is_main:
         return summary
 
-    best = find_dir(out_dir / "best")
+    best = find_dir(out_dir / BEST_DIR)
     final = trainer.final_model(Whisper.from_pretrained)
     final.generation_config = model.generation_config
     evals = [r for r in trainer.history if r.get("kind") == "eval"]
     best_eval = min(evals, key=lambda r: r["val_wer"]) if evals else None
-    training = {"command": command_line(args), **run, "train_clips": len(train_entries),
+    training = {"command": command_line(args, "multimodal train whisper"), **run, "train_clips": len(train_entries),
                 "train_examples": len(train_set), "val_clips": len(val_entries) if val_entries else 0,
-                "steps": trainer.step, "batch_size": train_config.batch_size,
-                "epochs": trainer.step * train_config.batch_size / len(train_set),
+                **trainer.run_record(seconds), "epochs": trainer.step * train_config.batch_size / len(train_set),
                 "best_step": best_eval["step"] if best_eval else trainer.step,
-                "val_before": before, "val_best": best_eval,
-                "examples_per_s": trainer.median_examples_per_s(),
-                "wall_seconds": seconds, "resumed": bool(args.resume), "device": str(device),
-                "torch_threads": torch.get_num_threads(), "train_config": train_config.to_dict()}
-    folder = publish_model(out_dir / MODEL_DIR, final, training, lambda _: model_card(training),
+                "val_before": before, "val_best": best_eval, "parameters": count_parameters(final)}
+    folder = publish_model(out_dir / MODEL_DIR, final, training, lambda tmp: model_card(training, tmp),
                            dtype=getattr(torch, args.save_dtype), extra_files={"tokenizer.json": source / "tokenizer.json"})
     if best is not None:  # best/ loads with the pipeline too
         shutil.copyfile(source / "tokenizer.json", best / "tokenizer.json")
@@ -438,22 +420,20 @@ def run_train_whisper(args: argparse.Namespace) -> dict:
     return {**summary, "model": str(folder)}
 
 
-def model_card(info: dict) -> str:
+def model_card(info: dict, folder: Path | None = None) -> str:
+    """MODEL_CARD.md of a fine-tuned Whisper from its training.json (``info``) and the folder's card_notes.md."""
     def numbers(r):
         return ", ".join(f"{k} {v:.4f}" for k, v in r.items() if k.startswith("val_")) if r else "not measured"
 
-    return "\n".join([
-        "# Whisper, fine-tuned", "",
-        f"Whisper fine-tuned from `{info['init']}` with `multimodal train whisper` "
-        f"({'decoder only, encoder frozen' if info['freeze_encoder'] else 'encoder and decoder'}).", "",
-        "| | |", "| --- | --- |",
-        f"| training data | {info['train_manifest']} ({info['train_clips']:,} clips, {info['train_examples']:,} examples) |",
-        f"| validation data | {info['val_manifest']} ({info['val_clips']:,} clips) |",
-        f"| training | {info['steps']:,} steps at batch {info['batch_size']} ({info['epochs']:.2f} epochs) on "
-        f"{info['device']}, {info['wall_seconds'] / 60:.1f} min{' (last session)' if info['resumed'] else ''} |",
-        f"| validation before | {numbers(info['val_before'])} |",
-        f"| validation, best (step {info['best_step']}) | {numbers(info['val_best'])} |", "",
-        "## Training command", "", "```", info["command"], "```", ""])
+    summary = (f"Whisper fine-tuned from `{info['init']}` with `multimodal train whisper` "
+               f"({'decoder only, encoder frozen' if info['freeze_encoder'] else 'encoder and decoder'}).")
+    data = f"{info['train_manifest']} ({info['train_clips']:,} clips, {info['train_examples']:,} examples)"
+    results = [("validation data", f"{info['val_manifest']} ({info['val_clips']:,} clips)"),
+               ("validation before", numbers(info["val_before"])),
+               (f"validation, best (step {info['best_step']})", numbers(info["val_best"]))]
+    return build_model_card("Whisper, fine-tuned", summary, info, data=data, results=results,
+                            usage='Load: `multimodal.pipeline("automatic-speech-recognition", model=this_folder)`.',
+                            notes=card_notes(folder))
 
 
 # --------------------------------------------------------------------------------- evaluate CLI
