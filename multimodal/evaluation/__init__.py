@@ -1,0 +1,1 @@
+"""Metrics and judges that benchmarks and tests share: word error rate (``wer``)."""
