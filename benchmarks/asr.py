@@ -30,6 +30,7 @@ import os
 import subprocess
 import time
 from collections import defaultdict
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -39,6 +40,7 @@ import torch
 from multimodal.backbone import KVCache
 from multimodal.convert.whisper import _packaged_model, default_model_path, load_whisper
 from multimodal.data import speech_eval
+from multimodal.evaluation.wer import word_errors
 from multimodal.generation import whisper_decoding
 from multimodal.models.whisper import Whisper
 from multimodal.generation import transcribe as longform
@@ -53,28 +55,14 @@ TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 
 
 # --------------------------------------------------------------------------------------- scoring
-def edit_distance(ref: list[str], hyp: list[str]) -> int:
-    """Word-level Levenshtein distance (substitutions + deletions + insertions)."""
-    prev = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, start=1):
-        cur = [i] + [0] * len(hyp)
-        for j, h in enumerate(hyp, start=1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
-        prev = cur
-    return prev[-1]
-
-
 def normaliser() -> Callable[[str], str]:
     from whisper.normalizers import EnglishTextNormalizer
 
     return EnglishTextNormalizer()
 
 
-def wer(refs: list[str], hyps: list[str]) -> tuple[float, int, int]:
-    """Corpus WER of normalised texts -> (wer, word errors, reference words)."""
-    errors = sum(edit_distance(r.split(), h.split()) for r, h in zip(refs, hyps))
-    words = sum(len(r.split()) for r in refs)
-    return errors / max(1, words), errors, words
+# corpus WER of texts already normalised by ``normaliser()`` -> (wer, word errors, reference words)
+wer = partial(word_errors, normalize=str.split)
 
 
 # --------------------------------------------------------------------------------------- systems

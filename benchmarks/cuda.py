@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from multimodal import pipeline
-from multimodal.data.world import CaptionedWorld, evaluation_prompts
+from multimodal.data.world import evaluation_prompts
 from multimodal.models.dit import DiTConfig
 from multimodal.models.text2image import TextToImage
 from multimodal.paths import resolve_model

@@ -6,8 +6,8 @@ and 50 steps, it draws ``--images-per-prompt`` images for every prompt of
 classifier-free guidance ``--guidance`` and a fixed seed, and reports:
 
 - **prompt accuracy**, seen and held out: the share of images whose object, colour and background
-  the judge (``benchmarks.world_judge``: its own CNN for the object kind, trained on the world's
-  renders separately from any generator, and measured colours) finds right;
+  the judge (``multimodal.evaluation.world_judge``: its own CNN for the object kind, trained on the
+  world's renders separately from any generator, and measured colours) finds right;
 - a **Fréchet distance** in the judge's feature space between the generated images and real renders
   of the same prompts (as many, a fixed seed);
 - **seconds per image** (the batch's wall time over its images; text encoding, sampling and decoding).
@@ -26,7 +26,7 @@ Goals (issue): at 25 steps, seen combinations >= 90 % prompt accuracy, held-out 
     python -m benchmarks.text_to_image --dit runs/t2i-dit/model --sit runs/t2i-sit/model --ship checkpoints
 
 ``--ship DIR`` writes ``DIR/text2image-dit`` and ``DIR/text2image-sit`` with their evaluation and
-card, stored in float16 when that costs no accuracy: the float16 copy is written, loaded back and
+card (``multimodal.training.shipping``), stored in float16 when that costs no accuracy: the float16 copy is written, loaded back and
 sampled again at 25 steps with the default sampler and the same seed, and kept only when its seen
 and held-out prompt accuracy are each within one point of float32's (else float32 ships).
 """
@@ -35,100 +35,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from multimodal.checkpoint import atomic_write_text, fresh_tmp_dir, publish_dir
+from multimodal.checkpoint import atomic_write_text
 from multimodal.data.world import CaptionedWorld, evaluation_prompts
+from multimodal.evaluation.text_to_image import REAL_SEED, autoencoder_ceiling, prompt_accuracy, sample_and_score
+from multimodal.evaluation.world_judge import load_or_train_judge
 from multimodal.models.dit import DiTConfig
 from multimodal.models.text2image import TextToImage
 from multimodal.paths import resolve_model
+from multimodal.training.shipping import ship
 from multimodal.training.text2image import model_card
 
 from .common import interleaved, markdown_table, median, write_results
-from .world_judge import frechet_distance, load_or_train_judge
 
-
-REAL_SEED, SAMPLE_SEED = 30_001, 30_002
 STEPS = (10, 25, 50)
-SHIP_STEPS, SHIP_TOLERANCE = 25, 0.01  # float16 ships when its accuracy is within this of float32's
-COPIED = ("training.json", "vae/MODEL_CARD.md", "vae/training.json")
-
-
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """float [-1, 1] -> uint8 [0, 255]."""
-    return ((images.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
-
-
-def prompt_accuracy(score: dict, prompts: list[dict]) -> dict:
-    """A judge score's prompt accuracy over the seen and over the held-out prompts (a group with no
-    prompt has no entry)."""
-    correct = np.asarray(score["prompt_correct"], dtype=bool)
-    held = np.array([p["held_out"] for p in prompts])
-    return {f"{name}_accuracy": float(correct[mask].mean())
-            for name, mask in (("seen", ~held), ("held_out", held)) if mask.any()}
-
-
-@torch.no_grad()
-def autoencoder_ceiling(model: TextToImage, judge, real: torch.Tensor, prompts: list[dict]) -> dict:
-    """The judge on real renders passed through the model's autoencoder: what a perfect denoiser of
-    these latents would score."""
-    coded = torch.cat([model.autoencoder.decode(model.autoencoder.encode(part)) for part in real.split(256)])
-    return prompt_accuracy(judge.score(to_uint8(coded), prompts), prompts)
-
-
-def per_object_accuracy(score: dict, prompts: list[dict]) -> dict:
-    """Prompt accuracy over the images of each object, in the order the objects first appear."""
-    correct = np.asarray(score["prompt_correct"], dtype=bool)
-    objects = np.array([p["object"] for p in prompts])
-    return {o: float(correct[objects == o].mean()) for o in dict.fromkeys(objects.tolist())}
-
-
-def evaluate_images(judge, images: torch.Tensor, prompts: list[dict], real_features: np.ndarray) -> dict:
-    score = judge.score(images, prompts)
-    return {**prompt_accuracy(score, prompts),
-            "object_accuracy": score["rates"]["object"], "colour_accuracy": score["rates"]["colour"],
-            "background_accuracy": score["rates"]["background"],
-            "frechet": float(frechet_distance(judge.features(images), real_features)),
-            "per_object": per_object_accuracy(score, prompts)}
-
-
-def sample_and_score(model: TextToImage, sampler: str, steps: int, guidance: float, judge, prompts: list[dict],
-                     real_features: np.ndarray) -> dict:
-    """One evaluation row: every prompt sampled with the fixed seed, timed, scored by the judge."""
-    start = time.perf_counter()
-    images = model.generate([p["caption"] for p in prompts], num_inference_steps=steps, guidance_scale=guidance,
-                            sampler=sampler, generator=torch.Generator().manual_seed(SAMPLE_SEED))
-    seconds = time.perf_counter() - start
-    return {"sampler": sampler, "steps": steps, "seconds_per_image": seconds / len(prompts),
-            **evaluate_images(judge, to_uint8(images), prompts, real_features)}
-
-
-def ship(source: Path, dest: Path, evaluation: dict, reference: dict, score) -> dict:
-    """Write ``dest`` from the run folder ``source``: float16 when ``score(model)`` (a row at the
-    reference's sampler and steps) of the float16 copy loaded back is within SHIP_TOLERANCE of
-    ``reference`` on seen and held-out accuracy, else float32. Returns the check."""
-    tmp = fresh_tmp_dir(dest)
-    TextToImage.from_pretrained(source).save_pretrained(tmp, dtype=torch.float16)
-    half = score(TextToImage.from_pretrained(tmp))
-    keep = all(half[k] >= reference[k] - SHIP_TOLERANCE for k in ("seen_accuracy", "held_out_accuracy"))
-    if not keep:
-        shutil.rmtree(tmp)
-        tmp = fresh_tmp_dir(dest)
-        TextToImage.from_pretrained(source).save_pretrained(tmp)
-    for name in COPIED:
-        if (source / name).is_file():
-            shutil.copyfile(source / name, tmp / name)
-    check = {"stored_dtype": "float16" if keep else "float32", "float32": reference, "float16": half}
-    atomic_write_text(tmp / "evaluation.json", json.dumps({**evaluation, "storage_check": check}, indent=2) + "\n")
-    atomic_write_text(tmp / "MODEL_CARD.md", model_card(tmp))
-    publish_dir(tmp, dest)
-    return check
+SHIP_STEPS = 25  # the sampling steps at which a float16 copy must match float32 to ship
 
 
 def dit_pair(config: DiTConfig, batch: int, device: str = "cpu"):

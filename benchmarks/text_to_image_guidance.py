@@ -19,41 +19,17 @@ import sys
 
 import torch
 
-from multimodal.data.world import (BACKGROUNDS, COLOURS, OBJECTS, CaptionedWorld, Combo, canonical_caption,
-                                   evaluation_prompts, is_held_out)
+from multimodal.data.world import CaptionedWorld
+from multimodal.evaluation.text_to_image import best_scale, sample_and_score, validation_prompts
+from multimodal.evaluation.world_judge import load_or_train_judge
 from multimodal.models.text2image import TextToImage
 from multimodal.paths import resolve_model
 
 from .common import markdown_table, write_results
-from .text_to_image import SHIP_STEPS, sample_and_score
-from .world_judge import load_or_train_judge
+from .text_to_image import SHIP_STEPS
 
 VALIDATION_REAL_SEED, VALIDATION_SAMPLE_SEED = 40_001, 40_002
 SCALES = (2.0, 3.0, 4.0, 5.0, 6.0, 8.0)
-
-
-def validation_prompts() -> list[dict]:
-    """64 seen combinations for tuning sampling settings, disjoint from ``world.evaluation_prompts()``
-    and with no held-out combination: one per (object, background), colour ``(object + 3 *
-    background + 4) % 8`` moved on past held-out, white-on-white and evaluated combinations. Same
-    dict layout as ``evaluation_prompts`` (``held_out`` always False). It lives here, not in
-    world.py, because world.py's source keys the judge's cache."""
-    evaluated = {(p["object"], p["colour"], p["background"]) for p in evaluation_prompts()}
-    colours, prompts = list(COLOURS), []
-    for o, obj in enumerate(OBJECTS):
-        for b, background in enumerate(BACKGROUNDS):
-            c = (o + 3 * b + 4) % len(colours)
-            while is_held_out(obj, colours[c]) or (colours[c], background) == ("white", "white") \
-                    or (obj, colours[c], background) in evaluated:
-                c = (c + 1) % len(colours)
-            combo = Combo(obj, colours[c], background)
-            prompts.append({"caption": canonical_caption(combo), **combo._asdict(), "held_out": False})
-    return prompts
-
-
-def best_scale(rows: list[dict]) -> float:
-    """The scale of the row with the highest seen accuracy; ties go to the smaller scale."""
-    return min(rows, key=lambda r: (-r["seen_accuracy"], r["guidance_scale"]))["guidance_scale"]
 
 
 def main(argv=None) -> None:

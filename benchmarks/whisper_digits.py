@@ -40,8 +40,8 @@ sys.path.insert(0, str(ROOT))
 
 from multimodal.checkpoint import atomic_write_text, fresh_tmp_dir, publish_dir  # noqa: E402
 from multimodal.convert.whisper import load_whisper  # noqa: E402
-from multimodal.data.speech_digits import (DIGIT_WORDS, FSDD_ROOT, digit_word, normalize_words,  # noqa: E402
-                                           speech_digits_manifests, word_error_rate)
+from multimodal.data.speech_digits import DIGIT_WORDS, FSDD_ROOT, speech_digits_manifests  # noqa: E402
+from multimodal.evaluation.wer import digit_word, normalize_words, word_error_rate  # noqa: E402
 from multimodal.paths import cache_dir  # noqa: E402
 from multimodal.tokenizers.whisper_text import WhisperTokenizer  # noqa: E402
 from multimodal.training.whisper import (encoder_features, encoder_key, init_folder, read_manifest,  # noqa: E402

@@ -17,7 +17,7 @@ from multimodal.errors import InputError
 from multimodal.models.autoencoder import Autoencoder, AutoencoderConfig, measure_latent_scale, reconstruction_psnr
 from multimodal.training import autoencoder as training
 from conftest import kill_batches_at
-from test_world import fake_fashion
+from helpers import fake_fashion
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from multimodal.backbone import (Attention, BackboneConfig, Block, KVCache, Transformer, attend_bf16, sinusoids_1d,
                                  sinusoids_2d)
 from multimodal.errors import InputError
+from helpers import randomize
 
 torch.manual_seed(0)
 W, H = 32, 4
@@ -18,15 +19,6 @@ def cfg(**kw) -> BackboneConfig:
     base = dict(width=W, depth=3, heads=H)
     base.update(kw)
     return BackboneConfig(**base)
-
-
-def randomize(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Give every parameter (zero-initialised ones included) a random value."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
-    return module.eval()
 
 
 # ------------------------------------------------------------------------------ naive attention

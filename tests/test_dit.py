@@ -4,25 +4,22 @@ save / load, and bad input."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import torch
 
 from multimodal.errors import InputError
 from multimodal.checkpoint import count_parameters
 from multimodal.models.dit import DiT, DiTConfig, timestep_sinusoids
+from helpers import randomize
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 TINY = dict(input_size=8, patch_size=2, in_channels=4, width=32, depth=2, heads=2)
 
 
-def randomize(module: torch.nn.Module, seed: int = 0, scale: float = 0.2) -> torch.nn.Module:
-    """Every parameter random, the zero-initialised ones included."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * scale)
-    return module.eval()
+randomize = partial(randomize, scale=0.2)  # every parameter, the zero-initialised adaLN ones included
 
 
 def latents(batch=3, channels=4, h=8, w=8, seed=1):

@@ -15,10 +15,10 @@ from multimodal.convert.dit import from_diffusers
 from multimodal.errors import InputError
 from multimodal.generation.guidance import classifier_free_guidance
 from multimodal.models.dit import DiT
+from helpers import close, randomize
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 pytestmark = pytest.mark.usefixtures("one_thread")
-TOL = 1e-4
 TINY = dict(sample_size=8, patch_size=2, in_channels=4, num_layers=2, num_attention_heads=2, attention_head_dim=16,
             num_embeds_ada_norm=10)
 
@@ -26,12 +26,7 @@ TINY = dict(sample_size=8, patch_size=2, in_channels=4, num_layers=2, num_attent
 def diffusers_dit(seed=0, **changes):
     from diffusers import DiTTransformer2DModel
 
-    model = DiTTransformer2DModel(**{**TINY, **changes})
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():  # every one, adaLN-Zero and output projections included
-            p.copy_(torch.randn(p.shape, generator=g) * 0.2)
-    return model.eval()
+    return randomize(DiTTransformer2DModel(**{**TINY, **changes}), seed, scale=0.2)  # adaLN-Zero layers too
 
 
 def inputs(batch=4, seed=1):
@@ -40,13 +35,6 @@ def inputs(batch=4, seed=1):
     t = torch.tensor([0, 1, 500, 999])[:batch]
     y = torch.tensor([0, 9, 3, 10])[:batch]  # 10: the null class
     return x, t, y
-
-
-def close(ours: torch.Tensor, ref: torch.Tensor, tol: float = TOL) -> float:
-    assert ours.shape == ref.shape
-    diff = (ours - ref).abs().max().item()
-    assert diff <= tol, f"max |ours - reference| = {diff:.3g} > {tol}"
-    return diff
 
 
 @pytest.mark.parametrize("out_channels", [None, 8], ids=["eps", "learn-sigma"])

@@ -26,7 +26,7 @@ from multimodal.app.text_to_image import generate_images
 from multimodal.pipelines.text_to_image import TextToImagePipeline, image_grid
 from multimodal.training import text2image as training
 from conftest import kill_batches_at
-from test_world import fake_fashion
+from helpers import fake_fashion
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -484,8 +484,8 @@ def test_benchmark_times_the_same_function_as_diffusers():
 
 
 def test_benchmark_scores_real_renders_as_the_judge_does(fashion):
-    from benchmarks.text_to_image import evaluate_images
-    from benchmarks.world_judge import train_judge
+    from multimodal.evaluation.text_to_image import evaluate_images
+    from multimodal.evaluation.world_judge import train_judge
     from multimodal.data.world import SHAPES
 
     judge = train_judge(widths=(8, 16, 32), steps=60, batch_size=32, lr=4e-3, warmup=5, objects=tuple(SHAPES),
@@ -509,7 +509,7 @@ def test_benchmark_scores_real_renders_as_the_judge_does(fashion):
     # image (a flat grey) scores nothing
     from types import SimpleNamespace
 
-    from benchmarks.text_to_image import autoencoder_ceiling, prompt_accuracy
+    from multimodal.evaluation.text_to_image import autoencoder_ceiling, prompt_accuracy
 
     exact = SimpleNamespace(encode=lambda x: x.float() / 127.5 - 1, decode=lambda z: z)
     flat = SimpleNamespace(encode=lambda x: x.float() / 127.5 - 1, decode=lambda z: torch.zeros_like(z))
@@ -524,7 +524,7 @@ def test_benchmark_ships_float16_only_when_it_costs_no_accuracy(tmp_path, vae_di
                                                                  half_loses):
     import json
 
-    from benchmarks.text_to_image import ship
+    from multimodal.training.shipping import ship
 
     train(tmp_path / "run", vae_dir, tokenizer_file, fashion, 2)
     source, dest = tmp_path / "run" / "model", tmp_path / "shipped" / "text2image-dit"
@@ -559,7 +559,7 @@ def test_benchmark_ships_float16_only_when_it_costs_no_accuracy(tmp_path, vae_di
 
 # ------------------------------------------------------------------------- guidance benchmark
 def test_guidance_validation_prompts_are_seen_and_disjoint_from_evaluation():
-    from benchmarks.text_to_image_guidance import best_scale, validation_prompts
+    from multimodal.evaluation.text_to_image import best_scale, validation_prompts
     from multimodal.data.world import BACKGROUNDS, COLOURS, OBJECTS, Combo, canonical_caption, combinations, \
         evaluation_prompts
 
@@ -574,12 +574,12 @@ def test_guidance_validation_prompts_are_seen_and_disjoint_from_evaluation():
     assert all(p["caption"] == canonical_caption(as_combo(p)) for p in prompts) and validation_prompts() == prompts
     rows = [{"guidance_scale": g, "seen_accuracy": a} for g, a in ((2.0, 0.5), (6.0, 0.8), (4.0, 0.8), (8.0, 0.7))]
     assert best_scale(rows) == 4.0  # the best accuracy; a tie goes to the smaller scale
-    from benchmarks.text_to_image import prompt_accuracy
+    from multimodal.evaluation.text_to_image import prompt_accuracy
     flags = [{"held_out": h} for h in (False, False, True, False)]
     assert prompt_accuracy({"prompt_correct": [True, False, False, True]}, flags) == \
         {"seen_accuracy": 2 / 3, "held_out_accuracy": 0.0}
     assert prompt_accuracy({"prompt_correct": [True, False]}, flags[:2]) == {"seen_accuracy": 0.5}  # none held out
-    from benchmarks.text_to_image import per_object_accuracy
+    from multimodal.evaluation.text_to_image import per_object_accuracy
     objects = [{"object": o} for o in ("star", "bag", "star", "star")]
     assert per_object_accuracy({"prompt_correct": [True, True, False, True]}, objects) == {"star": 2 / 3, "bag": 1.0}
 
@@ -589,7 +589,7 @@ def test_guidance_validation_prompts_are_seen_and_disjoint_from_evaluation():
 def test_the_shipped_checkpoints_draw_the_asked_colours(name):
     """The shipped weights (SiT through the default model) follow the prompt's colours: measured, the way
     the benchmark's judge measures them, on prompts of the evaluation list."""
-    from benchmarks.world_judge import measure_colours
+    from multimodal.evaluation.world_judge import measure_colours
     from multimodal.data.world import evaluation_prompts
     from multimodal.paths import SHIPPED_CHECKPOINTS
 

@@ -5,7 +5,6 @@ learning, exact resume, the model card, bad input."""
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import shutil
 import warnings
@@ -24,6 +23,7 @@ from multimodal.errors import InputError
 from multimodal.models.vit import ViT, ViTConfig
 from multimodal.training import TrainConfig
 from multimodal.training.trainer import Trainer, param_groups
+from helpers import fake_fashion_mnist, randomize
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -32,14 +32,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def tiny(**changes) -> ViTConfig:
     base = dict(image_size=16, patch_size=4, in_channels=3, num_classes=3, width=32, depth=2, heads=4)
     return ViTConfig(**{**base, **changes})
-
-
-def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
-    return model.eval()
 
 
 # ------------------------------------------------------------------------------------- config
@@ -274,25 +266,6 @@ def test_train_vit_resumes_exactly(tmp_path, monkeypatch, stem):
 
     with pytest.raises(InputError, match=r"resume: expected the data, model and augmentation .* model"):
         ic.run_train_vit(train_args("--out-dir", str(tmp_path / "killed"), "--resume", *common, "--width", "16"))
-
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
-    return gzip.compress(header + array.astype(np.uint8).tobytes())
-
-
-def fake_fashion_mnist(root, train=120, test=40, seed=0):
-    """IDX files in Fashion-MNIST's layout: class k is a bright horizontal band at row 2k + 4."""
-    rng = np.random.default_rng(seed)
-    root.mkdir()
-    for split, n in (("train", train), ("t10k", test)):
-        labels = np.arange(n) % 10
-        images = rng.integers(0, 60, (n, 28, 28))
-        for i, k in enumerate(labels):
-            images[i, 2 * k + 4:2 * k + 6] = 250
-        (root / f"{split}-images-idx3-ubyte.gz").write_bytes(idx_bytes(images))
-        (root / f"{split}-labels-idx1-ubyte.gz").write_bytes(idx_bytes(labels))
-    return root
 
 
 def test_train_vit_on_fashion_mnist_files_reports_the_test_split(tmp_path, monkeypatch, capsys):

@@ -15,39 +15,23 @@ from safetensors.torch import save_file
 from multimodal.convert.vit import from_huggingface, from_timm, load_vit
 from multimodal.errors import InputError
 from multimodal.models.vit import ViT
+from helpers import close, randomize
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-TOL = 1e-4
 TINY = dict(img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=4, num_classes=10)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def randomize(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Every parameter (biases, norms, positions, class token, layer scales) random."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.5)
-    return module.eval()
-
-
 def images(h=32, w=32, channels=3, batch=2, seed=1):
     return torch.randn(batch, channels, h, w, generator=torch.Generator().manual_seed(seed))
-
-
-def close(ours: torch.Tensor, ref: torch.Tensor, tol: float = TOL) -> float:
-    assert ours.shape == ref.shape
-    diff = (ours - ref).abs().max().item()
-    assert diff <= tol, f"max |ours - reference| = {diff:.3g} > {tol}"
-    return diff
 
 
 def timm_vit(seed=0, **changes):
     from timm.models.vision_transformer import VisionTransformer
 
-    return randomize(VisionTransformer(**{**TINY, **changes}), seed)
+    return randomize(VisionTransformer(**{**TINY, **changes}), seed, scale=0.5)
 
 
 # --------------------------------------------------------------------------------------- timm
@@ -138,7 +122,7 @@ def hf_vit(tmp_path, seed=0, **changes):
                                    image_size=32, patch_size=8, num_labels=10,
                                    id2label={i: f"label{i}" for i in range(10)},
                                    label2id={f"label{i}": i for i in range(10)}), **changes})
-    model = randomize(ViTForImageClassification(config), seed)
+    model = randomize(ViTForImageClassification(config), seed, scale=0.5)
     model.save_pretrained(tmp_path / "hf")
     return model, tmp_path / "hf"
 

@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import shutil
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from multimodal.convert import whisper as cw
 from multimodal.convert import default_model_path, from_ctranslate2, from_huggingface, from_openai, load_whisper
 from multimodal.errors import InputError
 from multimodal.models import Whisper
+from helpers import close, randomize
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 TOL = 1e-4
@@ -26,24 +28,12 @@ DIMS = dict(n_mels=80, n_audio_ctx=24, n_audio_state=64, n_audio_head=4, n_audio
             n_text_ctx=16, n_text_state=64, n_text_head=4, n_text_layer=2)
 
 
-def randomize(module: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """Every parameter (biases and LayerNorms included) random."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.5)
-    return module.eval()
+randomize = partial(randomize, scale=0.5)
 
 
 def inputs(n_mels=80, frames=48, vocab=1000, batch=2, length=7, seed=1):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(batch, n_mels, frames, generator=g), torch.randint(0, vocab, (batch, length), generator=g)
-
-
-def close(ours: torch.Tensor, ref: torch.Tensor, tol: float = TOL) -> float:
-    diff = (ours.float() - ref.float()).abs().max().item()
-    assert diff <= tol, f"max |ours - reference| = {diff:.3g} > {tol}"
-    return diff
 
 
 # ------------------------------------------------------------------------------------ OpenAI

@@ -11,7 +11,7 @@ import soundfile as sf
 import torch
 
 from multimodal.convert.whisper import default_model_path
-from multimodal.data.speech_digits import digit_word, normalize_words, word_edits, word_error_rate
+from multimodal.evaluation.wer import digit_word, normalize_words, word_edits, word_error_rate
 from multimodal.errors import InputError
 from multimodal.models.whisper import Whisper, WhisperConfig
 from multimodal.tokenizers.whisper_text import WhisperTokenizer

@@ -16,19 +16,9 @@ from multimodal.data.world import (BACKGROUND_JITTER, BACKGROUNDS, CAPTION_TEMPL
                                    canonical_caption, caption_corpus, captions, check_combo, combinations,
                                    evaluation_prompts, parse_caption)
 from multimodal.errors import InputError
+from helpers import fake_fashion
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def fake_fashion(per_class: int = 2):
-    """Label c: a bright rectangle 6 + 2c pixels wide, a darker stripe across it, its height varying."""
-    images = np.zeros((10 * per_class, 28, 28), dtype=np.uint8)
-    labels = np.repeat(np.arange(10), per_class)
-    for i, c in enumerate(labels):
-        half, top = 3 + c, 3 + i % per_class
-        images[i, top:25, 14 - half:14 + half] = 220
-        images[i, 12:14, 14 - half:14 + half] = 90
-    return images, labels
 
 
 @pytest.fixture(scope="module")

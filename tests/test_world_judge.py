@@ -1,4 +1,4 @@
-"""The judge of the captioned world (benchmarks/world_judge.py): measured colours on real renders of
+"""The judge of the captioned world (multimodal/evaluation/world_judge.py): measured colours on real renders of
 every combination, the Fréchet distance against its closed form, a tiny judge that learns the shapes,
 scoring, the weight cache and bad input. Garments come from a few generated 28x28 items."""
 
@@ -8,33 +8,23 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks import world_judge
-from benchmarks.world_judge import (Judge, JudgeRecipe, evaluate, frechet_distance, load_or_train_judge,
-                                    measure_colours, train_judge)
 from multimodal.data.world import BACKGROUNDS, COLOURS, SHAPES, CaptionedWorld, Combo, combinations
 from multimodal.errors import InputError
-from test_world import fake_fashion as world_fake_fashion
+from multimodal.evaluation import world_judge
+from multimodal.evaluation.frechet import frechet_distance
+from multimodal.evaluation.world_judge import (Judge, JudgeRecipe, evaluate, load_or_train_judge, measure_colours,
+                                               train_judge)
+from helpers import fake_fashion
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 TINY = dict(widths=(8, 16, 32), steps=150, batch_size=32, lr=4e-3, warmup=10, objects=tuple(SHAPES))
 
 
-def fake_fashion(per_class: int = 2):
-    """test_world's garments (label c: a bright rectangle 6 + 2c pixels wide with a darker stripe),
-    except label 5 (sandal): three thin one-pixel straps, which antialiasing leaves nowhere fully opaque."""
-    images, labels = world_fake_fashion(per_class)
-    for i in np.flatnonzero(labels == 5):
-        images[i] = 0
-        images[i, 10 + i % per_class, 2:26] = 200
-        images[i, 18, 4:24] = 160
-        images[i, 4:24, 8] = 180
-    return images, labels
-
-
 @pytest.fixture(scope="module")
 def fashion():
-    return fake_fashion()
+    """Garments whose sandals (label 5) are thin straps that antialiasing leaves nowhere fully opaque."""
+    return fake_fashion(thin_sandals=True)
 
 
 @pytest.fixture(scope="module")
@@ -188,7 +178,7 @@ def test_cache_round_trip(tmp_path, fashion, monkeypatch, all_world):
     assert torch.equal(first.logits(images), again.logits(images))
     # another recipe or other garments -> another file
     assert world_judge.judge_path(JudgeRecipe(**{**TINY, "steps": 5}), tmp_path, fashion) != files[0]
-    assert world_judge.judge_path(recipe, tmp_path, fake_fashion(3)) != files[0]
+    assert world_judge.judge_path(recipe, tmp_path, fake_fashion(3, thin_sandals=True)) != files[0]
     # a file that is not a judge is an InputError, not a crash
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"not a safetensors file")

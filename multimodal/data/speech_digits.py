@@ -1,4 +1,4 @@
-"""Spoken digits for fine-tuning Whisper, and how a transcript is scored.
+"""Spoken digits for fine-tuning Whisper.
 
 The corpus (``build_speech_digits``, or ``python -m multimodal.data.speech_digits``; ``multimodal
 train whisper --manifest speech-digits`` builds it on first use) is written as JSONL manifests of
@@ -19,12 +19,9 @@ train whisper --manifest speech-digits`` builds it on first use) is written as J
   training voices, so that fine-tuning on single words does not teach the decoder to forget
   ordinary sentences. A separate set of examples goes into the validation split.
 
-Texts are written as Whisper writes an isolated word: ``"Five."``. A transcript is scored by
-``normalize_words``: lowercase, every digit character spelled as its word ("5" -> "five", "25"
--> "two five"), hyphens as spaces, other punctuation dropped. A digit clip is correct when the
-normalised transcript is exactly the one digit word (so "Five.", "five" and "5" are right, "Five
-five." and "to" are wrong); sentence word error rate is the word-level edit distance between the
-normalised reference and transcript, summed over the set, divided by the reference word count.
+Texts are written as Whisper writes an isolated word: ``"Five."``. Transcripts are scored by
+``multimodal.evaluation.wer``: a digit clip is correct when ``digit_word`` of its transcript is its
+digit, and sentences are scored by word error rate.
 """
 
 from __future__ import annotations
@@ -60,45 +57,6 @@ ESPEAK_VARIANTS = ("", "m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3
                    "klatt3", "david", "edward", "linda", "steph", "robert", "paul", "max", "quincy", "annie")
 FLITE_VOICES = ("kal16", "awb", "rms")
 FESTIVAL_VOICES = ("kal_diphone", "ked_diphone")
-
-
-# ------------------------------------------------------------------------------------ scoring
-def normalize_words(text: str) -> list[str]:
-    """The words a transcript is scored on: lowercase, digits spelled one by one, no punctuation."""
-    if not isinstance(text, str):
-        raise InputError(f"text: expected a string, found {type(text).__name__}")
-    text = text.lower().replace("-", " ")
-    text = re.sub(r"\d", lambda m: f" {DIGIT_WORDS[int(m.group())]} ", text)
-    text = re.sub(r"[^a-z' ]+", " ", text).replace("'", "")
-    return text.split()
-
-
-def digit_word(text: str) -> str | None:
-    """The digit word a transcript says, if it says exactly one digit and nothing else."""
-    words = normalize_words(text)
-    return words[0] if len(words) == 1 and words[0] in DIGIT_WORDS else None
-
-
-def word_edits(reference: str, hypothesis: str) -> tuple[int, int]:
-    """(substitutions + deletions + insertions, reference words) after ``normalize_words``."""
-    ref, hyp = normalize_words(reference), normalize_words(hypothesis)
-    row = list(range(len(hyp) + 1))  # edit distance of ref[:0] to each prefix of hyp
-    for i, r in enumerate(ref, 1):
-        previous, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (r != h))
-    return row[-1], len(ref)
-
-
-def word_error_rate(references: Sequence[str], hypotheses: Sequence[str]) -> float:
-    """Corpus WER: summed edits over summed reference words."""
-    if len(references) != len(hypotheses):
-        raise InputError(f"hypotheses: expected one per reference ({len(references)}), found {len(hypotheses)}")
-    edits = words = 0
-    for ref, hyp in zip(references, hypotheses):
-        e, n = word_edits(ref, hyp)
-        edits, words = edits + e, words + n
-    return edits / max(words, 1)
 
 
 # --------------------------------------------------------------------------------------- FSDD

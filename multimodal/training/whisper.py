@@ -284,7 +284,7 @@ def transcribe_features(model: Whisper, tokenizer: WhisperTokenizer, features, *
 
 def score(references: Sequence[str], hypotheses: Sequence[str]) -> dict[str, float]:
     """Word error rate and the fraction of utterances transcribed exactly (after normalisation)."""
-    from ..data.speech_digits import word_edits, word_error_rate
+    from ..evaluation.wer import word_edits, word_error_rate
 
     exact = sum(word_edits(r, h)[0] == 0 for r, h in zip(references, hypotheses))
     return {"wer": word_error_rate(references, hypotheses), "exact": exact / max(len(references), 1)}
