@@ -20,7 +20,7 @@ generator, so that a generator cannot be graded by its own biases.
   ``world.OBJECTS``. It trains on fresh renders of split ``"all"``: every colour, background and
   placement, combinations drawn uniformly, so every object is equally frequent and colour carries no
   information about the object. ``JudgeRecipe`` holds the whole recipe; the default (4000 steps of
-  128 renders) trained in 33 minutes on one thread of this 2-core machine while it was busy.
+  128 renders) trains in about 33 minutes on one thread of a busy 2-core CPU.
 - **Features** for the Fréchet distance are the global-average-pooled last conv block (``[N, D]``
   float64), like Inception's pool3 features in FID.
 
