@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..training import autoencoder, text2image, vit, whisper
+from ..training import autoencoder, text2codes, text2image, vit, vqvae, whisper
 from .command import Command
 
 # (help, add_arguments, run) for each model, by name.
@@ -18,6 +18,10 @@ TRAINABLE = {
             autoencoder.add_train_autoencoder_arguments, autoencoder.run_train_autoencoder),
     "text2image": ("a text-to-image DiT or SiT on the captioned world (needs a trained vae)",
                    text2image.add_train_text2image_arguments, text2image.run_train_text2image),
+    "vqvae": ("an image VQ-VAE (codebook) on the captioned world",
+              vqvae.add_train_vqvae_arguments, vqvae.run_train_vqvae),
+    "text2codes": ("a text -> codes GPT on the captioned world (needs a trained vqvae)",
+                   text2codes.add_train_text2codes_arguments, text2codes.run_train_text2codes),
 }
 EVALUABLE = {
     "vit": ("accuracy, per-class accuracy and confusion matrix of a ViT checkpoint",

@@ -66,6 +66,11 @@ class TextToCodes(PretrainedMixin, nn.Module):
     def tokenize(self, prompts: list[str]) -> torch.Tensor:
         return self.gpt.tokenize(self.tokenizer, prompts)
 
+    def forward(self, text_ids: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced logits ``[B, N, K]``; in training each prompt is dropped with probability
+        ``cond_drop`` (classifier-free guidance)."""
+        return self.gpt(self.gpt.drop_prompts(text_ids) if self.training else text_ids, codes)
+
     def loss(self, text_ids: torch.Tensor, codes: torch.Tensor, generator: torch.Generator | None = None):
         return self.gpt.loss(text_ids, codes, generator)
 

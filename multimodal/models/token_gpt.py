@@ -76,6 +76,22 @@ class TokenGPTConfig(Config):
                               positions=self.positions, max_len=self.max_len, dropout=self.dropout)
 
 
+def prompt_ids(tokenizer: TextTokenizer, prompts: list[str], config: TokenGPTConfig) -> torch.Tensor:
+    """Prompts -> ids ``[B, text_length]``, left-padded with PAD (``text_vocab``). An empty string is
+    the empty prompt (all PAD); a prompt of more than ``text_length`` tokens is an InputError."""
+    limit, pad = config.text_length, config.text_vocab
+    batch = tokenizer.encode_batch([normalize_prompt(p) for p in prompts], padding=False)
+    ids = torch.full((len(prompts), limit), pad, dtype=torch.long)
+    for i, row in enumerate(batch.ids):
+        if len(row) > limit:
+            raise InputError(f"prompt: expected at most {limit} tokens, found {len(row)} in {prompts[i]!r}")
+        if any(t >= pad for t in row):
+            raise InputError(f"tokenizer: expected ids below {pad}, found {max(row)} in {prompts[i]!r}")
+        if row:
+            ids[i, limit - len(row):] = torch.tensor(row, dtype=torch.long)
+    return ids
+
+
 class TokenGPT(nn.Module):
     """``forward(text_ids [B, text_length], codes [B, N]) -> logits [B, N, codebook_size]``."""
 
@@ -100,21 +116,8 @@ class TokenGPT(nn.Module):
 
     # ------------------------------------------------------------------------------ prompts
     def tokenize(self, tokenizer: TextTokenizer, prompts: list[str]) -> torch.Tensor:
-        """Prompts -> ids ``[B, text_length]``, left-padded with PAD, on this module's device. An empty
-        string is the empty prompt (all PAD); a prompt of more than ``text_length`` tokens is an
-        InputError."""
-        limit = self.config.text_length
-        batch = tokenizer.encode_batch([normalize_prompt(p) for p in prompts], padding=False)
-        ids = torch.full((len(prompts), limit), self.pad_id, dtype=torch.long)
-        for i, row in enumerate(batch.ids):
-            if len(row) > limit:
-                raise InputError(f"prompt: expected at most {limit} tokens, found {len(row)} in {prompts[i]!r}")
-            if any(t >= self.config.text_vocab for t in row):
-                raise InputError(f"tokenizer: expected ids below {self.config.text_vocab}, found "
-                                 f"{max(row)} in {prompts[i]!r}")
-            if row:
-                ids[i, limit - len(row):] = torch.tensor(row, dtype=torch.long)
-        return ids.to(self.head.weight.device)
+        """``prompt_ids`` for this model, on its device."""
+        return prompt_ids(tokenizer, prompts, self.config).to(self.head.weight.device)
 
     def drop_prompts(self, text_ids: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Training: each row's prompt becomes the empty prompt with probability ``cond_drop``."""

@@ -140,16 +140,19 @@ class VectorQuantizer(nn.Module):
     def _rows(self, z: torch.Tensor) -> torch.Tensor:
         if z.shape[-1] != self.config.dim:
             raise InputError(f"quantizer input: expected [batch, ..., {self.config.dim}], found {tuple(z.shape)}")
-        x = self.project_in(z.reshape(-1, z.shape[-1]).float())
+        with torch.autocast(z.device.type, enabled=False):
+            x = self.project_in(z.reshape(-1, z.shape[-1]).float())
         return F.normalize(x, dim=1) if self.config.l2_normalize else x
 
     def _codebook(self) -> torch.Tensor:
         return F.normalize(self.codebook, dim=1) if self.config.l2_normalize else self.codebook
 
     def nearest(self, x: torch.Tensor) -> torch.Tensor:
-        """Indices of the nearest codes of rows x [N, Dc]."""
-        e = self._codebook().float()
-        distances = x.pow(2).sum(1, keepdim=True) - 2 * x @ e.t() + e.pow(2).sum(1)[None, :]
+        """Indices of the nearest codes of rows x [N, Dc], in float32 even under autocast (bf16
+        distances would tie codes that differ)."""
+        with torch.autocast(x.device.type, enabled=False):
+            x, e = x.float(), self._codebook().float()
+            distances = x.pow(2).sum(1, keepdim=True) - 2 * x @ e.t() + e.pow(2).sum(1)[None, :]
         return distances.argmin(dim=1)
 
     def lookup(self, codes: torch.Tensor) -> torch.Tensor:

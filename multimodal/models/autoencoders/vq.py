@@ -191,11 +191,18 @@ class VQVAE(PretrainedMixin, nn.Module):
     def loss(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
         """(total loss, its parts as numbers, codes) for a batch ``x``."""
         recon, codes, vq_loss = self(x)
-        recon, target = recon.float(), x.float()
-        parts = {}
-        if "mse" in self.config.loss:
-            parts["mse"] = F.mse_loss(recon, target)
-        if "l1" in self.config.loss:
-            parts["l1"] = F.l1_loss(recon, target)
-        total = sum(parts.values()) + vq_loss
-        return total, {**{k: float(v.detach()) for k, v in parts.items()}, "vq": float(vq_loss.detach())}, codes
+        total, parts = training_loss(recon, x, vq_loss, self.config.loss)
+        return total, {k: float(v) for k, v in parts.items()}, codes
+
+
+def training_loss(recon: torch.Tensor, x: torch.Tensor, vq_loss: torch.Tensor, kind: str):
+    """(total, detached parts): the reconstruction terms of ``kind`` (mse, l1 or l1+mse, means over
+    values) plus the quantizer's loss."""
+    recon, target = recon.float(), x.float()
+    parts = {}
+    if "mse" in kind:
+        parts["mse"] = F.mse_loss(recon, target)
+    if "l1" in kind:
+        parts["l1"] = F.l1_loss(recon, target)
+    total = sum(parts.values()) + vq_loss
+    return total, {**{k: v.detach() for k, v in parts.items()}, "vq": vq_loss.detach()}

@@ -1,0 +1,218 @@
+"""Training the text -> codes GPT on the captioned world: ``multimodal train text2codes``.
+
+::
+
+    multimodal train text2codes --vq runs/image-vq/model --out-dir runs/text2image-gpt --max-steps 6000
+    multimodal train text2codes --vq runs/image-vq/model --out-dir runs/text2image-gpt --max-steps 6000 --resume
+
+(Python: ``train_text2codes(out_dir, vq=..., steps=..., config=TokenGPTConfig(...), ...)``.)
+
+**Data.** Captioned renders of ``CaptionedWorld("train")`` (held-out colour/object pairs are never
+rendered), streamed: the batch of optimizer step ``s`` has its own generator seeded by ``(seed, s,
+rank)``. The frozen VQ-VAE (``--vq``) turns each image into its code grid on the training device;
+the caption becomes the prompt. Prompts are dropped (the empty prompt) with probability
+``--cond-drop`` for classifier-free guidance.
+
+**Tokenizer.** ``--tokenizer`` names a ``tokenizer.json``; without it a byte-level BPE is trained on
+the captions and the general corpus, as for text-to-image (``train_caption_tokenizer``).
+
+**Loss.** Cross-entropy of each code given the prompt and the codes before it. Evaluations log the
+teacher-forced loss on fixed batches of seen and held-out combinations.
+
+Run folder: the trainer's files, ``text2codes_run.json``, ``tokenizer.json`` and ``model/`` (a
+``TextToCodes`` folder: the GPT, ``tokenizer.json``, the VQ-VAE in ``vq/``, training.json and
+MODEL_CARD.md). Prompt accuracy under the world judge is measured by ``benchmarks/text_to_image.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..checkpoint import count_parameters
+from ..data.world import CaptionedWorld
+from ..errors import expect
+from ..models.autoencoders.vq import VQVAE
+from ..models.text2codes import TOKENIZER_NAME, TextToCodes, TextToCodesConfig
+from ..models.token_gpt import TokenGPTConfig, prompt_ids
+from ..paths import resolve_model
+from ..tokenizers.text import TextTokenizer
+from .batching import step_generator
+from .config import TrainConfig, add_train_args, train_config_from_args
+from .runs import MODEL_DIR, build_model_card, card_notes, check_resume_settings, command_line, markdown_table, \
+    publish_model, run_file
+from .text2image import train_caption_tokenizer
+from .trainer import Trainer
+from .vqvae import to_unit
+
+HELD_OUT_SEED, SEEN_SEED = 50_001, 50_002
+
+RECIPE_MODEL = TokenGPTConfig(codebook_size=512, grid=(8, 8), text_vocab=4096, text_length=16, width=256, depth=8,
+                              heads=8, positions="learned", dropout=0.0, cond_drop=0.1)
+RECIPE_TRAIN = TrainConfig(out_dir="runs/text2image-gpt", max_steps=6000, batch_size=128, lr=6e-4, weight_decay=0.05,
+                           warmup_steps=300, min_lr_ratio=0.05, grad_clip=1.0, ema_decay=0.999, eval_every=1000,
+                           save_every=500, log_every=50)
+
+
+def _unwrap(model) -> TextToCodes:
+    """The TextToCodes inside a DDP or compiled wrapper."""
+    model = getattr(model, "_orig_mod", model)
+    return getattr(model, "module", model)
+
+
+def make_batch_fn(world: CaptionedWorld, tokenizer: TextTokenizer, config: TokenGPTConfig, batch_size: int,
+                  seed: int):
+    """batch_fn(step, rank, world_size) -> (uint8 images [b, 3, H, W], prompt ids [b, text_length])."""
+    def batch_fn(step: int, rank: int, world_size: int):
+        batch = world.sample(batch_size // world_size, step_generator(seed, step, rank))
+        return batch.images, prompt_ids(tokenizer, list(batch.captions), config)
+    return batch_fn
+
+
+def loss_fn(model, batch):
+    images, text_ids = batch
+    with torch.no_grad():
+        codes = _unwrap(model).codes_of(to_unit(images))
+    logits = model(text_ids, codes)
+    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), codes.reshape(-1)), {}
+
+
+def make_eval_fn(batches: dict[str, tuple[torch.Tensor, torch.Tensor]]):
+    @torch.no_grad()
+    def eval_fn(model) -> dict[str, float]:
+        model = _unwrap(model).eval()
+        device = model.device
+        out = {}
+        for name, (images, text_ids) in batches.items():
+            codes = model.codes_of(to_unit(images).to(device))
+            logits = model(text_ids.to(device), codes)
+            out[f"{name}_loss"] = float(F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]),
+                                                        codes.reshape(-1)))
+        return out
+    return eval_fn
+
+
+def train_text2codes(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, vq: str | Path, steps: int = RECIPE_TRAIN.max_steps,
+                     batch_size: int = RECIPE_TRAIN.batch_size, lr: float = RECIPE_TRAIN.lr, seed: int = 0,
+                     resume: bool = False, config: TokenGPTConfig | None = None, tokenizer: str | Path | None = None,
+                     fashion=None, progress: bool = True, command: str | None = None, **train_options: Any) -> dict:
+    """Train a ``TextToCodes`` GPT over the codes of the VQ-VAE folder ``vq`` and write
+    ``out_dir/model`` (see the module docstring). Returns the numbers of training.json."""
+    vq_folder = resolve_model(vq)
+    vqvae = VQVAE.from_pretrained(vq_folder)
+    config = config or RECIPE_MODEL
+    q = vqvae.config.quantizer
+    side = (vqvae.config.input_size or (32, 32))[0]
+    config = config.replace(codebook_size=q.codebook_size, levels=q.levels, grid=vqvae.config.grid((side, side)))
+    fields = {**RECIPE_TRAIN.to_dict(), **train_options, "out_dir": str(out_dir), "max_steps": steps,
+              "batch_size": batch_size, "lr": lr, "seed": seed}
+    train_config = TrainConfig.from_dict(fields, where="train_options")
+    out_dir = Path(out_dir)
+    run = {"model": config.to_dict(), "vq": str(vq_folder.resolve()), "tokenizer": str(tokenizer) if tokenizer else None}
+    own_tokenizer = out_dir / TOKENIZER_NAME
+    if resume:
+        check_resume_settings(run_file(out_dir, "text2codes"), run, "the model, VQ-VAE and tokenizer",
+                              configs={"model": TokenGPTConfig})
+        text_tokenizer = TextTokenizer.from_file(Path(tokenizer) if tokenizer else own_tokenizer)
+    elif tokenizer:
+        text_tokenizer = TextTokenizer.from_file(tokenizer)
+    else:
+        text_tokenizer = train_caption_tokenizer(config.text_vocab)
+    expect(text_tokenizer.vocab_size <= config.text_vocab, "tokenizer", f"at most {config.text_vocab} tokens",
+           text_tokenizer.vocab_size)
+
+    train_world = CaptionedWorld("train", fashion=fashion)
+    held_world = CaptionedWorld("held_out", fashion=fashion)
+    expect(side == train_world.image_size, "vq", f"a VQ-VAE of {train_world.image_size}-pixel images", side)
+    fixed = {name: world.sample(256, seed_) for name, world, seed_ in
+             (("held_out", held_world, HELD_OUT_SEED), ("seen", train_world, SEEN_SEED))}
+    eval_fn = make_eval_fn({name: (b.images, prompt_ids(text_tokenizer, list(b.captions), config))
+                            for name, b in fixed.items()})
+
+    torch.manual_seed(train_config.seed)
+    model = TextToCodes(TextToCodesConfig(gpt=config), text_tokenizer, vqvae)
+    trainer = Trainer(model, train_config, loss_fn,
+                      batch_fn=make_batch_fn(train_world, text_tokenizer, config, train_config.batch_size,
+                                             train_config.seed),
+                      eval_fn=eval_fn, resume=resume, progress=progress)
+    if trainer.is_main and not tokenizer and not resume:
+        text_tokenizer.save(out_dir)
+    summary, seconds = trainer.train_run(run_file(out_dir, "text2codes"), run)
+    if not trainer.is_main:
+        return summary
+    final = trainer.eval_model.eval()
+    training = {
+        "command": command or f"train_text2codes({str(out_dir)!r}, vq={str(vq)!r}, steps={steps}, "
+                              f"batch_size={batch_size}, lr={lr}, seed={seed})",
+        "data": "captioned world, split train (streamed; held-out combinations never drawn), coded by the VQ-VAE",
+        **trainer.run_record(seconds),
+        "parameters": {"gpt": count_parameters(final.gpt), "vq-vae (frozen)": count_parameters(final.vqvae)},
+        "vq": str(vq), "tokenizer": {"vocab_size": text_tokenizer.vocab_size,
+                                     "source": str(tokenizer) if tokenizer else "trained by this run"},
+        "eval": {k: v for k, v in summary.items() if k.endswith("_loss")},
+        "final_train": {k: summary[k] for k in ("loss",) if k in summary},
+        "model": final.config.to_dict(),
+    }
+    folder = publish_model(out_dir / MODEL_DIR, final, training, lambda tmp: model_card(training, tmp))
+    return {**training, "model_dir": str(folder)}
+
+
+def model_card(info: dict, folder: Path | None = None) -> str:
+    """MODEL_CARD.md of a text -> codes GPT from its training.json (and the folder's evaluation.json,
+    written by ``benchmarks/text_to_image.py``, when present)."""
+    g = TextToCodesConfig.from_dict(info["model"]).gpt
+    summary = (f"A token GPT on the shared backbone ({g.depth} causal blocks, width {g.width}, {g.heads} heads, "
+               f"{g.positions} positions) that writes the {'x'.join(map(str, g.grid))} code grid of the VQ-VAE in "
+               f"`vq/` ({g.codebook_size} codes) after a prompt of up to {g.text_length} BPE tokens; "
+               f"trained with the prompt dropped {100 * g.cond_drop:.0f} % of the time for classifier-free guidance.")
+    usage = ("`multimodal.pipeline(\"text-to-image\", model=this_folder)(prompt, num_images_per_prompt=4, "
+             "guidance_scale=3.0, temperature=1.0, top_p=None, generator=torch.Generator().manual_seed(0))`; "
+             "command line: `multimodal generate image \"...\" --model this_folder`.")
+    rows = [(name.replace("_", " ").replace(" loss", ""), f"{loss:.3f}") for name, loss in info.get("eval", {}).items()]
+    evaluation = "\n".join([*markdown_table(("teacher-forced loss (256 renders)", "nats per code"), rows, "lr"), ""])
+    return build_model_card("Text -> image codes GPT for the captioned world", summary, info, usage=usage,
+                            details=[f"Tokenizer: byte-level BPE of {info['tokenizer']['vocab_size']} tokens "
+                                     f"({info['tokenizer']['source']})."],
+                            unit="images", evaluation=evaluation, notes=card_notes(folder))
+
+
+# --------------------------------------------------------------------------------------------- CLI
+def add_train_text2codes_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Arguments of ``multimodal train text2codes``: the VQ-VAE, tokenizer, GPT and every TrainConfig flag."""
+    m = RECIPE_MODEL
+    parser.add_argument("--vq", required=True, help="the VQ-VAE folder or name whose codes the GPT writes")
+    parser.add_argument("--tokenizer", default=None, help="a tokenizer.json to use instead of training one")
+    model = parser.add_argument_group("GPT")
+    for name, default in (("width", m.width), ("depth", m.depth), ("heads", m.heads), ("text-length", m.text_length),
+                          ("text-vocab", m.text_vocab)):
+        model.add_argument(f"--{name}", type=int, default=default, help=f"(default {default})")
+    model.add_argument("--positions", choices=("learned", "rotary"), default=m.positions,
+                       help=f"(default {m.positions})")
+    model.add_argument("--dropout", type=float, default=m.dropout, help=f"(default {m.dropout})")
+    model.add_argument("--cond-drop", type=float, default=m.cond_drop,
+                       help=f"probability of the empty prompt in training (default {m.cond_drop})")
+    add_train_args(parser, RECIPE_TRAIN)
+    parser.set_defaults(_command_parser=parser)
+    return parser
+
+
+def run_train_text2codes(args: argparse.Namespace) -> dict:
+    """``multimodal train text2codes``: train, write ``<out-dir>/model`` and print where."""
+    config = RECIPE_MODEL.replace(width=args.width, depth=args.depth, heads=args.heads, text_length=args.text_length,
+                                  text_vocab=args.text_vocab, positions=args.positions, dropout=args.dropout,
+                                  cond_drop=args.cond_drop)
+    config = TokenGPTConfig.from_dict(config.to_dict())
+    fields = train_config_from_args(args).to_dict()
+    named = {k: fields.pop(k) for k in ("out_dir", "max_steps", "batch_size", "lr", "seed")}
+    result = train_text2codes(named["out_dir"], vq=args.vq, steps=named["max_steps"], batch_size=named["batch_size"],
+                              lr=named["lr"], seed=named["seed"], resume=args.resume, config=config,
+                              tokenizer=args.tokenizer, progress=args.progress,
+                              command=command_line(args, "multimodal train text2codes"), **fields)
+    if "model_dir" in result:
+        print(", ".join(f"{k} {v:.3f}" for k, v in result["eval"].items()))
+        print(f"model: {result['model_dir']}")
+    return result

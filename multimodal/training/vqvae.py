@@ -1,0 +1,231 @@
+"""Training the image VQ-VAE on the captioned world: ``multimodal train vqvae``.
+
+::
+
+    multimodal train vqvae --out-dir runs/image-vq --max-steps 4000 --batch-size 128
+    multimodal train vqvae --out-dir runs/image-vq --max-steps 4000 --batch-size 128 --resume
+
+(Python: ``train_vqvae(out_dir, steps=..., batch_size=..., config=VQVAEConfig(...), ...)``.)
+
+**Data.** Batches stream from ``CaptionedWorld("train")`` in [-1, 1]; the batch of optimizer step
+``s`` has its own generator seeded by ``(seed, s, rank)``, so a resumed run sees the images an
+uninterrupted one would. Held-out combinations are never rendered for training.
+
+**Loss.** Reconstruction (``--loss``: l1+mse by default, means over values) plus the quantizer's
+commitment loss; the codebook follows its EMA, is seeded by k-means++ on the first batch and
+re-seeds codes unused for ``--dead-code-steps`` steps. No perceptual or adversarial terms.
+
+**Codebook health.** Every evaluation logs the PSNR, the codebook usage (distinct codes over the
+evaluation pass / codebook size) and the perplexity of the codes, on fixed renders of seen and of
+held-out combinations; each training log step carries the batch's perplexity. The final numbers, on
+``--eval-images`` renders of each split, go into training.json and MODEL_CARD.md.
+
+Run folder: the trainer's files, ``vqvae_run.json`` and ``model/`` (a ``VQVAE.from_pretrained``
+folder with training.json and MODEL_CARD.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..checkpoint import count_parameters
+from ..data.world import CaptionedWorld
+from ..errors import expect
+from ..models.autoencoders.quantizer import QuantizerConfig, codebook_usage, perplexity
+from ..models.autoencoders.vq import LOSSES, VQVAE, VQVAEConfig, training_loss
+from .batching import step_generator
+from .config import TrainConfig, add_train_args, train_config_from_args
+from .runs import MODEL_DIR, build_model_card, card_notes, check_resume_settings, command_line, markdown_table, \
+    publish_model, run_file
+from .trainer import Trainer
+
+HELD_OUT_SEED, SEEN_SEED = 40_001, 40_002  # far from any training step's (seed, step, rank)
+
+RECIPE_MODEL = VQVAEConfig(channels=64, channel_mult=(1, 2), strides=(2, 2), res_blocks=2, groups=16,
+                           input_size=(32, 32), quantizer=QuantizerConfig(codebook_size=512, dim=64, codebook_dim=16))
+RECIPE_TRAIN = TrainConfig(out_dir="runs/image-vq", max_steps=4000, batch_size=128, lr=1e-3, weight_decay=0.0,
+                           warmup_steps=200, min_lr_ratio=0.05, grad_clip=1.0, eval_every=500, save_every=500,
+                           log_every=50)
+
+
+def to_unit(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images -> float in [-1, 1]."""
+    return images.float() / 127.5 - 1
+
+
+def make_batch_fn(world: CaptionedWorld, batch_size: int, seed: int):
+    def batch_fn(step: int, rank: int, world_size: int) -> torch.Tensor:
+        return world.sample(batch_size // world_size, step_generator(seed, step, rank)).images
+    return batch_fn
+
+
+def make_loss_fn(kind: str, codebook_size: int):
+    def loss_fn(model, images: torch.Tensor):
+        x = to_unit(images)
+        recon, codes, vq_loss = model(x)
+        total, parts = training_loss(recon, x, vq_loss, kind)
+        first_level = codes if codes.ndim == x.ndim - 1 else codes[:, 0]
+        parts["perplexity"] = torch.tensor(perplexity(first_level, codebook_size))
+        return total, parts
+    return loss_fn
+
+
+@torch.no_grad()
+def codebook_report(model: VQVAE, images: torch.Tensor, batch: int = 512) -> dict[str, float]:
+    """PSNR (dB, [0, 1] scale, mean over images), codebook usage and perplexity of ``model`` on uint8
+    ``images``; with residual VQ, usage and perplexity of the first level."""
+    model = model.eval()
+    device = next(model.parameters()).device
+    psnrs, codes = [], []
+    for start in range(0, len(images), batch):
+        x = to_unit(images[start:start + batch]).to(device)
+        c = model.encode(x)
+        recon = model.decode(c).float().clamp(-1, 1)
+        mse = ((recon - x) / 2).pow(2).flatten(1).mean(1).clamp_min(1e-10)
+        psnrs.append(10 * torch.log10(1 / mse))
+        codes.append((c if c.ndim == x.ndim - 1 else c[:, 0]).cpu())
+    codes = torch.cat(codes)
+    size = model.config.quantizer.codebook_size
+    return {"psnr": float(torch.cat(psnrs).mean()), "usage": codebook_usage(codes, size),
+            "perplexity": perplexity(codes, size)}
+
+
+def make_eval_fn(held_out: torch.Tensor, seen: torch.Tensor):
+    def eval_fn(model) -> dict[str, float]:
+        out = {}
+        for name, images in (("held_out", held_out), ("seen", seen)):
+            out.update({f"{name}_{k}": v for k, v in codebook_report(model, images).items()})
+        return out
+    return eval_fn
+
+
+def train_vqvae(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, steps: int = RECIPE_TRAIN.max_steps,
+                batch_size: int = RECIPE_TRAIN.batch_size, lr: float = RECIPE_TRAIN.lr, seed: int = 0,
+                resume: bool = False, config: VQVAEConfig | None = None, eval_images: int = 2000, fashion=None,
+                progress: bool = True, command: str | None = None, **train_options: Any) -> dict:
+    """Train a ``VQVAE`` on the captioned world and write ``out_dir/model`` (see the module
+    docstring). ``train_options``: other ``TrainConfig`` fields. Returns the numbers of training.json."""
+    config = config or RECIPE_MODEL
+    expect(isinstance(config, VQVAEConfig) and config.dims == 2, "config", "a VQVAEConfig of images (dims 2)",
+           repr(config))
+    expect(isinstance(eval_images, int) and eval_images > 0, "eval_images", "a positive count", eval_images)
+    fields = {**RECIPE_TRAIN.to_dict(), **train_options, "out_dir": str(out_dir), "max_steps": steps,
+              "batch_size": batch_size, "lr": lr, "seed": seed}
+    train_config = TrainConfig.from_dict(fields, where="train_options")
+    out_dir = Path(out_dir)
+    run = {"model": config.to_dict()}
+    if resume:
+        check_resume_settings(run_file(out_dir, "vqvae"), run, "the model", configs={"model": VQVAEConfig})
+    train_world = CaptionedWorld("train", fashion=fashion)
+    held_world = CaptionedWorld("held_out", fashion=fashion)
+    side = train_world.image_size
+    expect(config.input_size in (None, (side, side)), "config.input_size", f"({side}, {side})", config.input_size)
+    config = config.replace(input_size=(side, side))
+    small = min(512, eval_images)
+    eval_fn = make_eval_fn(held_world.sample(small, HELD_OUT_SEED).images, train_world.sample(small, SEEN_SEED).images)
+
+    torch.manual_seed(train_config.seed)
+    model = VQVAE(config)
+    trainer = Trainer(model, train_config, make_loss_fn(config.loss, config.quantizer.codebook_size),
+                      batch_fn=make_batch_fn(train_world, train_config.batch_size, train_config.seed),
+                      eval_fn=eval_fn, resume=resume, progress=progress)
+    summary, seconds = trainer.train_run(run_file(out_dir, "vqvae"), run)
+    if not trainer.is_main:
+        return summary
+    final = trainer.eval_model.eval()
+    held = codebook_report(final, held_world.sample(eval_images, HELD_OUT_SEED).images)
+    seen = codebook_report(final, train_world.sample(eval_images, SEEN_SEED).images)
+    training = {
+        "command": command or f"train_vqvae({str(out_dir)!r}, steps={steps}, batch_size={batch_size}, lr={lr}, "
+                              f"seed={seed}{''.join(f', {k}={v!r}' for k, v in train_options.items())})",
+        "data": "captioned world, split train (streamed; held-out combinations never drawn)",
+        **trainer.run_record(seconds), "parameters": count_parameters(final), "eval_images": eval_images,
+        "held_out": held, "seen": seen,
+        "final_train": {k: v for k, v in summary.items() if k in ("loss", "mse", "l1", "vq", "perplexity")},
+        "model": final.config.to_dict(),
+    }
+    folder = publish_model(out_dir / MODEL_DIR, final, training, lambda tmp: model_card(training, tmp))
+    return {**training, "model_dir": str(folder)}
+
+
+def model_card(info: dict, folder: Path | None = None) -> str:
+    """MODEL_CARD.md of an image VQ-VAE from its training.json."""
+    m = VQVAEConfig.from_dict(info["model"])
+    q = m.quantizer
+    side = m.input_size[0] if m.input_size else 32
+    grid = m.grid((side, side))
+    lookup = f"{q.lookup_dim}-d{' l2-normalised' if q.l2_normalize else ''} lookup"
+    summary = (f"A VQ-VAE: {side}x{side}x{m.in_channels} images -> a {grid[0]}x{grid[1]} grid of codes from "
+               f"{q.levels} x {q.codebook_size} codes ({lookup}, EMA codebook, dead-code restarts after "
+               f"{q.dead_code_steps} steps); stages of {[m.channels * c for c in m.channel_mult]} channels, "
+               f"{m.res_blocks} residual block(s) each.")
+    usage = ("Load: `multimodal.models.VQVAE.from_pretrained(this_folder)`; `encode(images)` (float "
+             "`[B, 3, H, W]` in [-1, 1]) gives codes `[B, h, w]`, `decode(codes)` images. Command line: "
+             "`multimodal codes encode|decode --model this_folder`.")
+    rows = [(f"{name.replace('_', ' ')} combinations ({info['eval_images']} images)", f"{r['psnr']:.2f} dB",
+             f"{100 * r['usage']:.1f} %", f"{r['perplexity']:.0f}")
+            for name, r in (("seen", info["seen"]), ("held_out", info["held_out"]))]
+    evaluation = "\n".join([
+        *markdown_table(("", "PSNR", "codebook usage", "perplexity"), rows, "lrrr"), "",
+        "PSNR: mean over images of 10 log10(1 / MSE) on the [0, 1] scale. Usage: distinct codes over the "
+        "evaluation pass divided by the codebook size; perplexity: exp(entropy) of the codes' histogram. "
+        "Held-out combinations (red sneaker, blue dress, ...) were never rendered for training."])
+    details = [f"Loss: {m.loss} reconstruction + {q.beta} x commitment; codebook by EMA (decay {q.decay})."]
+    return build_model_card("Image VQ-VAE for the captioned world", summary, info, usage=usage, details=details,
+                            unit="images", evaluation=evaluation, notes=card_notes(folder))
+
+
+# --------------------------------------------------------------------------------------------- CLI
+def add_train_vqvae_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Arguments of ``multimodal train vqvae``: the model and quantizer, and every TrainConfig flag."""
+    m, q = RECIPE_MODEL, RECIPE_MODEL.quantizer
+    model = parser.add_argument_group("model")
+    model.add_argument("--channels", type=int, default=m.channels, help=f"first stage width (default {m.channels})")
+    model.add_argument("--channel-mult", type=int, nargs="+", default=list(m.channel_mult),
+                       help=f"stage widths in units of --channels; each stage halves the side (default "
+                            f"{' '.join(map(str, m.channel_mult))})")
+    model.add_argument("--res-blocks", type=int, default=m.res_blocks, help=f"(default {m.res_blocks})")
+    model.add_argument("--loss", choices=LOSSES, default=m.loss, help=f"reconstruction loss (default {m.loss})")
+    quant = parser.add_argument_group("quantizer")
+    quant.add_argument("--codebook-size", type=int, default=q.codebook_size, help=f"(default {q.codebook_size})")
+    quant.add_argument("--dim", type=int, default=q.dim, help=f"encoder output channels (default {q.dim})")
+    quant.add_argument("--codebook-dim", type=int, default=q.codebook_dim, help=f"lookup dimension (default {q.codebook_dim})")
+    quant.add_argument("--l2-normalize", action=argparse.BooleanOptionalAction, default=q.l2_normalize,
+                       help="cosine lookup on the unit sphere")
+    quant.add_argument("--levels", type=int, default=q.levels, help="residual VQ levels (default 1)")
+    quant.add_argument("--dead-code-steps", type=int, default=q.dead_code_steps,
+                       help=f"re-seed codes unused this many steps; 0: never (default {q.dead_code_steps})")
+    quant.add_argument("--beta", type=float, default=q.beta, help=f"commitment weight (default {q.beta})")
+    parser.add_argument("--eval-images", type=int, default=2000, help="renders per split of the final measures")
+    add_train_args(parser, RECIPE_TRAIN)
+    parser.set_defaults(_command_parser=parser)
+    return parser
+
+
+def run_train_vqvae(args: argparse.Namespace) -> dict:
+    """``multimodal train vqvae``: train, measure, write ``<out-dir>/model`` and print the numbers."""
+    quantizer = RECIPE_MODEL.quantizer.replace(codebook_size=args.codebook_size, dim=args.dim,
+                                               codebook_dim=args.codebook_dim, l2_normalize=args.l2_normalize,
+                                               levels=args.levels, dead_code_steps=args.dead_code_steps,
+                                               beta=args.beta)
+    config = RECIPE_MODEL.replace(channels=args.channels, channel_mult=tuple(args.channel_mult),
+                                  strides=(2,) * len(args.channel_mult), res_blocks=args.res_blocks, loss=args.loss,
+                                  quantizer=quantizer)
+    config = VQVAEConfig.from_dict(config.to_dict())  # checks the combination
+    fields = train_config_from_args(args).to_dict()
+    named = {k: fields.pop(k) for k in ("out_dir", "max_steps", "batch_size", "lr", "seed")}
+    result = train_vqvae(named["out_dir"], steps=named["max_steps"], batch_size=named["batch_size"], lr=named["lr"],
+                         seed=named["seed"], resume=args.resume, config=config, eval_images=args.eval_images,
+                         progress=args.progress, command=command_line(args, "multimodal train vqvae"), **fields)
+    if "model_dir" in result:
+        for name in ("seen", "held_out"):
+            r = result[name]
+            print(f"{name}: PSNR {r['psnr']:.2f} dB, codebook usage {100 * r['usage']:.1f} %, "
+                  f"perplexity {r['perplexity']:.0f}")
+        print(f"model: {result['model_dir']}")
+    return result
+
