@@ -271,8 +271,10 @@ class Attention(nn.Module):
         self.causal = cfg.causal and not cross
         kv_in = (cfg.context_width or W) if cross else W
         bias = cfg.qkv_bias
-        # Keys without bias (Whisper) keep q and v biases in the fused projection; its key slice is
-        # zero and stays so: it never loads a value, and ``_project`` cancels any it is given.
+        # Keys without bias (Whisper) keep q and v biases in the fused projection. Its key slice starts
+        # at zero and is loaded as stored (state dicts round-trip); ``_project`` cancels its value and
+        # its gradient. A key bias shifts each query's scores by one constant, which softmax removes:
+        # cancelling it keeps the arithmetic of the references that have none.
         self.k_bias = cfg.k_bias
         if cross:
             self.q = nn.Linear(W, W, bias=bias)
@@ -281,7 +283,6 @@ class Attention(nn.Module):
             self.qkv = nn.Linear(W, 3 * W, bias=bias)
         if bias and not self.k_bias:
             self.zero_key_bias()
-            self._register_load_state_dict_pre_hook(self._zero_loaded_key_bias)
         self.out = nn.Linear(W, W, bias=cfg.out_bias)
         self.q_norm = make_norm(cfg, self.head_dim) if cfg.qk_norm else None
         self.k_norm = make_norm(cfg, self.head_dim) if cfg.qk_norm else None
@@ -295,16 +296,6 @@ class Attention(nn.Module):
     def _key_slice(self) -> slice:
         W = self.heads * self.head_dim
         return slice(0, W) if self.cross else slice(W, 2 * W)
-
-    def _zero_loaded_key_bias(self, state_dict, prefix, *args) -> None:
-        # Checkpoints may store any value in the key slice (converters fill it with zeros, others
-        # with whatever trained there); a model without key bias ignores it. A new tensor, so the
-        # caller's state dict is left as it was.
-        name = prefix + ("kv" if self.cross else "qkv") + ".bias"
-        if name in state_dict:
-            bias = state_dict[name].clone()
-            bias[self._key_slice()] = 0
-            state_dict[name] = bias
 
     def zero_key_bias(self) -> None:
         """Set the key slice of a fused bias without key bias to zero, in place: what a wrapped or
