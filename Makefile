@@ -1,5 +1,6 @@
 # make run    start the Gradio app on http://127.0.0.1:7860
 # make test   run the test suite
+# make test-avx2  rerun the numerics tests with every kernel library pinned to AVX2, as on an AVX2-only CPU
 # make bench  run the benchmarks (results in benchmarks/results/)
 #
 # Each target first brings .venv up to date: it is created when missing, the project is installed
@@ -24,13 +25,20 @@ BENCH_ARGS ?=
 INSTALLED := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 DEBS := $(VENV)/.debs-$(shell echo '$(strip $(DEB_PACKAGES))' | sha256sum | cut -c1-16)
 
-.PHONY: run test bench install
+# The environment that makes torch (ATen), oneDNN, FBGEMM (int8) and MKL (float GEMM) use their AVX2
+# kernels on a CPU that has more (AVX-512, AMX): the rounding an AVX2-only x86-64 machine gets.
+AVX2_ONLY := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 FBGEMM_ENABLE_INSTRUCTIONS=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2
+
+.PHONY: run test test-avx2 bench install
 
 run: install
 	$(PYTHON) app.py
 
 test: install
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+test-avx2: install
+	$(AVX2_ONLY) $(PYTHON) -m pytest $(PYTEST_ARGS) -m numerics
 
 # Every benchmarks/*.py that runs as a script, as `python -m benchmarks.NAME $(BENCH_ARGS)`; all run,
 # and the failures are listed at the end.

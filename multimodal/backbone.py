@@ -271,26 +271,54 @@ class Attention(nn.Module):
         self.causal = cfg.causal and not cross
         kv_in = (cfg.context_width or W) if cross else W
         bias = cfg.qkv_bias
-        # Keys without bias (Whisper) keep q and v biases: the key slice of the fused bias is
-        # masked to zero in forward, so it never trains and never loads a value.
+        # Keys without bias (Whisper) keep q and v biases in the fused projection. Its key slice starts
+        # at zero and is loaded as stored (state dicts round-trip); ``_project`` cancels its value and
+        # its gradient. A key bias shifts each query's scores by one constant, which softmax removes:
+        # cancelling it keeps the arithmetic of the references that have none.
         self.k_bias = cfg.k_bias
         if cross:
             self.q = nn.Linear(W, W, bias=bias)
             self.kv = nn.Linear(kv_in, 2 * W, bias=bias)
         else:
             self.qkv = nn.Linear(W, 3 * W, bias=bias)
+        if bias and not self.k_bias:
+            self.zero_key_bias()
         self.out = nn.Linear(W, W, bias=cfg.out_bias)
         self.q_norm = make_norm(cfg, self.head_dim) if cfg.qk_norm else None
         self.k_norm = make_norm(cfg, self.head_dim) if cfg.qk_norm else None
         self.rotary = Rotary(self.head_dim, cfg.rope_base) if cfg.positions == "rotary" and not cross else None
         self.dropout = cfg.dropout
 
-    def _project(self, linear: nn.Linear, x: torch.Tensor, key_slice: slice | None) -> torch.Tensor:
-        bias = linear.bias
-        if bias is not None and not self.k_bias and key_slice is not None:
-            bias = torch.cat([bias[:key_slice.start], bias.new_zeros(key_slice.stop - key_slice.start),
-                              bias[key_slice.stop:]])
-        return F.linear(x, linear.weight, bias)
+    def _fused(self) -> nn.Module:
+        """The projection that holds the keys: ``kv`` (cross) or ``qkv`` (self)."""
+        return self.kv if self.cross else self.qkv
+
+    def _key_slice(self) -> slice:
+        W = self.heads * self.head_dim
+        return slice(0, W) if self.cross else slice(W, 2 * W)
+
+    def zero_key_bias(self) -> None:
+        """Set the key slice of a fused bias without key bias to zero, in place: what a wrapped or
+        quantised copy of the projection needs to compute keys without bias."""
+        if not self.k_bias and self._fused().bias is not None:
+            with torch.no_grad():
+                self._fused().bias[self._key_slice()] = 0
+
+    def _project(self, proj: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """``proj(x)`` for the fused projection, called as a module so that a wrapper (an adapter, a
+        quantised Linear) takes effect. Without key bias, a plain Linear's key-slice bias (zero
+        unless set by hand) is subtracted again: keys get no bias and the slice no gradient."""
+        y = proj(x)
+        bias = getattr(proj, "bias", None)
+        if self.k_bias or not isinstance(bias, torch.Tensor):
+            return y
+        keys = self._key_slice()
+        if bias.requires_grad and torch.is_grad_enabled():
+            correction = torch.zeros_like(bias)
+            correction[keys] = bias[keys]
+            return y - correction.to(y.dtype)
+        y[..., keys] -= bias[keys].to(y.dtype)  # y is proj's fresh output
+        return y
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:  # [B, L, W] -> [B, H, L, D]
         B, L, _ = x.shape
@@ -299,7 +327,7 @@ class Attention(nn.Module):
     def context_kv(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Cross-attention keys and values of a context [B, S, Wc] -> 2 x [B, H, S, D]."""
         W = self.heads * self.head_dim
-        kv = self._project(self.kv, context, slice(0, W))
+        kv = self._project(self.kv, context)
         k, v = self._heads(kv[..., :W]), self._heads(kv[..., W:])
         if self.k_norm is not None:
             k = self.k_norm(k)
@@ -312,7 +340,7 @@ class Attention(nn.Module):
         B, L, W = x.shape
         start = cache.length if cache is not None else 0
         if self.cross:
-            q = self._heads(self._project(self.q, x, None))
+            q = self._heads(self.q(x))
             if self.q_norm is not None:
                 q = self.q_norm(q)
             if cache is not None and cache.cross[layer] is not None:
@@ -324,7 +352,7 @@ class Attention(nn.Module):
                 if cache is not None:
                     cache.cross[layer] = (k, v)
         else:
-            qkv = self._project(self.qkv, x, slice(W, 2 * W))
+            qkv = self._project(self.qkv, x)
             q, k, v = (self._heads(t) for t in qkv.split(W, dim=-1))
             if self.q_norm is not None:  # qk-norm acts before the rotation
                 q, k = self.q_norm(q), self.k_norm(k)

@@ -284,6 +284,7 @@ def test_ctranslate2_float32_matches_reference_and_its_runtime(hf_ref, ct2_dirs)
     assert ours.config.alignment_heads is not None
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("quantization", ["float16", "bfloat16", "int8", "int16"])
 def test_ctranslate2_quantized(hf_ref, ct2_dirs, quantization):
     ref = hf_ref[0]
@@ -386,6 +387,7 @@ def test_default_model_is_converted_once(default_checkpoint, monkeypatch):
     assert 50362 not in model.generation_config.suppress_tokens and 50257 in model.generation_config.suppress_tokens
 
 
+@pytest.mark.numerics
 def test_default_model_matches_ctranslate2_greedy(default_checkpoint):
     import ctranslate2
 

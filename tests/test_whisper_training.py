@@ -157,6 +157,7 @@ def train_tiny(tmp_path, tokenizer, max_steps, resume=False, out="run", stop_aft
     return model, trainer, features
 
 
+@pytest.mark.numerics
 def test_tiny_whisper_overfits_generated_clips(tmp_path, tokenizer, one_thread):
     model, trainer, features = train_tiny(tmp_path, tokenizer, max_steps=60)
     losses = [r["loss"] for r in trainer.history if r.get("kind") == "train"]
