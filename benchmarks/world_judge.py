@@ -32,6 +32,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=20, help="renders of every combination per evaluation")
     parser.add_argument("--seed", type=int, default=12345, help="seed of the evaluation renders")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--device", default="cpu", help="where the judge trains when it is not cached (default cpu)")
     parser.add_argument("--steps", type=int, default=None, help="override the recipe's steps (a different cache key)")
     parser.add_argument("--out", default=None, help="results JSON (default benchmarks/results/world_judge.json)")
     args = parser.parse_args(argv)
@@ -41,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     path = judge_path(recipe)
     cached = path.is_file()
     start = time.perf_counter()
-    judge = load_or_train_judge(recipe=recipe, log_every=0 if cached else 100)
+    judge = load_or_train_judge(recipe=recipe, log_every=0 if cached else 100, device=args.device)
     train_s = None if cached else time.perf_counter() - start
     print(f"judge: {path} ({'loaded' if cached else f'trained in {train_s:.0f} s'}), recipe {recipe.to_json()}")
 

@@ -5,9 +5,10 @@
   right, over the seen and over the held-out prompts (``world.evaluation_prompts()`` marks them);
 - ``evaluate_images``: that, the per-attribute accuracies, the accuracy per object and a Fréchet
   distance in the judge's feature space against real renders of the same prompts;
-- ``sample_and_score``: one evaluation row, every prompt sampled with a fixed seed, timed, scored;
-- ``autoencoder_ceiling``: the judge on real renders passed through a model's autoencoder, what a
-  perfect denoiser of those latents would score;
+- ``sample_and_score``: one evaluation row, every prompt sampled with a fixed seed, timed, scored
+  (``sample_and_score_gpt`` for a token GPT, with the codebook usage of the codes it wrote);
+- ``autoencoder_ceiling``: the judge on real renders passed through a model's autoencoder (or
+  VQ-VAE), what a perfect denoiser of those latents (or writer of those codes) would score;
 - ``validation_prompts`` and ``best_scale``: the prompts on which sampling settings (guidance) are
   chosen, disjoint from the evaluation prompts, and the choice itself.
 """
@@ -20,6 +21,8 @@ import numpy as np
 import torch
 
 from ..data.world import BACKGROUNDS, COLOURS, OBJECTS, Combo, canonical_caption, evaluation_prompts, is_held_out
+from ..models.autoencoders.quantizer import codebook_usage
+from ..models.text2codes import TextToCodes
 from ..models.text2image import TextToImage
 from .frechet import frechet_distance
 
@@ -41,6 +44,31 @@ def prompt_accuracy(score: dict, prompts: list[dict]) -> dict:
 
 
 @torch.no_grad()
+def vq_ceiling(model: TextToCodes, judge, real: torch.Tensor, prompts: list[dict]) -> dict:
+    """The judge on real renders encoded to codes and decoded by the model's VQ-VAE."""
+    with torch.no_grad():
+        coded = model.vqvae.decode(model.vqvae.encode(real.float() / 127.5 - 1)).clamp(-1, 1)
+    return prompt_accuracy(judge.score(to_uint8(coded), prompts), prompts)
+
+
+def sample_and_score_gpt(model: TextToCodes, judge, prompts: list[dict], real_features: np.ndarray, *,
+                         guidance_scale: float, temperature: float = 1.0, top_k: int | None = None,
+                         top_p: float | None = None) -> dict:
+    """One evaluation row of a token GPT: every prompt sampled with the fixed seed, timed (codes and
+    decoding), scored; with the codebook usage of the codes it wrote."""
+    start = time.perf_counter()
+    codes = model.generate([p["caption"] for p in prompts], guidance_scale=guidance_scale, temperature=temperature,
+                           top_k=top_k, top_p=top_p, generator=torch.Generator().manual_seed(SAMPLE_SEED),
+                           decode=False)
+    with torch.no_grad():
+        images = model.decode_codes(codes)
+    seconds = time.perf_counter() - start
+    return {"guidance_scale": guidance_scale, "temperature": temperature, "top_k": top_k, "top_p": top_p,
+            "seconds_per_image": seconds / len(prompts),
+            "codebook_usage": codebook_usage(codes, model.config.gpt.codebook_size),
+            **evaluate_images(judge, to_uint8(images), prompts, real_features)}
+
+
 def autoencoder_ceiling(model: TextToImage, judge, real: torch.Tensor, prompts: list[dict]) -> dict:
     """The judge on real renders passed through the model's autoencoder: what a perfect denoiser of
     these latents would score."""

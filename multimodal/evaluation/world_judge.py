@@ -281,13 +281,15 @@ class Judge:
 
 
 # -------------------------------------------------------------------------------------- training
-def train_judge(recipe: JudgeRecipe | None = None, fashion=None, log_every: int = 0, **overrides) -> Judge:
+def train_judge(recipe: JudgeRecipe | None = None, fashion=None, log_every: int = 0, device: str = "cpu",
+                **overrides) -> Judge:
     """Train a judge on fresh renders of split "all" (``recipe``, with ``overrides`` of its fields).
 
     ``fashion``: (images, labels) garments for ``CaptionedWorld`` (default: Fashion-MNIST's training
     split). Each step renders ``batch_size`` new items, combinations (restricted to
     ``recipe.objects``) drawn uniformly; AdamW with linear warmup and cosine decay. Deterministic for a
-    given recipe and thread count. ``log_every`` > 0 prints the running loss."""
+    given recipe, device and thread count. ``log_every`` > 0 prints the running loss. ``device``: where
+    the network trains (renders are drawn on the CPU); the judge returned is on the CPU."""
     recipe = dataclasses.replace(recipe or JudgeRecipe(), **overrides)
     g = torch.Generator().manual_seed(recipe.seed)
     torch.manual_seed(recipe.seed)
@@ -295,7 +297,8 @@ def train_judge(recipe: JudgeRecipe | None = None, fashion=None, log_every: int 
     combos = [c for c in combinations("all") if c.object in recipe.objects]
     label_of = {o: i for i, o in enumerate(recipe.objects)}
     labels_all = torch.tensor([label_of[c.object] for c in combos])
-    model = JudgeNet(recipe.widths, len(recipe.objects)).to(memory_format=torch.channels_last).train()
+    model = JudgeNet(recipe.widths, len(recipe.objects)).to(device, memory_format=torch.channels_last).train()
+    labels_all = labels_all.to(device)
     decay = [p for p in model.parameters() if p.ndim > 1]
     rest = [p for p in model.parameters() if p.ndim <= 1]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": recipe.weight_decay},
@@ -311,9 +314,9 @@ def train_judge(recipe: JudgeRecipe | None = None, fashion=None, log_every: int 
     running = None
     for step in range(recipe.steps):
         pick = torch.randint(len(combos), (recipe.batch_size,), generator=g)
-        images = drawer.render([combos[i] for i in pick.tolist()], g)
+        images = drawer.render([combos[i] for i in pick.tolist()], g).to(device)
         _, logits = model(images)
-        loss = F.cross_entropy(logits, labels_all[pick], label_smoothing=recipe.label_smoothing)
+        loss = F.cross_entropy(logits, labels_all[pick.to(device)], label_smoothing=recipe.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -321,7 +324,7 @@ def train_judge(recipe: JudgeRecipe | None = None, fashion=None, log_every: int 
         running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
         if log_every and (step + 1) % log_every == 0:
             print(f"step {step + 1}/{recipe.steps}  loss {running:.3f}", flush=True)
-    return Judge(model.eval(), recipe)
+    return Judge(model.cpu().eval(), recipe)
 
 
 def _fashion_digest(fashion) -> str:
@@ -336,8 +339,9 @@ def _fashion_digest(fashion) -> str:
 
 
 def recipe_key(recipe: JudgeRecipe, fashion=None) -> str:
-    """A short hash of the recipe, the garments and the world's rendering code (world.py's source)."""
-    source = Path(world.__file__).read_bytes()
+    """A short hash of the recipe, the garments and the world's code (the sources of world.py and of
+    world_captions.py, its vocabulary)."""
+    source = Path(world.__file__).read_bytes() + Path(world.__file__).with_name("world_captions.py").read_bytes()
     text = json.dumps([FORMAT, recipe.to_json(), _fashion_digest(fashion), hashlib.sha256(source).hexdigest()])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -349,14 +353,14 @@ def judge_path(recipe: JudgeRecipe | None = None, cache_dir: str | Path | None =
 
 
 def load_or_train_judge(cache_dir: str | Path | None = None, recipe: JudgeRecipe | None = None, fashion=None,
-                        log_every: int = 0) -> Judge:
+                        log_every: int = 0, device: str = "cpu") -> Judge:
     """The judge of ``recipe`` (default ``JudgeRecipe()``) from ``cache_dir`` (default
     ``<cache>/benchmarks``), trained and saved there first when it is not there yet."""
     recipe = recipe or JudgeRecipe()
     path = judge_path(recipe, cache_dir, fashion)
     if path.is_file():
         return Judge.load(path)
-    judge = train_judge(recipe, fashion=fashion, log_every=log_every)
+    judge = train_judge(recipe, fashion=fashion, log_every=log_every, device=device)
     judge.save(path)
     judge.key = recipe_key(recipe, fashion)
     return judge
