@@ -28,6 +28,11 @@ MAX_ITEMS_PER_CALL = 256
 class TextToCodesConfig(Config):
     gpt: TokenGPTConfig = field(default_factory=TokenGPTConfig)
     kind: str = "image"  # what the codes decode to: image (audio and video later)
+    # The sampling defaults of generate() and the pipeline (a checkpoint's are chosen on validation prompts)
+    guidance_scale: float = 3.0
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
 
     def __post_init__(self):
         if isinstance(self.gpt, dict):
@@ -87,11 +92,17 @@ class TextToCodes(PretrainedMixin, nn.Module):
         return self.vqvae.decode(grid).clamp(-1, 1)
 
     @torch.no_grad()
-    def generate(self, prompts: list[str], *, temperature: float = 1.0, top_k: int | None = None,
-                 top_p: float | None = None, guidance_scale: float = 3.0, generator=None, progress=None,
+    def generate(self, prompts: list[str], *, temperature: float | None = None, top_k: int | None = None,
+                 top_p: float | None = None, guidance_scale: float | None = None, generator=None, progress=None,
                  decode: bool = True) -> torch.Tensor:
         """One item per prompt (repeat a prompt for more): images ``[B, 3, H, W]`` in [-1, 1], or the
-        flat codes ``[B, num_codes]`` when ``decode`` is False."""
+        flat codes ``[B, num_codes]`` when ``decode`` is False. A sampling argument left None takes the
+        config's default (``guidance_scale``, ``temperature``, ``top_k``, ``top_p``)."""
+        c = self.config
+        temperature = c.temperature if temperature is None else temperature
+        guidance_scale = c.guidance_scale if guidance_scale is None else guidance_scale
+        top_k = c.top_k if top_k is None else top_k
+        top_p = c.top_p if top_p is None else top_p
         expect(0 < len(prompts) <= MAX_ITEMS_PER_CALL, "prompts", f"1 to {MAX_ITEMS_PER_CALL} items per call",
                str(len(prompts)))
         if any(not isinstance(p, str) or not p.strip() for p in prompts):

@@ -147,9 +147,10 @@ class TextToImagePipeline(Pipeline):
 
 class AutoregressiveTextToImagePipeline(TextToImagePipeline):
     """A token-GPT checkpoint (``TextToCodes``): ``pipe(prompt_or_list, num_images_per_prompt=1,
-    generator=None, guidance_scale=3.0, temperature=1.0, top_k=None, top_p=None, output_type="pil")``.
-    ``num_inference_steps`` is accepted and unused (one code per step); ``output_type="latent"``
-    returns the codes ``[N, num_codes]``. Prompts must not be empty."""
+    generator=None, guidance_scale=None, temperature=None, top_k=None, top_p=None, output_type="pil")``;
+    a sampling argument left None takes the checkpoint's default (its config). ``num_inference_steps``
+    is accepted and unused (one code per step); ``output_type="latent"`` returns the codes
+    ``[N, num_codes]``. Prompts must not be empty."""
 
     def __init__(self, model: TextToCodes):
         Pipeline.__init__(self)
@@ -159,20 +160,21 @@ class AutoregressiveTextToImagePipeline(TextToImagePipeline):
     def _load(cls, folder: Path) -> AutoregressiveTextToImagePipeline:
         return cls(TextToCodes.from_pretrained(folder))
 
-    def validate(self, prompt, num_inference_steps: int | None = None, guidance_scale: float = 3.0,
-                 generator=None, num_images_per_prompt: int = 1, output_type: str = "pil", temperature: float = 1.0,
-                 top_k: int | None = None, top_p: float | None = None) -> None:
+    def validate(self, prompt, num_inference_steps: int | None = None, guidance_scale: float | None = None,
+                 generator=None, num_images_per_prompt: int = 1, output_type: str = "pil",
+                 temperature: float | None = None, top_k: int | None = None, top_p: float | None = None) -> None:
         prompts = _check_common(prompt, num_images_per_prompt, generator, output_type, empty_ok=False)
-        check_sampling(temperature, top_k, top_p)
-        check_guidance(guidance_scale)
+        check_sampling(1.0 if temperature is None else temperature, top_k, top_p)
+        if guidance_scale is not None:
+            check_guidance(guidance_scale)
         if num_inference_steps is not None and (not _is_int(num_inference_steps) or num_inference_steps < 1):
             raise InputError(f"num_inference_steps: expected None or an integer >= 1 (unused by autoregressive "
                              f"decoding), found {num_inference_steps!r}")
         self.model.tokenize(prompts)  # an over-long prompt is refused here, before any work
 
-    def _run(self, prompt, num_inference_steps: int | None = None, guidance_scale: float = 3.0, generator=None,
-             num_images_per_prompt: int = 1, output_type: str = "pil", temperature: float = 1.0,
-             top_k: int | None = None, top_p: float | None = None) -> Any:
+    def _run(self, prompt, num_inference_steps: int | None = None, guidance_scale: float | None = None,
+             generator=None, num_images_per_prompt: int = 1, output_type: str = "pil",
+             temperature: float | None = None, top_k: int | None = None, top_p: float | None = None) -> Any:
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         rows = [p for p in prompts for _ in range(num_images_per_prompt)]
         if isinstance(generator, list):

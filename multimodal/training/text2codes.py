@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from ..checkpoint import count_parameters
+from ..config import read_json
 from ..data.world import CaptionedWorld
 from ..errors import expect
 from ..models.autoencoders.vq import VQVAE
@@ -170,10 +171,29 @@ def model_card(info: dict, folder: Path | None = None) -> str:
                f"`vq/` ({g.codebook_size} codes) after a prompt of up to {g.text_length} BPE tokens; "
                f"trained with the prompt dropped {100 * g.cond_drop:.0f} % of the time for classifier-free guidance.")
     usage = ("`multimodal.pipeline(\"text-to-image\", model=this_folder)(prompt, num_images_per_prompt=4, "
-             "guidance_scale=3.0, temperature=1.0, top_p=None, generator=torch.Generator().manual_seed(0))`; "
-             "command line: `multimodal generate image \"...\" --model this_folder`.")
+             "generator=torch.Generator().manual_seed(0))`, with the sampling defaults of `config.json` "
+             "(override with `guidance_scale`, `temperature`, `top_k`, `top_p`); command line: "
+             "`multimodal generate image \"...\" --model this_folder`.")
     rows = [(name.replace("_", " ").replace(" loss", ""), f"{loss:.3f}") for name, loss in info.get("eval", {}).items()]
-    evaluation = "\n".join([*markdown_table(("teacher-forced loss (256 renders)", "nats per code"), rows, "lr"), ""])
+    lines = [*markdown_table(("teacher-forced loss (256 renders)", "nats per code"), rows, "lr"), ""]
+    judged = Path(folder) / "evaluation.json" if folder is not None else None
+    if judged is not None and judged.is_file():
+        ev = read_json(judged)
+        r = ev["row"]
+        pct = lambda d, k: f"{100 * d[k]:.1f} %"  # noqa: E731
+        lines += [f"Prompt accuracy under the world judge ({ev['judge']}), {ev['images_per_prompt']} images per prompt "
+                  f"of `world.evaluation_prompts()`, guidance {r['guidance_scale']}, temperature {r['temperature']}, "
+                  f"top-p {r['top_p']} (`{ev['command']}`):", "",
+                  *markdown_table(("", "seen", "held out"), [
+                      ("this model", pct(r, "seen_accuracy"), pct(r, "held_out_accuracy")),
+                      ("the judge on real renders", pct(ev["judge_ceiling"], "seen_accuracy"),
+                       pct(ev["judge_ceiling"], "held_out_accuracy")),
+                      ("real renders through the VQ-VAE", pct(ev["vq_ceiling"], "seen_accuracy"),
+                       pct(ev["vq_ceiling"], "held_out_accuracy"))], "lrr"), "",
+                  f"Fréchet distance (judge features) {r['frechet']:.2f}; {r['seconds_per_image']:.4f} s per image on "
+                  f"the CPU (codes and decoding, all prompts in one batch); codebook usage of the written codes "
+                  f"{100 * r['codebook_usage']:.1f} %.", ""]
+    evaluation = "\n".join(lines)
     return build_model_card("Text -> image codes GPT for the captioned world", summary, info, usage=usage,
                             details=[f"Tokenizer: byte-level BPE of {info['tokenizer']['vocab_size']} tokens "
                                      f"({info['tokenizer']['source']})."],

@@ -1,0 +1,180 @@
+"""Text to image through codes: the VQ-VAE and GPT recipes (tiny, on a fake world), the text-to-image
+pipeline and command with a GPT checkpoint, the codes command, and the shipped checkpoints."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import kill_batches_at
+from helpers import fake_fashion
+from PIL import Image
+
+import multimodal
+from multimodal import cli
+from multimodal.checkpoint import load_tensors
+from multimodal.errors import InputError
+from multimodal.models import VQVAE
+from multimodal.models.autoencoders.quantizer import QuantizerConfig
+from multimodal.models.autoencoders.vq import VQVAEConfig
+from multimodal.models.text2codes import TextToCodes
+from multimodal.models.token_gpt import TokenGPTConfig
+from multimodal.paths import SHIPPED_CHECKPOINTS
+from multimodal.pipelines.text_to_image import AutoregressiveTextToImagePipeline
+from multimodal.training.text2codes import train_text2codes
+from multimodal.training import vqvae as vqvae_recipe
+from multimodal.training.vqvae import train_vqvae
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+PROMPT = "a red circle on a black background"
+TINY_VQ = VQVAEConfig(channels=16, channel_mult=(1, 2), strides=(2, 2), res_blocks=1,
+                      quantizer=QuantizerConfig(codebook_size=32, dim=8, codebook_dim=8))
+TINY_GPT = TokenGPTConfig(width=32, depth=2, heads=4, text_vocab=4096, text_length=16)
+SMALL = dict(eval_every=2, save_every=2, log_every=1, warmup_steps=1, progress=False, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("t2c")
+    fashion = fake_fashion()
+    vq = train_vqvae(root / "vq", steps=4, batch_size=8, config=TINY_VQ, eval_images=32, fashion=fashion, **SMALL)
+    tokenizer = SHIPPED_CHECKPOINTS / "text2image-sit" / "tokenizer.json"
+    gpt = train_text2codes(root / "gpt", vq=vq["model_dir"], steps=4, batch_size=8, config=TINY_GPT,
+                           tokenizer=tokenizer, fashion=fashion, **SMALL)
+    return {"root": root, "vq": vq, "gpt": gpt, "fashion": fashion, "tokenizer": tokenizer}
+
+
+def test_the_vqvae_recipe_writes_a_model_with_codebook_numbers(trained):
+    vq = trained["vq"]
+    for split in ("seen", "held_out"):
+        assert 0 < vq[split]["usage"] <= 1 and vq[split]["perplexity"] >= 1 and vq[split]["psnr"] > 0
+    card = (trained["root"] / "vq" / "model" / "MODEL_CARD.md").read_text()
+    assert "codebook usage" in card and "perplexity" in card and "train_vqvae(" in card
+    model = VQVAE.from_pretrained(vq["model_dir"])
+    assert model.config.input_size == (32, 32) and model.config.quantizer.codebook_size == 32
+    metrics = [json.loads(line) for line in (trained["root"] / "vq" / "metrics.jsonl").read_text().splitlines()]
+    assert any("held_out_usage" in m for m in metrics) and any("perplexity" in m for m in metrics)
+
+
+def test_a_resumed_vqvae_run_equals_an_uninterrupted_one(trained, tmp_path, monkeypatch):
+    fashion = trained["fashion"]
+    whole = train_vqvae(tmp_path / "whole", steps=4, batch_size=8, config=TINY_VQ, eval_images=16, fashion=fashion,
+                        **SMALL)
+    kill_batches_at(monkeypatch, vqvae_recipe, 3)  # dies after the checkpoint of step 2
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        train_vqvae(tmp_path / "part", steps=4, batch_size=8, config=TINY_VQ, eval_images=16, fashion=fashion, **SMALL)
+    monkeypatch.undo()
+    resumed = train_vqvae(tmp_path / "part", steps=4, batch_size=8, config=TINY_VQ, eval_images=16, fashion=fashion,
+                          resume=True, **SMALL)
+    a, b = load_tensors(whole["model_dir"] + "/model.safetensors"), load_tensors(resumed["model_dir"] + "/model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(InputError, match="resume"):
+        train_vqvae(tmp_path / "part", steps=4, batch_size=8, config=TINY_VQ.replace(channels=32), eval_images=16,
+                    fashion=fashion, resume=True, **SMALL)
+
+
+def test_the_gpt_recipe_writes_a_text_to_codes_folder(trained):
+    folder = trained["gpt"]["model_dir"]
+    model = TextToCodes.from_pretrained(folder)
+    assert model.config.gpt.grid == (8, 8) and model.config.gpt.codebook_size == 32
+    assert set(trained["gpt"]["eval"]) == {"held_out_loss", "seen_loss"}
+    # the frozen VQ-VAE inside equals the one it was trained over
+    inner, outer = model.vqvae.state_dict(), VQVAE.from_pretrained(trained["vq"]["model_dir"]).state_dict()
+    assert all(torch.equal(inner[k], outer[k]) for k in outer)
+
+
+def test_pipeline_and_command_with_a_gpt_checkpoint(trained, tmp_path, capsys):
+    folder = trained["gpt"]["model_dir"]
+    pipe = multimodal.pipeline("text-to-image", model=folder, device="cpu")
+    pipe.set_progress_bar_config(disable=True)
+    assert isinstance(pipe, AutoregressiveTextToImagePipeline)
+    out = pipe([PROMPT, "a white star on a navy background"], num_images_per_prompt=2, generator=0,
+               guidance_scale=2.0, top_p=0.9, num_inference_steps=10)
+    assert len(out.images) == 4 and all(isinstance(i, Image.Image) and i.size == (32, 32) for i in out.images)
+    again = pipe([PROMPT, "a white star on a navy background"], num_images_per_prompt=2, generator=0,
+                 guidance_scale=2.0, top_p=0.9, output_type="np")
+    assert np.array_equal(np.stack([np.asarray(i) for i in out.images]), np.round(again * 255).astype(np.uint8))
+    codes = pipe(PROMPT, generator=[torch.Generator().manual_seed(5)], output_type="latent", top_k=1)
+    assert codes.shape == (1, 64) and codes.dtype == torch.long
+    target = tmp_path / "gpt.png"
+    assert cli.main(["generate", "image", PROMPT, "--model", folder, "-n", "2", "--temperature", "0.9", "--top-k", "5",
+                     "--guidance-scale", "2", "--seed", "1", "--device", "cpu", "-o", str(target)]) == 0
+    assert Image.open(target).size == (2 * 32 * 4, 32 * 4)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(prompt=""), "prompt\\[0\\]: expected a description"),
+    (dict(prompt="red " * 40), "prompt: expected at most 16 tokens"),
+    (dict(top_p=0.0), "top_p"), (dict(top_p=1.5), "top_p"), (dict(top_k=-1), "top_k"),
+    (dict(temperature=0.0), "temperature"), (dict(guidance_scale=-1.0), "guidance_scale"),
+    (dict(num_images_per_prompt=0), "num_images_per_prompt"),
+    (dict(generator=[torch.Generator()] * 3), "generator: expected one generator per image"),
+])
+def test_bad_input_to_the_gpt_pipeline(trained, kwargs, match):
+    pipe = multimodal.pipeline("text-to-image", model=trained["gpt"]["model_dir"], device="cpu")
+    prompt = kwargs.pop("prompt", PROMPT)
+    with pytest.raises(InputError, match=match):
+        pipe(prompt, **kwargs)
+
+
+def test_the_generate_command_refuses_options_of_the_other_kind(trained, tmp_path, capsys):
+    target = tmp_path / "x.png"
+    assert cli.main(["generate", "image", PROMPT, "--model", trained["gpt"]["model_dir"], "--sampler", "heun",
+                     "--device", "cpu", "-o", str(target)]) == 2
+    assert "--sampler" in capsys.readouterr().err and not target.exists()
+    assert cli.main(["generate", "image", PROMPT, "--model", "text2image-sit", "--top-p", "0.9",
+                     "--device", "cpu", "-o", str(target)]) == 2
+    assert "--top-p" in capsys.readouterr().err and not target.exists()
+
+
+def test_codes_command_round_trip(trained, tmp_path, capsys):
+    vq = trained["vq"]["model_dir"]
+    image = tmp_path / "in.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(image)
+    codes = tmp_path / "codes.json"
+    assert cli.main(["codes", "encode", str(image), "--model", vq, "-o", str(codes)]) == 0
+    data = json.loads(codes.read_text())
+    grid = torch.tensor(data["codes"])
+    assert grid.shape == (1, 8, 8)
+    model = VQVAE.from_pretrained(vq)
+    x = torch.from_numpy(np.array(Image.open(image))).permute(2, 0, 1)[None].float() / 127.5 - 1
+    assert torch.equal(model.encode(x), grid)
+    out = tmp_path / "out.png"
+    assert cli.main(["codes", "decode", str(codes), "--model", vq, "-o", str(out), "--scale", "1"]) == 0
+    expected = ((model.decode(grid).clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)[0].permute(1, 2, 0).numpy()
+    assert np.abs(np.asarray(Image.open(out)).astype(int) - expected.astype(int)).max() <= 1
+    bad = tmp_path / "bad.png"
+    assert cli.main(["codes", "decode", "[[[99]]]", "--model", vq, "-o", str(bad)]) == 2
+    assert "codes: expected codes in [0, 32)" in capsys.readouterr().err and not bad.exists()
+
+
+# ------------------------------------------------------------------------------ shipped checkpoints
+SHIPPED_GPT = SHIPPED_CHECKPOINTS / "text2image-gpt"
+
+
+def test_the_shipped_gpt_draws_what_is_asked_and_its_seeds_hold():
+    pipe = multimodal.pipeline("text-to-image", model="text2image-gpt", device="cpu")
+    pipe.set_progress_bar_config(disable=True)
+    prompts = ["a red circle on a black background", "a yellow square on a white background"]
+    gens = [torch.Generator().manual_seed(i) for i in (3, 4)]
+    images = pipe(prompts, generator=gens, output_type="np")
+    reverse = pipe(prompts[::-1], generator=[torch.Generator().manual_seed(i) for i in (4, 3)], output_type="np")
+    assert np.allclose(images, reverse[::-1], atol=1 / 255)  # batch order does not change an image
+    # colours: the drawn object's pixels (far from the background) are near the asked colour
+    red = images[0].reshape(-1, 3)
+    far = np.abs(red - 0).sum(1) > 0.5
+    assert far.mean() > 0.05 and np.median(red[far], axis=0)[0] > 0.6 and np.median(red[far], axis=0)[1] < 0.4
+    square = images[1].reshape(-1, 3)
+    inside = np.abs(square - 1).sum(1) > 0.5  # not white: the yellow object
+    assert np.median(square[inside], axis=0)[2] < 0.4
+
+
+def test_the_shipped_vq_is_the_gpts_and_is_carded():
+    a = load_tensors(SHIPPED_CHECKPOINTS / "image-vq" / "model.safetensors")
+    b = load_tensors(SHIPPED_GPT / "vq" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    for folder in (SHIPPED_CHECKPOINTS / "image-vq", SHIPPED_GPT):
+        assert (folder / "MODEL_CARD.md").is_file()
+    usage = json.loads((SHIPPED_CHECKPOINTS / "image-vq" / "training.json").read_text())["seen"]["usage"]
+    assert usage >= 0.9
