@@ -178,3 +178,13 @@ def test_the_shipped_vq_is_the_gpts_and_is_carded():
         assert (folder / "MODEL_CARD.md").is_file()
     usage = json.loads((SHIPPED_CHECKPOINTS / "image-vq" / "training.json").read_text())["seen"]["usage"]
     assert usage >= 0.9
+
+
+def test_the_app_draws_with_the_shipped_gpt():
+    from multimodal.app.text_to_image import app_models, generate_images
+
+    assert "GPT" in app_models()
+    images = generate_images(PROMPT, "GPT", seed=1, count=2, guidance=3.0, temperature=0.85, top_k=0, top_p=1.0)
+    assert len(images) == 2 and images[0].size == (128, 128)
+    with pytest.raises(InputError, match="prompt"):
+        generate_images("", "GPT")

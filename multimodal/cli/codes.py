@@ -13,13 +13,13 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from ..checkpoint import atomic_path, atomic_write_text
+from ..checkpoint import atomic_write_text
 from ..errors import InputError
 from ..media.images import image_to_tensor
 from ..models.autoencoders.vq import VQVAE
 from ..paths import resolve_model
-from ..pipelines.text_to_image import image_grid
 from .command import Command
+from .generate import check_png_output, save_grid
 
 DEFAULT_MODEL = "image-vq"
 
@@ -58,11 +58,7 @@ def run(args: argparse.Namespace) -> int:
             atomic_write_text(Path(args.output), text)
             print(f"wrote codes of {len(args.images)} image(s), grid {tuple(codes.shape[1:])}, to {args.output}")
         return 0
-    output = Path(args.output)
-    if output.suffix.lower() != ".png":
-        raise InputError(f"--output: expected a .png file name, found {args.output!r}")
-    if not 1 <= args.scale <= 32:
-        raise InputError(f"--scale: expected an integer from 1 to 32, found {args.scale}")
+    output = check_png_output(args.output, args.scale)
     path = Path(args.codes)
     try:
         data = json.loads(path.read_text() if path.is_file() else args.codes)
@@ -75,12 +71,7 @@ def run(args: argparse.Namespace) -> int:
     except (TypeError, ValueError):
         raise InputError("codes: expected a list of code grids of integers, found ragged or non-integer values") from None
     images = ((vq.decode(codes).clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    grid = image_grid([Image.fromarray(a) for a in images])
-    grid = grid.resize((grid.width * args.scale, grid.height * args.scale), Image.Resampling.NEAREST)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(output) as tmp:
-        grid.save(tmp, format="PNG")
-    print(f"wrote {len(images)} image(s) to {output}")
+    save_grid([Image.fromarray(a) for a in images], output, args.scale)
     return 0
 
 

@@ -45,22 +45,32 @@ def add_image_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_image(args: argparse.Namespace) -> int:
     """``multimodal generate image``: one PNG (a grid for several images)."""
-    output = Path(args.output)
-    if output.suffix.lower() != ".png":
-        raise InputError(f"--output: expected a .png file name, found {args.output!r}")
-    if not 1 <= args.scale <= 32:
-        raise InputError(f"--scale: expected an integer from 1 to 32, found {args.scale}")
+    output = check_png_output(args.output, args.scale)
     pipe = pipeline("text-to-image", model=args.model, device=args.device)
     options = _options(args, autoregressive=isinstance(pipe, AutoregressiveTextToImagePipeline))
     pipe.validate(args.prompt, **options)  # before any work
-    images = pipe(args.prompt, **options)
+    save_grid(pipe(args.prompt, **options), output, args.scale)
+    return 0
+
+
+def check_png_output(output: str, scale: int) -> Path:
+    """``--output`` and ``--scale`` of a command that writes a PNG, checked before any work."""
+    path = Path(output)
+    if path.suffix.lower() != ".png":
+        raise InputError(f"--output: expected a .png file name, found {output!r}")
+    if not 1 <= scale <= 32:
+        raise InputError(f"--scale: expected an integer from 1 to 32, found {scale}")
+    return path
+
+
+def save_grid(images: list[Image.Image], output: Path, scale: int) -> None:
+    """The images side by side, magnified ``scale`` times, written atomically as one PNG."""
     grid = image_grid(images)
-    grid = grid.resize((grid.width * args.scale, grid.height * args.scale), Image.Resampling.NEAREST)
+    grid = grid.resize((grid.width * scale, grid.height * scale), Image.Resampling.NEAREST)
     output.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(output) as tmp:
         grid.save(tmp, format="PNG")
     print(f"wrote {len(images)} image(s) to {output}")
-    return 0
 
 
 def _options(args: argparse.Namespace, autoregressive: bool) -> dict:

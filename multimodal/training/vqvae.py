@@ -37,7 +37,7 @@ from ..data.world import CaptionedWorld
 from ..errors import expect
 from ..models.autoencoders.quantizer import QuantizerConfig, codebook_usage, perplexity
 from ..models.autoencoders.vq import LOSSES, VQVAE, VQVAEConfig, training_loss
-from .batching import step_generator
+from .autoencoder import make_batch_fn  # uint8 renders of the step, as the KL autoencoder trains on
 from .config import TrainConfig, add_train_args, train_config_from_args
 from .runs import MODEL_DIR, build_model_card, card_notes, check_resume_settings, command_line, markdown_table, \
     publish_model, run_file
@@ -55,12 +55,6 @@ RECIPE_TRAIN = TrainConfig(out_dir="runs/image-vq", max_steps=4000, batch_size=1
 def to_unit(images: torch.Tensor) -> torch.Tensor:
     """uint8 images -> float in [-1, 1]."""
     return images.float() / 127.5 - 1
-
-
-def make_batch_fn(world: CaptionedWorld, batch_size: int, seed: int):
-    def batch_fn(step: int, rank: int, world_size: int) -> torch.Tensor:
-        return world.sample(batch_size // world_size, step_generator(seed, step, rank)).images
-    return batch_fn
 
 
 def make_loss_fn(kind: str, codebook_size: int):
