@@ -43,6 +43,7 @@ from multimodal.convert.whisper import load_whisper  # noqa: E402
 from multimodal.data.speech_digits import DIGIT_WORDS, FSDD_ROOT, speech_digits_manifests  # noqa: E402
 from multimodal.evaluation.wer import digit_word, normalize_words, word_error_rate  # noqa: E402
 from multimodal.paths import cache_dir  # noqa: E402
+from multimodal.training.runs import build_model_card, markdown_table  # noqa: E402
 from multimodal.tokenizers.whisper_text import WhisperTokenizer  # noqa: E402
 from multimodal.training.whisper import (encoder_features, encoder_key, init_folder, read_manifest,  # noqa: E402
                                          transcribe_features)
@@ -291,56 +292,49 @@ def ship(model, source: Path, dest: Path, summary: dict, *, fp16: bool) -> None:
 
 
 def model_card(s: dict, fp16: bool) -> str:
+    """The shipped checkpoint's card, on the suite's one card builder (``runs.build_model_card``)."""
     t = s["training"]
     fsdd_readme = (FSDD_ROOT / "README.md").read_text() if (FSDD_ROOT / "README.md").is_file() else ""
 
     def row(name, key):
         b, a = s[f"before_{key}"], s[f"after_{key}"]
-        return (f"| {name} | {100 * b['digit_accuracy']:.1f} % | {100 * a['digit_accuracy']:.1f} % | "
-                f"{100 * b['sentence_wer']:.2f} % | {100 * a['sentence_wer']:.2f} % |")
+        return (name, f"{100 * b['digit_accuracy']:.1f} %", f"{100 * a['digit_accuracy']:.1f} %",
+                f"{100 * b['sentence_wer']:.2f} %", f"{100 * a['sentence_wer']:.2f} %")
 
     val_b, val_a = t.get("val_before") or {}, t.get("val_best") or {}
-    return "\n".join([
-        "# Whisper tiny.en, fine-tuned on spoken digits", "",
-        "OpenAI's Whisper tiny.en (MIT) with its decoder fine-tuned (encoder frozen) on isolated spoken digits, "
-        "so that a single spoken digit comes out as its word (`Five.`) instead of a similar-sounding word. "
-        "Everything else about the model (vocabulary, 30-s windows, timestamps) is unchanged; load it with "
-        "`multimodal.pipeline(\"automatic-speech-recognition\", model=\"whisper-tiny.en-digits\")`.", "",
-        "## Evaluation", "",
+    evaluation = "\n".join([
         f"Digits: all {s['test_digits']['clips']} FSDD clips of the held-out speaker (george), never seen in "
         f"training or model selection; right when the normalised transcript is exactly the digit's word "
         f"(\"5\", \"five\", \"Five.\" all count). Sentences: {s['sentences']['sentences']} ordinary English "
         f"sentences read by held-out voices ({', '.join(s['sentences']['voices'])}; "
         f"{s['sentences']['clips']} clips), word error rate after lowercasing and dropping punctuation. "
         "Produced by `python benchmarks/whisper_digits.py`.", "",
-        "| decoding | digits before | digits after | sentence WER before | sentence WER after |",
-        "| --- | ---: | ---: | ---: | ---: |",
-        row("beam 5 + timestamps (pipeline default)", "pipeline"),
-        *([row("greedy, no timestamps", "greedy")] if "before_greedy" in s else []), "",
+        *markdown_table(("decoding", "digits before", "digits after", "sentence WER before", "sentence WER after"),
+                        [row("beam 5 + timestamps (pipeline default)", "pipeline"),
+                         *([row("greedy, no timestamps", "greedy")] if "before_greedy" in s else [])], "lrrrr"), "",
         f"Digit gain {100 * s['digit_gain']:.1f} points (paired standard error {100 * s['digit_gain_se']:.1f}); "
-        f"sentence WER change {100 * s['sentence_wer_change']:+.2f} points.", "",
-        "## Training", "",
-        f"- data: `multimodal.data.speech_digits` — {t.get('train_clips')} clips: FSDD recordings of 3 speakers "
-        "(jackson, nicolas, yweweler), digits from the training TTS voices (espeak-ng accents and variants, "
-        "flite kal16/awb/rms, festival kal/ked) with sox effects and noise, and WordNet example sentences read by "
-        "the same voices (so the decoder keeps transcribing sentences); validation "
-        f"{t.get('val_clips')} clips (other FSDD takes of the same 3 speakers + other sentences)",
-        f"- {t.get('steps')} steps at batch {t.get('batch_size')} ({(t.get('epochs') or 0):.2f} epochs over both "
-        f"target forms), " + (f"{(t.get('wall_seconds') or 0) / 60:.1f} min" if not t.get("resumed") else
-                              "resumed, so the whole wall time is not in training.json") +
-        " on 2 (shared) CPU cores; best validation WER at "
-        f"step {t.get('best_step')}",
-        f"- validation before: {json.dumps({k: round(v, 4) for k, v in val_b.items() if k.startswith('val_')})}; best: "
-        f"{json.dumps({k: round(v, 4) for k, v in val_a.items() if k.startswith('val_')})}",
-        f"- weights stored {'float16 (no worse than float32 on every test clip, beam 5 + timestamps)' if fp16 else 'float32'}",
-        "", "```", t.get("command") or "", "```", "",
-        "## Licence", "",
+        f"sentence WER change {100 * s['sentence_wer_change']:+.2f} points."])
+    data = (f"`multimodal.data.speech_digits`: {t.get('train_clips')} clips: FSDD recordings of 3 speakers "
+            "(jackson, nicolas, yweweler), digits from the training TTS voices (espeak-ng accents and variants, "
+            "flite kal16/awb/rms, festival kal/ked) with sox effects and noise, and WordNet example sentences read "
+            "by the same voices (so the decoder keeps transcribing sentences); validation "
+            f"{t.get('val_clips')} clips (other FSDD takes of the same 3 speakers + other sentences)")
+    details = [f"Best validation WER at step {t.get('best_step')}; validation before: "
+               f"{json.dumps({k: round(v, 4) for k, v in val_b.items() if k.startswith('val_')})}; best: "
+               f"{json.dumps({k: round(v, 4) for k, v in val_a.items() if k.startswith('val_')})}.",
+               f"Weights stored {'float16 (no worse than float32 on every test clip, beam 5 + timestamps)' if fp16 else 'float32'}."]
+    licence = "\n".join([
         "Whisper tiny.en weights: MIT (OpenAI). The fine-tuning data include recordings of the Free Spoken Digit "
         "Dataset (Zohar Jackson and contributors, github.com/Jakobovski/free-spoken-digit-dataset), licensed "
         "CC BY-SA 4.0; these weights are derived from them and carry the same attribution and licence "
         "(creativecommons.org/licenses/by-sa/4.0/). Its README follows.", "",
-        *["> " + line if line else ">" for line in fsdd_readme.splitlines()], ""])
-
+        *["> " + line if line else ">" for line in fsdd_readme.splitlines()]])
+    summary = ("OpenAI's Whisper tiny.en (MIT) with its decoder fine-tuned (encoder frozen) on isolated spoken "
+               "digits, so that a single spoken digit comes out as its word (`Five.`) instead of a similar-sounding "
+               "word. Everything else about the model (vocabulary, 30-s windows, timestamps) is unchanged.")
+    usage = "Load: `multimodal.pipeline(\"automatic-speech-recognition\", model=\"whisper-tiny.en-digits\")`."
+    return build_model_card("Whisper tiny.en, fine-tuned on spoken digits", summary, t, data=data, usage=usage,
+                            details=details, unit="clips", evaluation=evaluation, notes="## Licence\n\n" + licence)
 
 if __name__ == "__main__":
     main()
