@@ -334,7 +334,7 @@ def model_card(s: dict, fp16: bool) -> str:
                "word. Everything else about the model (vocabulary, 30-s windows, timestamps) is unchanged.")
     usage = "Load: `multimodal.pipeline(\"automatic-speech-recognition\", model=\"whisper-tiny.en-digits\")`."
     return build_model_card("Whisper tiny.en, fine-tuned on spoken digits", summary, t, data=data, usage=usage,
-                            details=details, unit="clips", evaluation=evaluation, notes="## Licence\n\n" + licence)
+                            details=details, unit="clips", evaluation=evaluation, notes="**Licence.** " + licence)
 
 if __name__ == "__main__":
     main()
