@@ -11,7 +11,7 @@ Variants, timed interleaved:
 
 - ``float32``: no autocast (what ``--amp none`` trains in);
 - ``bf16``: ``torch.autocast("cpu", bfloat16)`` as ``--amp bf16`` trains; attention is
-  ``multimodal.backbone.attend``, which under CPU autocast runs ``attend_bf16`` (the two attention
+  ``multimodal.backbone.attention.attend``, which under CPU autocast runs ``attend_bf16`` (the two attention
   matmuls in bfloat16 around a float32 softmax);
 - ``bf16, float32 SDPA``: attention as SDPA on float32 copies (what ``attend`` did before);
 - ``bf16, bf16 SDPA``: SDPA left in bfloat16, as plain autocast would run it.
@@ -32,7 +32,7 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
-import multimodal.backbone as backbone
+import multimodal.backbone.attention as backbone_attention
 from multimodal.training.vit import RECIPE_MODEL
 from multimodal.data.world import CaptionedWorld
 from multimodal.models.autoencoder import Autoencoder, AutoencoderConfig
@@ -101,7 +101,7 @@ CASES = {"text2image": text2image_case, "vit": vit_case}
 
 def training_step(loss_fn, optimizer, amp: bool, device: str = "cpu", attention=None):
     """A function that runs one step (forward under ``device``'s bf16 autocast when ``amp``,
-    backward, AdamW); ``attention`` replaces ``multimodal.backbone.attend`` for the step."""
+    backward, AdamW); ``attention`` replaces ``multimodal.backbone.attention.attend`` for the step."""
     def run():
         patch = contextlib.nullcontext() if attention is None else _patched(attention)
         with patch, torch.autocast(device, dtype=torch.bfloat16, enabled=amp):
@@ -153,12 +153,12 @@ def main(argv=None) -> None:
 
 @contextlib.contextmanager
 def _patched(attention):
-    real = backbone.attend
-    backbone.attend = attention
+    real = backbone_attention.attend
+    backbone_attention.attend = attention
     try:
         yield
     finally:
-        backbone.attend = real
+        backbone_attention.attend = real
 
 
 if __name__ == "__main__":
