@@ -187,10 +187,14 @@ class ApplyTimestampRules(LogitRule):
             logits[:, :tb] = NEG_INF
             if self.max_initial_index is not None:
                 logits[:, tb + self.max_initial_index + 1:] = NEG_INF
+        self.force_timestamps(logits)
+
+    def force_timestamps(self, logits: torch.Tensor) -> None:
+        """Leave only the timestamps where their summed probability beats every text token's."""
         logprobs = F.log_softmax(logits.float(), dim=-1)
-        timestamp_logprob = logprobs[:, tb:].logsumexp(dim=-1)
-        max_text_logprob = logprobs[:, :tb].max(dim=-1).values
-        logits[timestamp_logprob > max_text_logprob, :tb] = NEG_INF
+        timestamp_logprob = logprobs[:, self.tb:].logsumexp(dim=-1)
+        max_text_logprob = logprobs[:, :self.tb].max(dim=-1).values
+        logits[timestamp_logprob > max_text_logprob, :self.tb] = NEG_INF
 
 
 # ------------------------------------------------------------------------------------ searches
