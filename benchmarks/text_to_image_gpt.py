@@ -9,7 +9,10 @@
    world judge, Fréchet distance, seconds per image (codes and decoding, batch of all prompts), and
    the codebook usage of the codes written. The VQ-VAE's ceiling is the judge on real renders
    encoded and decoded by it. SiT and DiT at 25 steps (their default samplers) are timed and scored
-   on the same prompts and seed in the same run.
+   on the same prompts and seed in the same run, with their autoencoder's ceiling.
+3. **Two judges**: the world judge (``JudgeRecipe()``, trained on crisp and softened renders) and
+   the same recipe trained on crisp renders only (``soften=0``) score every image and ceiling, so
+   that a model's lead cannot come from how one judge reads blurred or sharp images.
 
     python -m benchmarks.text_to_image_gpt --gpt runs/gpu1/gpt-a/model runs/gpu1/gpt-b/model --sweep
     python -m benchmarks.text_to_image_gpt --gpt checkpoints/text2image-gpt
@@ -30,9 +33,9 @@ import torch
 
 from multimodal.checkpoint import atomic_write_text
 from multimodal.data.world import CaptionedWorld, evaluation_prompts
-from multimodal.evaluation.text_to_image import (REAL_SEED, prompt_accuracy, sample_and_score, sample_and_score_gpt,
-                                                 validation_prompts, vq_ceiling)
-from multimodal.evaluation.world_judge import load_or_train_judge
+from multimodal.evaluation.text_to_image import (REAL_SEED, autoencoder_ceiling, evaluate_images, prompt_accuracy,
+                                                 sample_and_score, sample_and_score_gpt, validation_prompts, vq_ceiling)
+from multimodal.evaluation.world_judge import JudgeRecipe, load_or_train_judge
 from multimodal.models.text2codes import TextToCodes
 from multimodal.models.text2image import TextToImage
 from multimodal.paths import resolve_model
@@ -56,7 +59,9 @@ def _real(judge, prompts):
 def _row_text(name: str, r: dict) -> list:
     setting = (f"g {r['guidance_scale']}, T {r['temperature']}, top-p {r['top_p']}" if "temperature" in r
                else f"{r['sampler']}, {r['steps']} steps")
+    crisp = r["crisp_judge"]
     return [name, setting, f"{100 * r['seen_accuracy']:.1f} %", f"{100 * r.get('held_out_accuracy', float('nan')):.1f} %",
+            f"{100 * crisp['seen_accuracy']:.1f} %", f"{100 * crisp['held_out_accuracy']:.1f} %",
             f"{r['frechet']:.2f}", f"{r['seconds_per_image']:.4f}",
             f"{100 * r['codebook_usage']:.1f} %" if "codebook_usage" in r else ""]
 
@@ -102,30 +107,50 @@ def main(argv=None) -> None:
 
     prompts = _prompts(evaluation_prompts(), args.images_per_prompt)
     real, features = _real(judge, prompts)
+    crisp = load_or_train_judge(recipe=JudgeRecipe(soften=0))  # trained on crisp renders only
+    crisp_features = crisp.features(real)
     ceiling = prompt_accuracy(judge.score(real, prompts), prompts)
-    print(f"judge on real renders: seen {100 * ceiling['seen_accuracy']:.1f} %, held out "
-          f"{100 * ceiling['held_out_accuracy']:.1f} %")
+    ceilings = {"real renders": {"judge": ceiling, "crisp judge": prompt_accuracy(crisp.score(real, prompts), prompts)}}
     results, table = {}, []
+
+    def add_row(name: str, row: dict) -> None:
+        images = row.pop("images")
+        row["crisp_judge"] = evaluate_images(crisp, images, prompts, crisp_features)
+        results[name]["row"] = row
+        table.append(_row_text(name, row))
+
     for where, model in models.items():
-        row = sample_and_score_gpt(model, judge, prompts, features, **chosen[where])
+        row = sample_and_score_gpt(model, judge, prompts, features, keep_images=True, **chosen[where])
         ceiling_vq = vq_ceiling(model, judge, real, prompts)
-        results[where] = {"setting": chosen[where], "vq_ceiling": ceiling_vq, "row": row}
-        table.append(_row_text(where, row))
-        print(f"{where}: VQ-VAE ceiling seen {100 * ceiling_vq['seen_accuracy']:.1f} %, held out "
-              f"{100 * ceiling_vq['held_out_accuracy']:.1f} %", flush=True)
+        ceilings[f"real renders through {where}'s VQ-VAE"] = {"judge": ceiling_vq,
+                                                              "crisp judge": vq_ceiling(model, crisp, real, prompts)}
+        results[where] = {"setting": chosen[where], "vq_ceiling": ceiling_vq}
+        add_row(where, row)
         if args.write_checkpoint:
             folder = resolve_model(where)
             atomic_write_text(folder / "evaluation.json", json.dumps({
                 "command": command, "judge": judge.description, "images_per_prompt": args.images_per_prompt,
-                "judge_ceiling": ceiling, "vq_ceiling": ceiling_vq, "row": row}, indent=2) + "\n")
+                "judge_ceiling": ceiling, "vq_ceiling": ceiling_vq, "row": results[where]["row"],
+                "crisp_judge": crisp.description, "crisp_judge_ceiling": ceilings["real renders"]["crisp judge"],
+                "crisp_vq_ceiling": ceilings[f"real renders through {where}'s VQ-VAE"]["crisp judge"]},
+                indent=2) + "\n")
     for where in args.diffusion:
         model = TextToImage.from_pretrained(resolve_model(where))
-        row = sample_and_score(model, model.config.default_sampler, 25, 4.0, judge, prompts, features)
-        results[where] = {"row": row}
-        table.append(_row_text(where, row))
+        row = sample_and_score(model, model.config.default_sampler, 25, 4.0, judge, prompts, features, keep_images=True)
+        ceilings[f"real renders through {where}'s autoencoder"] = {
+            "judge": autoencoder_ceiling(model, judge, real, prompts),
+            "crisp judge": autoencoder_ceiling(model, crisp, real, prompts)}
+        results[where] = {}
+        add_row(where, row)
     print()
-    print(markdown_table(["model", "setting", "seen", "held out", "Fréchet", "s/image", "codebook usage"], table))
+    print(markdown_table(["model", "setting", "seen", "held out", "crisp judge: seen", "held out", "Fréchet", "s/image",
+                          "codebook usage"], table))
+    print()
+    print(markdown_table(["ceiling", "seen", "held out", "crisp judge: seen", "held out"],
+                         [[name, *(f"{100 * c[j][k]:.1f} %" for j in ("judge", "crisp judge")
+                                   for k in ("seen_accuracy", "held_out_accuracy"))] for name, c in ceilings.items()]))
     path = write_results("text_to_image_gpt", {"command": command, "judge": judge.description, "judge_ceiling": ceiling,
+                                               "crisp_judge": crisp.description, "ceilings": ceilings,
                                                "images_per_prompt": args.images_per_prompt, "models": results})
     print(f"wrote {path}")
 

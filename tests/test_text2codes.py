@@ -180,6 +180,27 @@ def test_the_shipped_vq_is_the_gpts_and_is_carded():
     assert usage >= 0.9
 
 
+def test_the_card_reports_both_judges_when_both_scored(tmp_path):
+    from multimodal.training.text2codes import model_card
+
+    info = json.loads((SHIPPED_GPT / "training.json").read_text())
+    acc = lambda seen, held: {"seen_accuracy": seen, "held_out_accuracy": held}  # noqa: E731
+    row = {"guidance_scale": 3.0, "temperature": 0.85, "top_p": None, "frechet": 2.5, "seconds_per_image": 0.03,
+           "codebook_usage": 1.0, **acc(0.9, 0.8), "crisp_judge": acc(0.7, 0.6)}
+    evaluation = {"command": "python -m benchmarks.text_to_image_gpt", "judge": "robust", "images_per_prompt": 2,
+                  "judge_ceiling": acc(0.97, 0.99), "vq_ceiling": acc(0.95, 0.98), "row": row}
+    (tmp_path / "evaluation.json").write_text(json.dumps(evaluation))
+    card = model_card(info, tmp_path)
+    assert "| this model | 90.0 % | 80.0 % |" in card and "crisp" not in card
+    evaluation.update(crisp_judge="crisp", crisp_judge_ceiling=acc(0.94, 0.96), crisp_vq_ceiling=acc(0.8, 0.85))
+    (tmp_path / "evaluation.json").write_text(json.dumps(evaluation))
+    card = model_card(info, tmp_path)
+    assert "| this model | 90.0 % | 80.0 % | 70.0 % | 60.0 % |" in card
+    assert "| the judge on real renders | 97.0 % | 99.0 % | 94.0 % | 96.0 % |" in card
+    assert "| real renders through the VQ-VAE | 95.0 % | 98.0 % | 80.0 % | 85.0 % |" in card
+    assert "trained on crisp renders only (crisp)" in card
+
+
 def test_the_app_draws_with_the_shipped_gpt():
     from multimodal.app.text_to_image import app_models, generate_images
 

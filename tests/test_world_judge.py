@@ -4,6 +4,8 @@ scoring, the weight cache and bad input. Garments come from a few generated 28x2
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -186,6 +188,34 @@ def test_cache_round_trip(tmp_path, fashion, monkeypatch, all_world):
         Judge.load(bad)
 
 
+def test_softening_blurs_and_adds_grain_like_a_reconstruction(all_world):
+    images = all_world.render([Combo(s, "yellow", "navy") for s in SHAPES] * 4, generator=3)
+    g = torch.Generator().manual_seed(0)
+    soft = world_judge.soften_images(images, g)
+    assert soft.dtype == torch.uint8 and soft.shape == images.shape
+    assert torch.equal(world_judge.soften_images(images, torch.Generator().manual_seed(0)), soft)  # seeded
+    # no blur and no noise: the renders themselves
+    assert torch.equal(world_judge.soften_images(images, g, max_sigma=0.0, max_noise=0.0), images)
+
+    def edges(x):  # energy of the differences between horizontal neighbours: blur spreads a step thinner
+        return (x[..., 1:].float() - x[..., :-1].float()).pow(2).mean(dim=(1, 2, 3))
+
+    blurred = world_judge.soften_images(images, g, max_noise=0.0)
+    assert (edges(blurred) <= edges(images) + 1e-6).all() and edges(blurred).mean() < 0.9 * edges(images).mean()
+    # blur moves pixels, not colours: each image's mean stays within rounding of the render's
+    assert (blurred.float().mean(dim=(1, 2, 3)) - images.float().mean(dim=(1, 2, 3))).abs().max() < 1.0
+    grainy = world_judge.soften_images(images, g, max_sigma=0.0)
+    assert not torch.equal(grainy, images) and (grainy.float() - images.float()).abs().mean() < 8
+
+
+def test_a_crisp_only_recipe_keeps_its_key_and_old_files_read_as_crisp():
+    crisp = JudgeRecipe(soften=0)
+    assert "soften" not in json.loads(crisp.to_json())
+    assert JudgeRecipe.from_json(crisp.to_json()) == crisp
+    assert JudgeRecipe.from_json(JudgeRecipe().to_json()) == JudgeRecipe() and JudgeRecipe().soften > 0
+    assert world_judge.recipe_key(crisp) != world_judge.recipe_key(JudgeRecipe())
+
+
 # ------------------------------------------------------------------------------------- bad input
 def test_bad_images_are_input_errors(tiny_judge):
     good = torch.zeros(2, 3, 32, 32, dtype=torch.uint8)
@@ -233,7 +263,7 @@ def test_bad_attributes_and_features_are_input_errors(tiny_judge):
 def test_bad_recipes_are_input_errors():
     for bad, words in (({"steps": 0}, "steps"), ({"widths": ()}, "widths"), ({"lr": float("nan")}, "lr"),
                        ({"objects": ("circle", "unicorn")}, "objects"), ({"label_smoothing": 1.0}, "label_smoothing"),
-                       ({"batch_size": True}, "batch_size")):
+                       ({"batch_size": True}, "batch_size"), ({"soften": 1.5}, "soften"), ({"soften": -0.1}, "soften")):
         with pytest.raises(InputError, match=words):
             JudgeRecipe(**bad)
     with pytest.raises(InputError, match="fashion"):

@@ -53,9 +53,10 @@ def vq_ceiling(model: TextToCodes, judge, real: torch.Tensor, prompts: list[dict
 
 def sample_and_score_gpt(model: TextToCodes, judge, prompts: list[dict], real_features: np.ndarray, *,
                          guidance_scale: float, temperature: float = 1.0, top_k: int | None = None,
-                         top_p: float | None = None) -> dict:
+                         top_p: float | None = None, keep_images: bool = False) -> dict:
     """One evaluation row of a token GPT: every prompt sampled with the fixed seed, timed (codes and
-    decoding), scored; with the codebook usage of the codes it wrote."""
+    decoding), scored; with the codebook usage of the codes it wrote (and, with ``keep_images``, the
+    uint8 images under ``"images"``, for another judge)."""
     start = time.perf_counter()
     codes = model.generate([p["caption"] for p in prompts], guidance_scale=guidance_scale, temperature=temperature,
                            top_k=top_k, top_p=top_p, generator=torch.Generator().manual_seed(SAMPLE_SEED),
@@ -63,10 +64,11 @@ def sample_and_score_gpt(model: TextToCodes, judge, prompts: list[dict], real_fe
     with torch.no_grad():
         images = model.decode_codes(codes)
     seconds = time.perf_counter() - start
+    images = to_uint8(images)
     return {"guidance_scale": guidance_scale, "temperature": temperature, "top_k": top_k, "top_p": top_p,
             "seconds_per_image": seconds / len(prompts),
             "codebook_usage": codebook_usage(codes, model.config.gpt.codebook_size),
-            **evaluate_images(judge, to_uint8(images), prompts, real_features)}
+            **evaluate_images(judge, images, prompts, real_features), **({"images": images} if keep_images else {})}
 
 
 def autoencoder_ceiling(model: TextToImage, judge, real: torch.Tensor, prompts: list[dict]) -> dict:
@@ -95,14 +97,16 @@ def evaluate_images(judge, images: torch.Tensor, prompts: list[dict], real_featu
 
 
 def sample_and_score(model: TextToImage, sampler: str, steps: int, guidance: float, judge, prompts: list[dict],
-                     real_features: np.ndarray) -> dict:
-    """One evaluation row: every prompt sampled with the fixed seed, timed, scored by the judge."""
+                     real_features: np.ndarray, keep_images: bool = False) -> dict:
+    """One evaluation row: every prompt sampled with the fixed seed, timed, scored by the judge (with
+    ``keep_images``, the uint8 images under ``"images"``)."""
     start = time.perf_counter()
     images = model.generate([p["caption"] for p in prompts], num_inference_steps=steps, guidance_scale=guidance,
                             sampler=sampler, generator=torch.Generator().manual_seed(SAMPLE_SEED))
     seconds = time.perf_counter() - start
+    images = to_uint8(images)
     return {"sampler": sampler, "steps": steps, "seconds_per_image": seconds / len(prompts),
-            **evaluate_images(judge, to_uint8(images), prompts, real_features)}
+            **evaluate_images(judge, images, prompts, real_features), **({"images": images} if keep_images else {})}
 
 
 def validation_prompts() -> list[dict]:

@@ -156,6 +156,10 @@ class JudgeRecipe:
     label_smoothing: float = 0.05
     seed: int = 0
     objects: tuple[str, ...] = tuple(OBJECTS)
+    # The share of training renders softened (``soften_images``: blur and noise of random strength), so that
+    # the judge reads an autoencoder's smoother reconstructions as well as crisp renders, without
+    # ever seeing an autoencoder (it stays independent of every generator). 0: crisp renders only.
+    soften: float = 0.5
 
     def __post_init__(self):
         ints = {"steps": self.steps, "batch_size": self.batch_size, "warmup": self.warmup, "seed": self.seed}
@@ -164,23 +168,26 @@ class JudgeRecipe:
                 raise InputError(f"{name}: expected an int >= {0 if name in ('warmup', 'seed') else 1}, found {v!r}")
         if not self.widths or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in self.widths):
             raise InputError(f"widths: expected a non-empty tuple of channel counts >= 1, found {self.widths!r}")
-        for name in ("lr", "weight_decay", "label_smoothing"):
+        for name in ("lr", "weight_decay", "label_smoothing", "soften"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 \
-                    or (name == "label_smoothing" and v >= 1):
-                raise InputError(f"{name}: expected a finite number >= 0{' and < 1' if name == 'label_smoothing' else ''}"
-                                 f", found {v!r}")
+                    or (name == "label_smoothing" and v >= 1) or (name == "soften" and v > 1):
+                bound = {"label_smoothing": " and < 1", "soften": " and <= 1"}.get(name, "")
+                raise InputError(f"{name}: expected a finite number >= 0{bound}, found {v!r}")
         unknown = [o for o in self.objects if o not in OBJECTS]
         if len(self.objects) < 2 or unknown or len(set(self.objects)) != len(self.objects):
             raise InputError(f"objects: expected at least two distinct names from {', '.join(OBJECTS)}, found "
                              f"{list(self.objects)!r}")
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+        fields = dataclasses.asdict(self)
+        if fields["soften"] == 0:  # a crisp-only recipe keeps the key it has always had
+            del fields["soften"]
+        return json.dumps(fields, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> "JudgeRecipe":
-        fields = json.loads(text)
+        fields = {"soften": 0.0, **json.loads(text)}
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
 
 
@@ -281,9 +288,28 @@ class Judge:
 
 
 # -------------------------------------------------------------------------------------- training
+def soften_images(images: torch.Tensor, generator: torch.Generator, max_sigma: float = 1.2,
+                  max_noise: float = 8.0) -> torch.Tensor:
+    """uint8 [N, 3, H, W] -> uint8: each image blurred by a Gaussian of its own width (sigma uniform in
+    [0, ``max_sigma``] pixels) and given Gaussian noise of its own strength (uniform in [0,
+    ``max_noise``] levels of 255): the softened edges and grain of an autoencoder's reconstruction."""
+    n, c, h, w = images.shape
+    sigma = torch.rand(n, generator=generator) * max_sigma
+    noise = torch.rand(n, generator=generator) * max_noise
+    offsets = torch.arange(-2, 3, dtype=torch.float32)
+    kernel = torch.exp(-0.5 * (offsets[None] / sigma.clamp(min=1e-3)[:, None]) ** 2)  # [N, 5]
+    kernel = (kernel / kernel.sum(1, keepdim=True)).repeat_interleave(c, 0)            # [N*C, 5]
+    x = images.float().reshape(1, n * c, h, w)
+    x = F.conv2d(F.pad(x, (2, 2, 0, 0), mode="replicate"), kernel[:, None, None, :], groups=n * c)
+    x = F.conv2d(F.pad(x, (0, 0, 2, 2), mode="replicate"), kernel[:, None, :, None], groups=n * c)
+    x = x.reshape(n, c, h, w) + noise[:, None, None, None] * torch.randn(n, c, h, w, generator=generator)
+    return x.round().clamp(0, 255).to(torch.uint8)
+
+
 def train_judge(recipe: JudgeRecipe | None = None, fashion=None, log_every: int = 0, device: str = "cpu",
                 **overrides) -> Judge:
-    """Train a judge on fresh renders of split "all" (``recipe``, with ``overrides`` of its fields).
+    """Train a judge on fresh renders of split "all" (``recipe``, with ``overrides`` of its fields), a
+    share ``recipe.soften`` of them softened (``soften_images``).
 
     ``fashion``: (images, labels) garments for ``CaptionedWorld`` (default: Fashion-MNIST's training
     split). Each step renders ``batch_size`` new items, combinations (restricted to
@@ -314,7 +340,11 @@ def train_judge(recipe: JudgeRecipe | None = None, fashion=None, log_every: int 
     running = None
     for step in range(recipe.steps):
         pick = torch.randint(len(combos), (recipe.batch_size,), generator=g)
-        images = drawer.render([combos[i] for i in pick.tolist()], g).to(device)
+        images = drawer.render([combos[i] for i in pick.tolist()], g)
+        if recipe.soften > 0:
+            softened = torch.rand(recipe.batch_size, generator=g) < recipe.soften
+            images = torch.where(softened[:, None, None, None], soften_images(images, g), images)
+        images = images.to(device)
         _, logits = model(images)
         loss = F.cross_entropy(logits, labels_all[pick.to(device)], label_smoothing=recipe.label_smoothing)
         optimizer.zero_grad(set_to_none=True)

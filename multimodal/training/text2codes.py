@@ -181,15 +181,22 @@ def model_card(info: dict, folder: Path | None = None) -> str:
         ev = read_json(judged)
         r = ev["row"]
         pct = lambda d, k: f"{100 * d[k]:.1f} %"  # noqa: E731
+        both = "crisp_judge_ceiling" in ev  # also scored by a judge trained on crisp renders only
+
+        def cells(name, judged, crisp):
+            return (name, pct(judged, "seen_accuracy"), pct(judged, "held_out_accuracy"),
+                    *((pct(crisp, "seen_accuracy"), pct(crisp, "held_out_accuracy")) if both else ()))
+
         lines += [f"Prompt accuracy under the world judge ({ev['judge']}), {ev['images_per_prompt']} images per prompt "
                   f"of `world.evaluation_prompts()`, guidance {r['guidance_scale']}, temperature {r['temperature']}, "
-                  f"top-p {r['top_p']} (`{ev['command']}`):", "",
-                  *markdown_table(("", "seen", "held out"), [
-                      ("this model", pct(r, "seen_accuracy"), pct(r, "held_out_accuracy")),
-                      ("the judge on real renders", pct(ev["judge_ceiling"], "seen_accuracy"),
-                       pct(ev["judge_ceiling"], "held_out_accuracy")),
-                      ("real renders through the VQ-VAE", pct(ev["vq_ceiling"], "seen_accuracy"),
-                       pct(ev["vq_ceiling"], "held_out_accuracy"))], "lrr"), "",
+                  f"top-p {r['top_p']} (`{ev['command']}`)"
+                  + (f"; beside it the same judge trained on crisp renders only ({ev['crisp_judge']})" if both else "")
+                  + ":", "",
+                  *markdown_table(("", "seen", "held out", *(("crisp judge: seen", "held out") if both else ())), [
+                      cells("this model", r, r.get("crisp_judge")),
+                      cells("the judge on real renders", ev["judge_ceiling"], ev.get("crisp_judge_ceiling")),
+                      cells("real renders through the VQ-VAE", ev["vq_ceiling"], ev.get("crisp_vq_ceiling"))],
+                      "lrr" + ("rr" if both else "")), "",
                   f"Fréchet distance (judge features) {r['frechet']:.2f}; {r['seconds_per_image']:.4f} s per image on "
                   f"the CPU (codes and decoding, all prompts in one batch); codebook usage of the written codes "
                   f"{100 * r['codebook_usage']:.1f} %.", ""]
