@@ -45,7 +45,6 @@ from multimodal.evaluation.wer import word_errors
 from multimodal.generation import whisper_decoding
 from multimodal.models.whisper import Whisper
 from multimodal.generation import transcribe as longform
-from multimodal.pipelines import speech_recognition as asr
 from multimodal.media.audio import SAMPLE_RATE, load_audio
 from multimodal.tokenizers.whisper_text import WhisperTokenizer
 
@@ -160,7 +159,7 @@ def timed_parts(totals: dict[str, float]):
     wrap(wd.BeamSearch, "step", "decoding: beam search step (top-k, bookkeeping)")
     wrap(wd.Sampler, "step", "decoding: sampling step (fallback)")
     wrap(KVCache, "reorder", "decoding: KV cache reorder")
-    wrap(asr, "decode", "decode() total")
+    wrap(longform, "decode", "decode() total")
     try:
         yield totals
     finally:

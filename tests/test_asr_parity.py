@@ -78,3 +78,18 @@ def test_ours_equals_openai_whisper_and_faster_whisper(clips, ours):
         # and they are mostly the words spoken (tiny.en mishears a few of espeak's)
         said, heard = set(norm(text).split()), set(norm(got["text"]).split())
         assert len(said & heard) >= 0.7 * len(said), (text, got["text"])
+
+
+def test_the_benchmarks_time_breakdown_patches_what_exists_and_restores_it():
+    """``benchmarks/asr.py``'s where-the-time-goes pass wraps our decoding's parts by name: every name
+    must exist (a moved function would otherwise end the benchmark after its long main pass), and
+    leaving the pass restores the originals."""
+    from collections import defaultdict
+
+    from benchmarks.asr import timed_parts
+
+    before = longform.decode, longform.WindowedLogMel.window
+    totals = defaultdict(float)
+    with timed_parts(totals):
+        assert longform.decode is not before[0] and longform.WindowedLogMel.window is not before[1]
+    assert (longform.decode, longform.WindowedLogMel.window) == before
