@@ -118,6 +118,13 @@ def test_a_tiny_judge_learns_the_shapes(tiny_judge, fashion):
     assert set(result["per_object"]) == set(SHAPES)
     features = result["features"]
     assert features.shape == (result["images"], 32) and features.dtype == torch.float64
+    # a transform applies to the renders first: the identity changes nothing, a flat grey image of the
+    # background colour leaves no object and no object colour to find
+    same = evaluate(tiny_judge, repeats=2, seed=777, fashion=fashion, transform=lambda x: x.clone())
+    assert same["rates"] == result["rates"] and torch.equal(same["features"], result["features"])
+    flat = evaluate(tiny_judge, repeats=2, seed=777, fashion=fashion,
+                    transform=lambda x: x[..., :1, :1].expand_as(x).contiguous())
+    assert flat["rates"]["colour"] < 0.2 and flat["rates"]["prompt"] < 0.1
 
 
 def test_judge_outputs(tiny_judge, all_world):
