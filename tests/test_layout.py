@@ -13,7 +13,7 @@ FLOORS = [
     {"errors"},
     {"config", "paths", "devices", "checkpoint"},
     {"backbone", "media"},
-    {"tokenizers", "data"},
+    {"tokenizers", "data", "lora"},
     {"generation"},
     {"models"},
     {"convert", "evaluation"},
