@@ -139,6 +139,13 @@ def _check_name(name: str) -> str:
     return name
 
 
+def _check_loaded(model: nn.Module, names: Sequence[str]) -> None:
+    known = adapters(model)
+    for n in names:
+        if n not in known:
+            raise InputError(f"adapter name: {n!r} is not loaded (loaded: {', '.join(known) or 'none'})")
+
+
 def lora_layers(model: nn.Module) -> dict[str, LoraLinear]:
     return {n: m for n, m in model.named_modules() if isinstance(m, LoraLinear)}
 
@@ -181,10 +188,7 @@ def set_lora(model: nn.Module, names: str | Iterable[str] | None, scale: float |
     """Make ``names`` the active adapters (None or []: none, the base model), with an optional scale
     each (one number for all). Merged adapters must be unmerged first."""
     names = [] if names is None else [names] if isinstance(names, str) else list(names)
-    known = adapters(model)
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise InputError(f"adapter name: {unknown[0]!r} is not loaded (loaded: {', '.join(known) or 'none'})")
+    _check_loaded(model, names)
     layers = lora_layers(model).values()
     if any(layer.merged for layer in layers):
         raise InputError("adapters: merged into the weights; unmerge_lora before switching")
@@ -219,10 +223,7 @@ def remove_lora(model: nn.Module, names: str | Iterable[str] | None = None) -> n
     """Drop adapters ``names`` (default: all). Layers left with no adapter become plain Linears again,
     so the model's state dict is the base model's."""
     names = adapters(model) if names is None else [names] if isinstance(names, str) else list(names)
-    known = adapters(model)
-    for n in names:
-        if n not in known:
-            raise InputError(f"adapter name: {n!r} is not loaded (loaded: {', '.join(known) or 'none'})")
+    _check_loaded(model, names)
     for module_name, layer in lora_layers(model).items():
         if layer.merged:
             raise InputError("adapters: merged into the weights; unmerge_lora before removing")
@@ -250,8 +251,7 @@ def mark_only_lora_trainable(model: nn.Module, name: str | None = None) -> list[
 # -------------------------------------------------------------------------------------- peft format
 def lora_state_dict(model: nn.Module, name: str = "default") -> dict[str, torch.Tensor]:
     """One adapter's weights under peft's keys (``base_model.model.<module>.lora_A.weight``)."""
-    if name not in adapters(model):
-        raise InputError(f"adapter name: {name!r} is not loaded (loaded: {', '.join(adapters(model)) or 'none'})")
+    _check_loaded(model, [name])
     out = {}
     for module_name, layer in lora_layers(model).items():
         if name in layer.lora_A:
