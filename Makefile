@@ -16,8 +16,10 @@ BOOTSTRAP_PYTHON := $(shell command -v python3.11 || command -v python3)
 # Debian packages the tests need (soundfile's wheel bundles libsndfile): espeak-ng speaks test sentences.
 DEB_PACKAGES := espeak-ng
 # Debian packages the benchmarks' data needs: Fashion-MNIST, and the held-out voices and real
-# recordings of the ASR evaluation set (pico, in non-free, is used when installed; see DATA.md).
-BENCH_DEB_PACKAGES := dataset-fashion-mnist flite festival festvox-us-slt-hts pocketsphinx-testdata alsa-utils
+# recordings of the ASR evaluation set (pico, in non-free, is used when installed; see DATA.md); sox,
+# WordNet's examples and festival's kal / ked voices for the speech-digits corpus.
+BENCH_DEB_PACKAGES := dataset-fashion-mnist flite festival festvox-us-slt-hts pocketsphinx-testdata alsa-utils \
+	sox wordnet-base festvox-kallpc16k festvox-kdlpc16k
 # One process: on 2 cores, `-n 2` (pytest-xdist) measured slower, as torch already uses both.
 PYTEST_ARGS ?= -q
 BENCH_ARGS ?=

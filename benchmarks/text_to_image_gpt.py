@@ -78,6 +78,8 @@ def main(argv=None) -> None:
                         help="diffusion checkpoints scored and timed beside the GPT (25 steps, default sampler)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--write-checkpoint", action="store_true", help="write evaluation.json into each GPT folder")
+    parser.add_argument("--results", default="text_to_image_gpt",
+                        help="name of the results file in benchmarks/results/ (without .json)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     command = " ".join(["python -m benchmarks.text_to_image_gpt", *(sys.argv[1:] if argv is None else argv)])
@@ -149,7 +151,7 @@ def main(argv=None) -> None:
     print(markdown_table(["ceiling", "seen", "held out", "crisp judge: seen", "held out"],
                          [[name, *(f"{100 * c[j][k]:.1f} %" for j in ("judge", "crisp judge")
                                    for k in ("seen_accuracy", "held_out_accuracy"))] for name, c in ceilings.items()]))
-    path = write_results("text_to_image_gpt", {"command": command, "judge": judge.description, "judge_ceiling": ceiling,
+    path = write_results(args.results, {"command": command, "judge": judge.description, "judge_ceiling": ceiling,
                                                "crisp_judge": crisp.description, "ceilings": ceilings,
                                                "images_per_prompt": args.images_per_prompt, "models": results})
     print(f"wrote {path}")

@@ -4,6 +4,10 @@ ordinary sentences read by held-out voices (flite ``slt`` and pico ``en-US``, ne
 used for training or tuning).
 
     python benchmarks/whisper_digits.py --model runs/whisper-digits/model [--ship checkpoints/whisper-tiny.en-digits]
+    python benchmarks/whisper_digits.py --model runs/digits-lora/model [--ship checkpoints/whisper-tiny.en-digits-lora]
+
+``--model`` is a fine-tuned checkpoint or a LoRA adapter folder (``multimodal train lora``) for the
+base; an adapter is evaluated on the base with the adapter loaded and ships as the adapter folder.
 
 Both models share tiny.en's encoder when the fine-tuning froze it (checked by hashing the
 weights), so each clip is encoded once (float32, as the pipeline does; cached by
@@ -39,8 +43,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from multimodal.checkpoint import atomic_write_text, fresh_tmp_dir, publish_dir  # noqa: E402
-from multimodal.convert.whisper import load_whisper  # noqa: E402
+from multimodal.convert.whisper import canonical_name, load_whisper  # noqa: E402
 from multimodal.data.speech_digits import DIGIT_WORDS, FSDD_ROOT, speech_digits_manifests  # noqa: E402
+from multimodal.lora import CONFIG_NAME, WEIGHTS_NAME, load_lora  # noqa: E402
 from multimodal.evaluation.wer import digit_word, normalize_words, word_error_rate  # noqa: E402
 from multimodal.paths import cache_dir  # noqa: E402
 from multimodal.training.runs import build_model_card, markdown_table  # noqa: E402
@@ -207,7 +212,14 @@ def main(argv=None) -> dict:
                "sentences": read_manifest(heldout_sentences(cache_dir() / "corpora" / "heldout-sentences"))}
     base_folder, tuned_folder = init_folder(args.base), Path(args.model)
     tokenizer = WhisperTokenizer.from_file(base_folder / "tokenizer.json")
-    base, tuned = load_whisper(base_folder).eval(), load_whisper(tuned_folder).eval()
+    adapter = (tuned_folder / CONFIG_NAME).is_file()
+    base = load_whisper(base_folder).eval()
+    if adapter:  # the base with the adapter loaded
+        tuned = load_whisper(base_folder)
+        load_lora(tuned, tuned_folder, base=canonical_name(args.base))
+        tuned.eval()
+    else:
+        tuned = load_whisper(tuned_folder).eval()
     start = time.perf_counter()
     features = {k: encoder_features(base, v)[0] for k, v in entries.items()}
     encode_seconds = time.perf_counter() - start
@@ -224,18 +236,20 @@ def main(argv=None) -> dict:
     wer_change = results["after"]["pipeline"]["sentence_wer"] - results["before"]["pipeline"]["sentence_wer"]
     passes = gain >= 0.05 and gain > 2 * se and wer_change <= 0.005
 
-    # float16 storage: the same numbers?
-    half_dir = cache_dir() / "tmp-whisper-digits-fp16"
-    shutil.rmtree(half_dir, ignore_errors=True)
-    tuned.save_pretrained(half_dir, dtype=torch.float16)
-    half = load_whisper(half_dir).eval()
-    half_results = run_model(half, tokenizer, tuned_features, entries, modes=("pipeline",))
-    fp16_same = all(half_results[m][k] == results["after"][m][k] for m in half_results
-                    for k in ("digit_transcripts", "sentence_transcripts"))
-    fp16_no_worse = all(half_results[m]["digit_accuracy"] >= results["after"][m]["digit_accuracy"] and
-                        half_results[m]["sentence_wer"] <= results["after"][m]["sentence_wer"] + 1e-9
-                        for m in half_results)
-    shutil.rmtree(half_dir, ignore_errors=True)
+    # float16 storage: the same numbers? (an adapter stays float32: it is small either way)
+    half_results, fp16_same, fp16_no_worse = {}, None, False
+    if not adapter:
+        half_dir = cache_dir() / "tmp-whisper-digits-fp16"
+        shutil.rmtree(half_dir, ignore_errors=True)
+        tuned.save_pretrained(half_dir, dtype=torch.float16)
+        half = load_whisper(half_dir).eval()
+        half_results = run_model(half, tokenizer, tuned_features, entries, modes=("pipeline",))
+        fp16_same = all(half_results[m][k] == results["after"][m][k] for m in half_results
+                        for k in ("digit_transcripts", "sentence_transcripts"))
+        fp16_no_worse = all(half_results[m]["digit_accuracy"] >= results["after"][m]["digit_accuracy"] and
+                            half_results[m]["sentence_wer"] <= results["after"][m]["sentence_wer"] + 1e-9
+                            for m in half_results)
+        shutil.rmtree(half_dir, ignore_errors=True)
 
     check = {}
     if args.pipeline_check:
@@ -252,8 +266,11 @@ def main(argv=None) -> dict:
         "fp16": {m: {k: half_results[m][k] for k in ("digit_accuracy", "sentence_wer")} for m in half_results},
         "pipeline_check": {k: {"clips": v["clips"], "accuracy": v["accuracy"]} for k, v in check.items()},
         "training": {k: training.get(k) for k in ("command", "steps", "batch_size", "epochs", "wall_seconds",
-                                                  "train_clips", "val_clips", "best_step", "val_before", "val_best", "resumed")},
-        "model": str(tuned_folder),
+                                                  "train_seconds", "train_clips", "val_clips", "best_step",
+                                                  "val_before", "val_best", "resumed", "lora", "parameters")},
+        "model": str(tuned_folder), "adapter": adapter,
+        "stored_bytes": sum(f.stat().st_size for f in tuned_folder.iterdir()
+                            if f.suffix == ".safetensors"),
     }
     for when in ("before", "after"):
         for mode in modes:
@@ -276,17 +293,21 @@ def main(argv=None) -> dict:
           f"points: {'passes' if passes else 'does not pass'} the bar; float16 identical: {fp16_same}")
     if args.ship:
         if passes:
-            ship(tuned, tuned_folder, Path(args.ship), summary, fp16=fp16_no_worse)
+            ship(tuned, tuned_folder, Path(args.ship), summary, fp16=fp16_no_worse, adapter=adapter)
             print(f"shipped: {args.ship}")
         else:
             print("not shipped")
     return summary
 
 
-def ship(model, source: Path, dest: Path, summary: dict, *, fp16: bool) -> None:
+def ship(model, source: Path, dest: Path, summary: dict, *, fp16: bool, adapter: bool = False) -> None:
     tmp = fresh_tmp_dir(dest)
-    model.save_pretrained(tmp, dtype=torch.float16 if fp16 else None)
-    shutil.copyfile(source / "tokenizer.json", tmp / "tokenizer.json")
+    if adapter:
+        for name in (CONFIG_NAME, WEIGHTS_NAME, "training.json"):
+            shutil.copyfile(source / name, tmp / name)
+    else:
+        model.save_pretrained(tmp, dtype=torch.float16 if fp16 else None)
+        shutil.copyfile(source / "tokenizer.json", tmp / "tokenizer.json")
     atomic_write_text(tmp / "MODEL_CARD.md", model_card(summary, fp16))
     publish_dir(tmp, dest)
 
@@ -322,18 +343,36 @@ def model_card(s: dict, fp16: bool) -> str:
     details = [f"Best validation WER at step {t.get('best_step')}; validation before: "
                f"{json.dumps({k: round(v, 4) for k, v in val_b.items() if k.startswith('val_')})}; best: "
                f"{json.dumps({k: round(v, 4) for k, v in val_a.items() if k.startswith('val_')})}.",
-               f"Weights stored {'float16 (no worse than float32 on every test clip, beam 5 + timestamps)' if fp16 else 'float32'}."]
+               ("Adapter weights stored float32." if s.get("adapter") else
+                f"Weights stored {'float16 (no worse than float32 on every test clip, beam 5 + timestamps)' if fp16 else 'float32'}.")]
+    lora = t.get("lora")
+    if lora:
+        details.append(f"LoRA rank {lora['r']} (alpha {lora['alpha']:g}) on {lora['modules']} {lora['target']} Linear "
+                       f"layers of the decoder: {lora['trainable_parameters']:,} trained parameters, "
+                       f"{s['stored_bytes'] / 1e6:.2f} MB on disk; the base, tiny.en, is not stored here.")
     licence = "\n".join([
         "Whisper tiny.en weights: MIT (OpenAI). The fine-tuning data include recordings of the Free Spoken Digit "
         "Dataset (Zohar Jackson and contributors, github.com/Jakobovski/free-spoken-digit-dataset), licensed "
         "CC BY-SA 4.0; these weights are derived from them and carry the same attribution and licence "
         "(creativecommons.org/licenses/by-sa/4.0/). Its README follows.", "",
         *["> " + line if line else ">" for line in fsdd_readme.splitlines()]])
-    summary = ("OpenAI's Whisper tiny.en (MIT) with its decoder fine-tuned (encoder frozen) on isolated spoken "
-               "digits, so that a single spoken digit comes out as its word (`Five.`) instead of a similar-sounding "
-               "word. Everything else about the model (vocabulary, 30-s windows, timestamps) is unchanged.")
-    usage = "Load: `multimodal.pipeline(\"automatic-speech-recognition\", model=\"whisper-tiny.en-digits\")`."
-    return build_model_card("Whisper tiny.en, fine-tuned on spoken digits", summary, t, data=data, usage=usage,
+    if lora:
+        summary = ("A LoRA adapter for OpenAI's Whisper tiny.en (MIT), trained on isolated spoken digits (decoder "
+                   "only, encoder and base weights frozen), so that a single spoken digit comes out as its word "
+                   "(`Five.`) instead of a similar-sounding word. Everything else about the model (vocabulary, "
+                   "30-s windows, timestamps) is tiny.en's.")
+        usage = ("Load: `multimodal.pipeline(\"automatic-speech-recognition\", model=\"whisper-tiny.en-digits-lora\")` "
+                 "(tiny.en plus this adapter), or `pipe.load_lora(this_folder)` on a tiny.en pipeline; command line: "
+                 "`multimodal transcribe clip.wav --lora this_folder`.")
+        title = "Whisper tiny.en + LoRA adapter for spoken digits"
+    else:
+        summary = ("OpenAI's Whisper tiny.en (MIT) with its decoder fine-tuned (encoder frozen) on isolated spoken "
+                   "digits, so that a single spoken digit comes out as its word (`Five.`) instead of a "
+                   "similar-sounding word. Everything else about the model (vocabulary, 30-s windows, timestamps) "
+                   "is unchanged.")
+        usage = "Load: `multimodal.pipeline(\"automatic-speech-recognition\", model=\"whisper-tiny.en-digits\")`."
+        title = "Whisper tiny.en, fine-tuned on spoken digits"
+    return build_model_card(title, summary, t, data=data, usage=usage,
                             details=details, unit="clips", evaluation=evaluation, notes="**Licence.** " + licence)
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from torch import nn
 from .backbone import MLP, Attention
 from .checkpoint import load_tensors, save_tensors
 from .errors import InputError
+from .paths import checkpoint_dirs
 
 CONFIG_NAME, WEIGHTS_NAME = "adapter_config.json", "adapter_model.safetensors"
 TARGETS = ("attn", "mlp", "all")
@@ -299,6 +300,22 @@ def read_lora_config(folder: str | Path) -> dict:
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha <= 0:
         raise InputError(f"adapter: {path}: lora_alpha expected a number > 0, found {alpha!r}")
     return config
+
+
+def available_adapters(*bases: str) -> list[str]:
+    """Names of the adapter folders in ``checkpoint_dirs()`` made for one of ``bases`` (compared by
+    the last part of ``base_model_name_or_path``): the adapters a task's default model can take."""
+    names = {Path(b).name for b in bases}
+    found = set()
+    for folder in checkpoint_dirs():
+        for path in sorted(folder.glob(f"*/{CONFIG_NAME}")) if folder.is_dir() else ():
+            try:
+                base = read_lora_config(path.parent).get("base_model_name_or_path")
+            except InputError:
+                continue
+            if base and Path(str(base)).name in names:
+                found.add(path.parent.name)
+    return sorted(found)
 
 
 def load_lora(model: nn.Module, folder: str | Path, name: str = "default", *, scale: float = 1.0,

@@ -100,11 +100,11 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def kill_batches_at(monkeypatch, module, step: int) -> None:
-    """Make ``module.make_batch_fn``'s batch_fn raise RuntimeError("simulated kill") at optimizer step
-    ``step``: a run dies there as if killed, after its last checkpoint. ``monkeypatch.undo()`` or
-    setting the attribute back restores it."""
-    make = module.make_batch_fn
+def kill_batches_at(monkeypatch, module, step: int, name: str = "make_batch_fn") -> None:
+    """Make the batch_fn of ``module``'s ``name`` (its ``make_batch_fn``) raise RuntimeError("simulated
+    kill") at optimizer step ``step``: a run dies there as if killed, after its last checkpoint.
+    ``monkeypatch.undo()`` or setting the attribute back restores it."""
+    make = getattr(module, name)
 
     def killed(*args):
         batch_fn = make(*args)
@@ -115,4 +115,4 @@ def kill_batches_at(monkeypatch, module, step: int) -> None:
             return batch_fn(s, rank, world_size)
         return wrapped
 
-    monkeypatch.setattr(module, "make_batch_fn", killed)
+    monkeypatch.setattr(module, name, killed)

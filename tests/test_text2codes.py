@@ -21,7 +21,10 @@ from multimodal.models.text2codes import TextToCodes
 from multimodal.models.token_gpt import TokenGPTConfig
 from multimodal.paths import SHIPPED_CHECKPOINTS
 from multimodal.pipelines.text_to_image import AutoregressiveTextToImagePipeline
-from multimodal.training.text2codes import train_text2codes
+from multimodal.data.world import CaptionedWorld
+from multimodal.training import text2codes as text2codes_recipe
+from multimodal.training.text2codes import CODE_CACHE_NAME, CODE_CACHE_SEED, train_text2codes
+from multimodal.training.vqvae import to_unit
 from multimodal.training import vqvae as vqvae_recipe
 from multimodal.training.vqvae import train_vqvae
 
@@ -82,6 +85,32 @@ def test_the_gpt_recipe_writes_a_text_to_codes_folder(trained):
     # the frozen VQ-VAE inside equals the one it was trained over
     inner, outer = model.vqvae.state_dict(), VQVAE.from_pretrained(trained["vq"]["model_dir"]).state_dict()
     assert all(torch.equal(inner[k], outer[k]) for k in outer)
+
+
+def test_a_code_cache_holds_the_vq_codes_of_its_renders_and_resumes_exactly(trained, tmp_path, monkeypatch):
+    fashion, vq = trained["fashion"], trained["vq"]["model_dir"]
+    options = dict(vq=vq, steps=4, batch_size=8, config=TINY_GPT, tokenizer=trained["tokenizer"], fashion=fashion,
+                   code_cache=24, **SMALL)
+    whole = train_text2codes(tmp_path / "whole", **options)
+    cache = load_tensors(tmp_path / "whole" / CODE_CACHE_NAME)
+    assert cache["codes"].shape == (24, 64) and cache["text_ids"].shape == (24, 16)
+    # the cached codes are the frozen VQ-VAE's codes of the renders drawn from the cache's seed
+    renders = CaptionedWorld("train", fashion=fashion).sample(24, torch.Generator().manual_seed(CODE_CACHE_SEED))
+    model = TextToCodes.from_pretrained(whole["model_dir"])
+    assert torch.equal(cache["codes"].long(), model.codes_of(to_unit(renders.images)))
+    assert "24 renders coded once" in whole["data"]
+    # killed after the checkpoint of step 2 and resumed: the same weights, the cache read back
+    kill_batches_at(monkeypatch, text2codes_recipe, 3, name="make_cached_batch_fn")
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        train_text2codes(tmp_path / "part", **options)
+    monkeypatch.undo()
+    written = (tmp_path / "part" / CODE_CACHE_NAME).stat().st_mtime_ns
+    resumed = train_text2codes(tmp_path / "part", resume=True, **options)
+    assert (tmp_path / "part" / CODE_CACHE_NAME).stat().st_mtime_ns == written
+    a, b = load_tensors(whole["model_dir"] + "/model.safetensors"), load_tensors(resumed["model_dir"] + "/model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(InputError, match="resume"):  # the cache size is part of what a resume must match
+        train_text2codes(tmp_path / "part", resume=True, **{**options, "code_cache": 32})
 
 
 def test_pipeline_and_command_with_a_gpt_checkpoint(trained, tmp_path, capsys):

@@ -133,15 +133,18 @@ class Interrupted(Exception):
     pass
 
 
-def train_tiny(tmp_path, tokenizer, max_steps, resume=False, out="run", stop_after=None, save_every=20):
+def train_tiny(tmp_path, tokenizer, max_steps, resume=False, out="run", stop_after=None, save_every=20, adapt=None):
     """Train a tiny Whisper's decoder on the generated clips; ``stop_after`` micro-steps, then
-    raise ``Interrupted`` (a killed run)."""
+    raise ``Interrupted`` (a killed run). ``adapt(model)``: applied before training (LoRA adapters:
+    then only what trains is checkpointed)."""
     rows = write_clips(tmp_path)
     write_manifest(tmp_path / "m.jsonl", rows)
     entries = read_manifest(tmp_path / "m.jsonl")
     model = tiny_whisper()
     model.encoder.requires_grad_(False)
     features, durations = encoder_features(model, entries, folder=tmp_path / "features", progress=False)
+    if adapt is not None:
+        adapt(model)
     data = WhisperClips(entries, tokenizer, features=features, durations=durations, timestamp_mix=True)
     config = TrainConfig(out_dir=str(tmp_path / out), max_steps=max_steps, batch_size=6, lr=1e-2, warmup_steps=5,
                          weight_decay=0.0, save_every=save_every, log_every=5)
@@ -153,7 +156,8 @@ def train_tiny(tmp_path, tokenizer, max_steps, resume=False, out="run", stop_aft
         calls.append(1)
         return loss_fn(model, batch)
 
-    trainer = Trainer(model, config, loss, dataset=data, collate_fn=collate, resume=resume, progress=False)
+    trainer = Trainer(model, config, loss, dataset=data, collate_fn=collate, resume=resume, progress=False,
+                      trainable_only=adapt is not None)
     trainer.train()
     return model, trainer, features
 

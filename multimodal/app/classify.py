@@ -7,14 +7,16 @@ import gradio as gr
 from ..errors import InputError
 from ..paths import resolve_model
 from ..pipelines.image_classification import DEFAULT_MODEL
-from .common import app_pipeline, gradio_errors
+from .common import adapted_pipeline, adapter_dropdown, gradio_errors
 
 
-def classify_image(image, top_k: float = 5) -> dict[str, float]:
-    """The app's handler: {label: score} for gr.Label."""
+def classify_image(image, top_k: float = 5, adapter: str | None = None) -> dict[str, float]:
+    """The app's handler: {label: score} for gr.Label. ``adapter``: a LoRA adapter checkpoint for the
+    default model (None or "none": the model alone)."""
     if image is None:
         raise InputError("image: expected an uploaded image, found none")
-    return {r["label"]: r["score"] for r in app_pipeline("image-classification")(image, top_k=int(top_k))}
+    pipe = adapted_pipeline("image-classification", adapter)
+    return {r["label"]: r["score"] for r in pipe(image, top_k=int(top_k))}
 
 
 def example_images(model: str = DEFAULT_MODEL) -> list[str]:
@@ -35,10 +37,12 @@ def classify_tab() -> None:
         with gr.Column():
             image = gr.Image(type="pil", label="image", image_mode=None)
             top_k = gr.Slider(1, 10, value=5, step=1, label="top k")
+            adapter = adapter_dropdown(DEFAULT_MODEL)
             button = gr.Button("classify", variant="primary")
         with gr.Column():
             label = gr.Label(label="classes")
     examples = example_images()
     if examples:
         gr.Examples(examples, inputs=[image])
-    button.click(handler, [image, top_k], [label], api_name="classify")
+    inputs = [image, top_k] + ([adapter] if adapter is not None else [])
+    button.click(handler, inputs, [label], api_name="classify")

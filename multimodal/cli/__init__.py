@@ -47,7 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if not getattr(args, "_takes_extra", False):
+            parser.parse_args(argv)  # the usual error naming the unrecognized arguments
+        args.extra = extra  # a command that passes options on (``train lora`` to the base's recipe)
     if args.command is None:
         parser.error(f"expected a command ({', '.join(COMMANDS)}), found none")
     try:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..pipelines import pipeline
 from ..pipelines.image_classification import DEFAULT_MODEL
-from .command import Command
+from .command import Command, add_lora_arguments, load_pipeline
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,11 +16,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-k", type=int, default=5, help="classes to show per image (default 5)")
     parser.add_argument("--json", action="store_true", help="print one JSON object per image instead of a table")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when present)")
+    add_lora_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """``multimodal classify``: the top-k labels and scores of each image."""
-    pipe = pipeline("image-classification", model=args.model, device=args.device)
+    pipe = load_pipeline("image-classification", args)
     pipe.validate(args.images, top_k=args.top_k)
     results = pipe(list(args.images), top_k=args.top_k)
     for path, result in zip(args.images, results):

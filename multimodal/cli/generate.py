@@ -9,9 +9,8 @@ from PIL import Image
 
 from ..checkpoint import atomic_path
 from ..errors import InputError
-from ..pipelines import pipeline
 from ..pipelines.text_to_image import DEFAULT_MODEL, AutoregressiveTextToImagePipeline, image_grid
-from .command import Command
+from .command import Command, add_lora_arguments, load_pipeline
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,12 +40,13 @@ def add_image_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scale", type=int, default=4, help="pixel magnification of the saved PNG (default 4)")
     parser.add_argument("-o", "--output", default="out.png", help="PNG file to write (default out.png)")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when present)")
+    add_lora_arguments(parser)
 
 
 def run_image(args: argparse.Namespace) -> int:
     """``multimodal generate image``: one PNG (a grid for several images)."""
     output = check_png_output(args.output, args.scale)
-    pipe = pipeline("text-to-image", model=args.model, device=args.device)
+    pipe = load_pipeline("text-to-image", args)
     options = _options(args, autoregressive=isinstance(pipe, AutoregressiveTextToImagePipeline))
     pipe.validate(args.prompt, **options)  # before any work
     save_grid(pipe(args.prompt, **options), output, args.scale)

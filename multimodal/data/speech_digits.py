@@ -134,6 +134,9 @@ def synthesize(text: str, engine: str, voice: str, path: Path, *, speed: float =
         _run(["flite", "-voice", voice, "-t", text, "-o", str(path)])
     else:
         _run(["text2wave", "-eval", f"(voice_{voice})", "-o", str(path)], stdin=text)
+    if not path.is_file():  # festival reports a missing voice on stderr but exits 0
+        raise InputError(f"voice: {engine} wrote no audio for {voice} (is its Debian voice package installed? "
+                         "festvox-kallpc16k, festvox-kdlpc16k)")
     return path
 
 

@@ -1,6 +1,12 @@
 """What every pipeline shares: loading by name or path, devices and dtypes, progress bars, and
 input validation before any work is done.
 
+Every pipeline takes LoRA adapters (``multimodal.lora``, peft's format) on its ``model``:
+``load_lora(folder, adapter_name=..., scale=...)``, ``set_lora`` to switch or scale them,
+``unload_lora``, and ``merge_lora`` / ``unmerge_lora`` to fold them into the weights. An adapter
+folder given to ``from_pretrained`` loads the base model its ``adapter_config.json`` names, then the
+adapter.
+
 A pipeline subclass implements three methods:
 
 - ``_load(folder)``, a classmethod that builds the pipeline from a checkpoint folder;
@@ -18,8 +24,23 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .. import lora
 from ..devices import default_device, parse_device, parse_dtype
-from ..paths import resolve_model
+from ..errors import InputError
+from ..paths import checkpoint_dirs, resolve_model
+
+def _adapter_folder(path_or_name) -> Path | None:
+    """The LoRA adapter folder (adapter_config.json, no config.json) a path or checkpoint name
+    points at, or None."""
+    if not isinstance(path_or_name, (str, Path)) or not str(path_or_name):
+        return None
+    path = Path(path_or_name).expanduser()
+    candidates = [path] + ([d / path.name for d in checkpoint_dirs()] if str(path) == path.name else [])
+    for folder in candidates:
+        if (folder / lora.CONFIG_NAME).is_file() and not (folder / "config.json").is_file():
+            return folder
+    return None
+
 
 class Pipeline:
     """Base class of the task pipelines; see the module docstring for what a subclass implements."""
@@ -28,14 +49,26 @@ class Pipeline:
         self.device = torch.device("cpu")
         self.dtype = torch.float32
         self._progress_bar_config: dict = {}
+        self.name_or_path: str | None = None  # what from_pretrained was given: the base an adapter must name
 
     # ---------------------------------------------------------------------------------- loading
     @classmethod
     def from_pretrained(cls, path_or_name: str | Path, device: str | torch.device | None = None,
                         dtype: str | torch.dtype | None = None) -> Pipeline:
         """Load from a checkpoint folder, or a checkpoint's name (see ``multimodal.paths``), onto
-        ``device`` (default: CUDA when present, else the CPU)."""
+        ``device`` (default: CUDA when present, else the CPU). A LoRA adapter folder loads its base
+        model (``base_model_name_or_path`` of its adapter_config.json), then the adapter."""
+        folder = _adapter_folder(path_or_name)
+        if folder is not None:
+            base = lora.read_lora_config(folder).get("base_model_name_or_path")
+            if not base:
+                raise InputError(f"model: the adapter in {folder} names no base model (base_model_name_or_path); "
+                                 "load the base and then pipe.load_lora(folder)")
+            pipe = cls.from_pretrained(base, device=device, dtype=dtype)
+            pipe.load_lora(folder)
+            return pipe
         pipe = cls._load(cls._resolve(path_or_name))
+        pipe.name_or_path = str(path_or_name)
         return pipe.to(default_device() if device is None else device, dtype)
 
     @classmethod
@@ -67,6 +100,48 @@ class Pipeline:
             module.to(device=device, dtype=dtype)
         self.device, self.dtype = device, dtype
         return self
+
+    # ----------------------------------------------------------------------------------- LoRA
+    def _adapted(self) -> nn.Module:
+        model = getattr(self, "model", None)
+        if not isinstance(model, nn.Module):
+            raise InputError(f"adapter: {type(self).__name__} has no model to adapt")
+        return model
+
+    def load_lora(self, path: str | Path, adapter_name: str = "default", scale: float = 1.0) -> list[str]:
+        """Load the LoRA adapter folder ``path`` (peft's format) as ``adapter_name`` and make it the
+        only active adapter, scaled by ``scale``. An adapter made for another model (its base name or
+        its shapes differ), a missing or corrupt file, or a name already loaded is an ``InputError``;
+        the pipeline is then unchanged. Returns the module names it adapts."""
+        model = self._adapted()
+        names = lora.load_lora(model, path, adapter_name, scale=scale, base=self.name_or_path)
+        model.to(self.device)  # the new adapter weights stay float32: LoraLinear runs them so
+        return names
+
+    def set_lora(self, adapter_names: str | list[str] | None, scale: float | list[float] | None = None) -> None:
+        """Make ``adapter_names`` the active adapters (None: the base model alone), with a scale each."""
+        lora.set_lora(self._adapted(), adapter_names, scale)
+
+    def unload_lora(self, adapter_names: str | list[str] | None = None) -> None:
+        """Drop adapters (default: all); with none left the model is the base model again."""
+        model = self._adapted()
+        if lora.adapters(model):
+            lora.remove_lora(model, adapter_names)
+        elif adapter_names is not None:
+            lora.set_lora(model, adapter_names)  # the usual error: not loaded
+
+    def merge_lora(self) -> None:
+        """Fold the active adapters into the weights (faster; ``unmerge_lora`` restores them exactly)."""
+        lora.merge_lora(self._adapted())
+
+    def unmerge_lora(self) -> None:
+        lora.unmerge_lora(self._adapted())
+
+    @property
+    def adapters(self) -> list[str]:
+        """The names of the loaded LoRA adapters."""
+        model = getattr(self, "model", None)
+        return lora.adapters(model) if isinstance(model, nn.Module) else []
 
     # ------------------------------------------------------------------------------ progress
     def set_progress_bar_config(self, **kwargs) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..checkpoint import atomic_write_text
-from ..convert.whisper import DEFAULT_NAME, load_whisper, locate_whisper
+from ..convert.whisper import DEFAULT_NAME, canonical_name, load_whisper, locate_whisper
 from ..errors import InputError
 from ..generation.transcribe import TEMPERATURES, check_language_task, options_at, transcribe
 from ..generation.whisper_decoding import DecodingOptions
@@ -104,6 +104,7 @@ class SpeechRecognitionPipeline(Pipeline):
         if quantize is not None and (torch.device(device).type if device is not None else "cpu") != "cpu":
             raise InputError(f"quantize: expected device 'cpu' for int8 quantization, found {device!r}")
         pipe = super().from_pretrained(path_or_name, device="cpu" if quantize else device, dtype=dtype)
+        pipe.name_or_path = canonical_name(pipe.name_or_path)  # "tiny.en" and "whisper-tiny.en" are one base
         if quantize == "int8":
             pipe.model = pipe.model.quantize_int8()
         return pipe

@@ -96,12 +96,17 @@ def check_resume_settings(path: Path, run: dict, what: str, configs: dict | None
 
 
 def publish_model(folder: Path, model: nn.Module, training: dict, card: Callable[[Path], str], *,
-                  dtype: torch.dtype | None = None, extra_files: dict[str, Path] | None = None) -> Path:
-    """Write a trained model's folder as a whole: ``model.save_pretrained``, ``extra_files``
+                  dtype: torch.dtype | None = None, extra_files: dict[str, Path] | None = None,
+                  save: Callable[[Path], None] | None = None) -> Path:
+    """Write a trained model's folder as a whole: ``model.save_pretrained`` (or ``save(folder)``, as
+    for a LoRA adapter), ``extra_files``
     ({name: source file} copied in), ``training.json`` and ``MODEL_CARD.md`` (``card(folder)``, reading
     what was written), into a temporary folder that then replaces ``folder``."""
     tmp = fresh_tmp_dir(folder)
-    model.save_pretrained(tmp, **({"dtype": dtype} if dtype is not None else {}))
+    if save is not None:
+        save(tmp)
+    else:
+        model.save_pretrained(tmp, **({"dtype": dtype} if dtype is not None else {}))
     for name, source in (extra_files or {}).items():
         shutil.copyfile(source, tmp / name)
     atomic_write_text(tmp / TRAINING_NAME, json.dumps(training, indent=2) + "\n")

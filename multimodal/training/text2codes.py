@@ -10,8 +10,11 @@
 **Data.** Captioned renders of ``CaptionedWorld("train")`` (held-out colour/object pairs are never
 rendered), streamed: the batch of optimizer step ``s`` has its own generator seeded by ``(seed, s,
 rank)``. The frozen VQ-VAE (``--vq``) turns each image into its code grid on the training device;
-the caption becomes the prompt. Prompts are dropped (the empty prompt) with probability
-``--cond-drop`` for classifier-free guidance.
+the caption becomes the prompt. With ``--code-cache N`` the VQ-VAE codes ``N`` renders once
+(``code_cache.safetensors`` in the run folder, reused on resume) and each step draws its batch from
+them with replacement: on a CPU, where rendering and encoding are a third of a streamed step, this
+buys more steps per hour. Prompts are dropped (the empty prompt) with probability ``--cond-drop``
+for classifier-free guidance.
 
 **Tokenizer.** ``--tokenizer`` names a ``tokenizer.json``; without it a byte-level BPE is trained on
 the captions and the general corpus, as for text-to-image (``train_caption_tokenizer``).
@@ -27,11 +30,13 @@ MODEL_CARD.md). Prompt accuracy under the world judge is measured by ``benchmark
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 
 from ..checkpoint import count_parameters
 from ..config import read_json
@@ -50,7 +55,8 @@ from .text2image import train_caption_tokenizer
 from .trainer import Trainer
 from .vqvae import to_unit
 
-HELD_OUT_SEED, SEEN_SEED = 50_001, 50_002
+HELD_OUT_SEED, SEEN_SEED, CODE_CACHE_SEED = 50_001, 50_002, 50_003
+CODE_CACHE_NAME = "code_cache.safetensors"
 
 RECIPE_MODEL = TokenGPTConfig(codebook_size=512, grid=(8, 8), text_vocab=4096, text_length=16, width=256, depth=8,
                               heads=8, positions="learned", dropout=0.0, cond_drop=0.1)
@@ -67,18 +73,57 @@ def _unwrap(model) -> TextToCodes:
 
 def make_batch_fn(world: CaptionedWorld, tokenizer: TextTokenizer, config: TokenGPTConfig, batch_size: int,
                   seed: int):
-    """batch_fn(step, rank, world_size) -> (uint8 images [b, 3, H, W], prompt ids [b, text_length])."""
+    """batch_fn(step, rank, world_size) -> {"images": uint8 [b, 3, H, W], "text_ids": [b, text_length]}."""
     def batch_fn(step: int, rank: int, world_size: int):
         batch = world.sample(batch_size // world_size, step_generator(seed, step, rank))
-        return batch.images, prompt_ids(tokenizer, list(batch.captions), config)
+        return {"images": batch.images, "text_ids": prompt_ids(tokenizer, list(batch.captions), config)}
     return batch_fn
 
 
-def loss_fn(model, batch):
-    images, text_ids = batch
+def make_cached_batch_fn(cache: dict[str, torch.Tensor], batch_size: int, seed: int):
+    """batch_fn(step, rank, world_size) -> {"codes": [b, *grid], "text_ids": [b, text_length]}: examples
+    of the code cache drawn with replacement by the step's own generator."""
+    n = cache["codes"].shape[0]
+
+    def batch_fn(step: int, rank: int, world_size: int):
+        index = torch.randint(n, (batch_size // world_size,), generator=step_generator(seed, step, rank))
+        return {"codes": cache["codes"][index].long(), "text_ids": cache["text_ids"][index]}
+    return batch_fn
+
+
+def build_code_cache(path: Path, world: CaptionedWorld, model: TextToCodes, size: int, seed: int,
+                     chunk: int = 512) -> dict[str, torch.Tensor]:
+    """``size`` training renders (drawn from ``(seed, CODE_CACHE_SEED)``) as the model's flat code
+    sequences and prompt ids:
+    read from ``path`` when the run already wrote it, else encoded chunk by chunk and written there."""
+    if path.is_file():
+        cache = load_file(path)
+        expect(cache["codes"].shape[0] == size, "code_cache", f"the {size} examples this run was started with",
+               cache["codes"].shape[0])
+        return cache
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + CODE_CACHE_SEED)
+    codes, text_ids = [], []
     with torch.no_grad():
-        codes = _unwrap(model).codes_of(to_unit(images))
-    logits = model(text_ids, codes)
+        for start in range(0, size, chunk):
+            batch = world.sample(min(chunk, size - start), generator)
+            small = model.config.gpt.codebook_size <= 2 ** 15
+            codes.append(model.codes_of(to_unit(batch.images)).to(torch.int16 if small else torch.int32))
+            text_ids.append(prompt_ids(model.tokenizer, list(batch.captions), model.config.gpt))
+    cache = {"codes": torch.cat(codes).contiguous(), "text_ids": torch.cat(text_ids).contiguous()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    save_file(cache, str(tmp))
+    tmp.replace(path)
+    return cache
+
+
+def loss_fn(model, batch):
+    if "codes" in batch:
+        codes = batch["codes"]
+    else:
+        with torch.no_grad():
+            codes = _unwrap(model).codes_of(to_unit(batch["images"]))
+    logits = model(batch["text_ids"], codes)
     return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), codes.reshape(-1)), {}
 
 
@@ -100,7 +145,8 @@ def make_eval_fn(batches: dict[str, tuple[torch.Tensor, torch.Tensor]]):
 def train_text2codes(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, vq: str | Path, steps: int = RECIPE_TRAIN.max_steps,
                      batch_size: int = RECIPE_TRAIN.batch_size, lr: float = RECIPE_TRAIN.lr, seed: int = 0,
                      resume: bool = False, config: TokenGPTConfig | None = None, tokenizer: str | Path | None = None,
-                     fashion=None, progress: bool = True, command: str | None = None, **train_options: Any) -> dict:
+                     code_cache: int = 0, fashion=None, progress: bool = True, command: str | None = None,
+                     **train_options: Any) -> dict:
     """Train a ``TextToCodes`` GPT over the codes of the VQ-VAE folder ``vq`` and write
     ``out_dir/model`` (see the module docstring). Returns the numbers of training.json."""
     vq_folder = resolve_model(vq)
@@ -113,7 +159,9 @@ def train_text2codes(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, vq: str | Pa
               "batch_size": batch_size, "lr": lr, "seed": seed}
     train_config = TrainConfig.from_dict(fields, where="train_options")
     out_dir = Path(out_dir)
-    run = {"model": config.to_dict(), "vq": str(vq_folder.resolve()), "tokenizer": str(tokenizer) if tokenizer else None}
+    expect(isinstance(code_cache, int) and code_cache >= 0, "code_cache", "a number of examples >= 0", code_cache)
+    run = {"model": config.to_dict(), "vq": str(vq_folder.resolve()), "tokenizer": str(tokenizer) if tokenizer else None,
+           **({"code_cache": code_cache} if code_cache else {})}
     own_tokenizer = out_dir / TOKENIZER_NAME
     if resume:
         check_resume_settings(run_file(out_dir, "text2codes"), run, "the model, VQ-VAE and tokenizer",
@@ -136,9 +184,15 @@ def train_text2codes(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, vq: str | Pa
 
     torch.manual_seed(train_config.seed)
     model = TextToCodes(TextToCodesConfig(gpt=config), text_tokenizer, vqvae)
-    trainer = Trainer(model, train_config, loss_fn,
-                      batch_fn=make_batch_fn(train_world, text_tokenizer, config, train_config.batch_size,
-                                             train_config.seed),
+    if code_cache:
+        cache = build_code_cache(out_dir / CODE_CACHE_NAME, train_world, model, code_cache, train_config.seed)
+        batch_fn = make_cached_batch_fn(cache, train_config.batch_size, train_config.seed)
+        data = (f"captioned world, split train: {code_cache} renders coded once by the VQ-VAE and drawn with "
+                f"replacement (held-out combinations never drawn)")
+    else:
+        batch_fn = make_batch_fn(train_world, text_tokenizer, config, train_config.batch_size, train_config.seed)
+        data = "captioned world, split train (streamed; held-out combinations never drawn), coded by the VQ-VAE"
+    trainer = Trainer(model, train_config, loss_fn, batch_fn=batch_fn,
                       eval_fn=eval_fn, resume=resume, progress=progress)
     if trainer.is_main and not tokenizer and not resume:
         text_tokenizer.save(out_dir)
@@ -149,7 +203,7 @@ def train_text2codes(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, vq: str | Pa
     training = {
         "command": command or f"train_text2codes({str(out_dir)!r}, vq={str(vq)!r}, steps={steps}, "
                               f"batch_size={batch_size}, lr={lr}, seed={seed})",
-        "data": "captioned world, split train (streamed; held-out combinations never drawn), coded by the VQ-VAE",
+        "data": data,
         **trainer.run_record(seconds),
         "parameters": {"gpt": count_parameters(final.gpt), "vq-vae (frozen)": count_parameters(final.vqvae)},
         "vq": str(vq), "tokenizer": {"vocab_size": text_tokenizer.vocab_size,
@@ -222,6 +276,9 @@ def add_train_text2codes_arguments(parser: argparse.ArgumentParser) -> argparse.
     model.add_argument("--dropout", type=float, default=m.dropout, help=f"(default {m.dropout})")
     model.add_argument("--cond-drop", type=float, default=m.cond_drop,
                        help=f"probability of the empty prompt in training (default {m.cond_drop})")
+    parser.add_argument("--code-cache", type=int, default=0, metavar="N",
+                        help="encode N training renders once and draw batches from their codes (default 0: "
+                             "render and encode every batch)")
     add_train_args(parser, RECIPE_TRAIN)
     parser.set_defaults(_command_parser=parser)
     return parser
@@ -237,7 +294,7 @@ def run_train_text2codes(args: argparse.Namespace) -> dict:
     named = {k: fields.pop(k) for k in ("out_dir", "max_steps", "batch_size", "lr", "seed")}
     result = train_text2codes(named["out_dir"], vq=args.vq, steps=named["max_steps"], batch_size=named["batch_size"],
                               lr=named["lr"], seed=named["seed"], resume=args.resume, config=config,
-                              tokenizer=args.tokenizer, progress=args.progress,
+                              tokenizer=args.tokenizer, code_cache=args.code_cache, progress=args.progress,
                               command=command_line(args, "multimodal train text2codes"), **fields)
     if "model_dir" in result:
         print(", ".join(f"{k} {v:.3f}" for k, v in result["eval"].items()))

@@ -77,11 +77,17 @@ class Trainer:
     eval_fn(model) -> dict of numbers: run on rank 0 under ``torch.no_grad`` with the model in eval
         mode every ``eval_every`` steps and at the end; it gets ``eval_model`` (the EMA when on).
     resume: continue from ``out_dir/checkpoint`` exactly where it stopped.
+    trainable_only: checkpoints hold only the parameters that train (``requires_grad``), as for
+        LoRA adapters on a frozen base: a few MB instead of the whole model; the rest of the model
+        must be rebuilt as it was (the frozen base) before resuming.
+    save_best(model, folder): writes the best weights into ``folder`` (default: ``save_pretrained``
+        when the model has it, else its state dict).
     """
 
     def __init__(self, model: nn.Module, config: TrainConfig, loss_fn: LossFn, *, dataset: Dataset | None = None,
                  batch_fn: BatchFn | None = None, eval_fn: EvalFn | None = None, collate_fn: Callable | None = None,
-                 resume: bool = False, progress: bool = True):
+                 resume: bool = False, progress: bool = True, trainable_only: bool = False,
+                 save_best: Callable[[nn.Module, Path], None] | None = None):
         expect(isinstance(model, nn.Module), "model", "a torch.nn.Module", type(model).__name__)
         expect(isinstance(config, TrainConfig), "config", "a TrainConfig", type(config).__name__)
         expect(callable(loss_fn), "loss_fn", "a callable loss_fn(model, batch) -> (loss, metrics)", loss_fn)
@@ -90,6 +96,7 @@ class Trainer:
         expect(eval_fn is None or callable(eval_fn), "eval_fn", "a callable eval_fn(model) -> dict", eval_fn)
         self.config, self.loss_fn, self.eval_fn, self.progress = config, loss_fn, eval_fn, progress
         self.dataset, self.batch_fn, self.collate_fn = dataset, batch_fn, collate_fn
+        self.trainable_only, self._save_best_fn = trainable_only, save_best
         self.out_dir = Path(config.out_dir)
         self.dist: Distributed = setup_distributed(config.device)
         self.device = self.dist.device
@@ -347,7 +354,9 @@ class Trainer:
         final = self.out_dir / BEST_DIR
         tmp = fresh_tmp_dir(final)
         model = self.eval_model
-        if hasattr(model, "save_pretrained"):  # a from_pretrained folder, with config.json
+        if self._save_best_fn is not None:
+            self._save_best_fn(model, tmp)
+        elif hasattr(model, "save_pretrained"):  # a from_pretrained folder, with config.json
             model.save_pretrained(tmp)
         else:
             save_tensors(tmp / WEIGHTS_NAME, model.state_dict())
@@ -362,9 +371,9 @@ class Trainer:
             return
         final = self.out_dir / CHECKPOINT_DIR
         tmp = fresh_tmp_dir(final)
-        save_tensors(tmp / WEIGHTS_NAME, self.model.state_dict(), metadata={"step": str(self.step)})
+        save_tensors(tmp / WEIGHTS_NAME, self._weights(self.model), metadata={"step": str(self.step)})
         if self.ema_model is not None:
-            save_tensors(tmp / EMA_NAME, self.ema_model.state_dict())
+            save_tensors(tmp / EMA_NAME, self._weights(self.ema_model))
         save_tree(tmp / STATE_NAME, {
             "step": self.step, "world_size": self.dist.world_size, "dataset_len": self.dataset_len,
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
@@ -409,10 +418,29 @@ class Trainer:
             raise InputError(f"{folder / STATE_NAME}: expected a training state for this model and config, "
                              f"found one that does not fit ({type(e).__name__}: {e})") from None
 
+    def _trainable_names(self) -> list[str]:
+        return [name for name, p in self.model.named_parameters() if p.requires_grad]
+
+    def _weights(self, module: nn.Module) -> dict[str, torch.Tensor]:
+        """What a checkpoint stores of ``module``: its state dict, or with ``trainable_only`` the
+        parameters that train (the EMA copy is frozen as a whole, so names come from the model)."""
+        state = module.state_dict()
+        return {k: state[k] for k in self._trainable_names()} if self.trainable_only else state
+
     def _load_weights(self, module: nn.Module, path: Path) -> None:
         state = load_tensors(path)
-        check_state_dict(module, state, str(path))
-        module.load_state_dict(state)
+        if not self.trainable_only:
+            check_state_dict(module, state, str(path))
+            module.load_state_dict(state)
+            return
+        want = module.state_dict()
+        names = self._trainable_names()
+        missing, unexpected = sorted(set(names) - set(state)), sorted(set(state) - set(names))
+        shapes = [k for k in names if k in state and state[k].shape != want[k].shape]
+        if missing or unexpected or shapes:
+            raise InputError(f"{path}: expected the trainable weights of this model (adapters), found "
+                             f"missing {missing[:5]}, unexpected {unexpected[:5]}, other shapes {shapes[:5]}")
+        module.load_state_dict(state, strict=False)
 
     # ------------------------------------------------------------------------------------------ log
     def _restart_log(self) -> None:

@@ -48,7 +48,9 @@ from ..paths import cache_dir, resolve_model
 from ..media.audio import SAMPLE_RATE, load_audio
 from ..tokenizers.mel import N_FRAMES, N_SAMPLES, log_mel_spectrogram
 from ..tokenizers.whisper_text import WhisperTokenizer
+from ..lora import save_lora
 from .config import TrainConfig, add_train_args, train_config_from_args
+from .lora import adapter_saver, attach_lora, lora_card_lines, reload_adapter
 from .runs import (BEST_DIR, MODEL_DIR, build_model_card, card_notes, check_resume_settings, command_line,
                    publish_model, run_file)
 from .trainer import Trainer
@@ -373,6 +375,8 @@ def run_train_whisper(args: argparse.Namespace) -> dict:
     model.to(device)
     if args.freeze_encoder:
         model.encoder.requires_grad_(False)
+    lora = getattr(args, "lora", None)  # set by `multimodal train lora`
+    lora_record = attach_lora(model, lora, within=["decoder."] if args.freeze_encoder else None) if lora else None
 
     def dataset(entries, mix):
         if args.freeze_encoder:
@@ -384,7 +388,8 @@ def run_train_whisper(args: argparse.Namespace) -> dict:
     val_set = dataset(val_entries, False) if val_entries is not None else None
     run = {"train_manifest": str(train_path.resolve()), "train_digest": _manifest_digest(train_entries),
            "val_manifest": str(val_path.resolve()) if val_path else None, "init": str(source),
-           "freeze_encoder": args.freeze_encoder, "timestamp_mix": args.timestamp_mix}
+           "freeze_encoder": args.freeze_encoder, "timestamp_mix": args.timestamp_mix,
+           **({"lora": lora.to_dict()} if lora else {})}
     out_dir = Path(train_config.out_dir)
     before = None
     if args.resume:
@@ -397,24 +402,34 @@ def run_train_whisper(args: argparse.Namespace) -> dict:
             before = eval_fn(model)
         print("before: " + ", ".join(f"{k} {v:.4f}" for k, v in before.items()))
     trainer = Trainer(model, train_config, loss_fn, dataset=train_set, collate_fn=collate, eval_fn=eval_fn,
-                      resume=args.resume, progress=args.progress)
+                      resume=args.resume, progress=args.progress, trainable_only=lora is not None,
+                      save_best=adapter_saver(lora) if lora else None)
     summary, seconds = trainer.train_run(run_file(out_dir, "whisper"), {**run, "val_before": before})
     if not trainer.is_main:
         return summary
 
     best = find_dir(out_dir / BEST_DIR)
-    final = trainer.final_model(Whisper.from_pretrained)
+    final = trainer.final_model(lambda folder: reload_adapter(model, folder) if lora else
+                                Whisper.from_pretrained(folder))
     final.generation_config = model.generation_config
     evals = [r for r in trainer.history if r.get("kind") == "eval"]
     best_eval = min(evals, key=lambda r: r["val_wer"]) if evals else None
-    training = {"command": command_line(args, "multimodal train whisper"), **run, "train_clips": len(train_entries),
+    command = command_line(args, "multimodal train lora" if lora else "multimodal train whisper")
+    training = {"command": command, **run, "train_clips": len(train_entries),
                 "train_examples": len(train_set), "val_clips": len(val_entries) if val_entries else 0,
                 **trainer.run_record(seconds), "epochs": trainer.step * train_config.batch_size / len(train_set),
                 "best_step": best_eval["step"] if best_eval else trainer.step,
-                "val_before": before, "val_best": best_eval, "parameters": count_parameters(final)}
-    folder = publish_model(out_dir / MODEL_DIR, final, training, lambda tmp: model_card(training, tmp),
-                           dtype=getattr(torch, args.save_dtype), extra_files={"tokenizer.json": source / "tokenizer.json"})
-    if best is not None:  # best/ loads with the pipeline too
+                "val_before": before, "val_best": best_eval,
+                **({"lora": lora_record, "parameters": lora_record["trainable_parameters"]} if lora
+                   else {"parameters": count_parameters(final)})}
+    if lora:
+        folder = publish_model(out_dir / MODEL_DIR, final, training, lambda tmp: model_card(training, tmp),
+                               save=lambda tmp: save_lora(final, tmp, base=lora.base))
+    else:
+        folder = publish_model(out_dir / MODEL_DIR, final, training, lambda tmp: model_card(training, tmp),
+                               dtype=getattr(torch, args.save_dtype),
+                               extra_files={"tokenizer.json": source / "tokenizer.json"})
+    if best is not None and not lora:  # best/ loads with the pipeline too
         shutil.copyfile(source / "tokenizer.json", best / "tokenizer.json")
     print(f"model: {folder}")
     return {**summary, "model": str(folder)}
@@ -425,15 +440,20 @@ def model_card(info: dict, folder: Path | None = None) -> str:
     def numbers(r):
         return ", ".join(f"{k} {v:.4f}" for k, v in r.items() if k.startswith("val_")) if r else "not measured"
 
-    summary = (f"Whisper fine-tuned from `{info['init']}` with `multimodal train whisper` "
-               f"({'decoder only, encoder frozen' if info['freeze_encoder'] else 'encoder and decoder'}).")
+    if "lora" in info:
+        summary = (f"A LoRA adapter for Whisper `{info['lora']['base']}`, trained with `multimodal train lora` "
+                   f"({'decoder only, encoder frozen' if info['freeze_encoder'] else 'encoder and decoder'}).")
+    else:
+        summary = (f"Whisper fine-tuned from `{info['init']}` with `multimodal train whisper` "
+                   f"({'decoder only, encoder frozen' if info['freeze_encoder'] else 'encoder and decoder'}).")
     data = f"{info['train_manifest']} ({info['train_clips']:,} clips, {info['train_examples']:,} examples)"
     results = [("validation data", f"{info['val_manifest']} ({info['val_clips']:,} clips)"),
                ("validation before", numbers(info["val_before"])),
                (f"validation, best (step {info['best_step']})", numbers(info["val_best"]))]
-    return build_model_card("Whisper, fine-tuned", summary, info, data=data, results=results,
+    return build_model_card("Whisper, LoRA adapter" if "lora" in info else "Whisper, fine-tuned", summary, info,
+                            data=data, results=results,
                             usage='Load: `multimodal.pipeline("automatic-speech-recognition", model=this_folder)`.',
-                            notes=card_notes(folder))
+                            details=lora_card_lines(info) if "lora" in info else (), notes=card_notes(folder))
 
 
 # --------------------------------------------------------------------------------- evaluate CLI

@@ -1,0 +1,156 @@
+"""Training LoRA adapters with each task's own recipe: ``multimodal train lora``.
+
+::
+
+    multimodal train lora --base tiny.en --target all --rank 8 --alpha 16 \\
+        --manifest speech-digits --out-dir runs/digits-lora --max-steps 60 --lr 1e-3
+
+``--base`` names the model the adapter is for; its kind picks the recipe whose data and training
+options follow: Whisper checkpoints take ``multimodal train whisper``'s (the only recipe with adapters
+so far; the library side, ``multimodal.lora``, adapts every model). The base stays frozen; only the adapter
+(``multimodal.lora``) trains, on the shared trainer, whose checkpoints then hold only the adapter's
+weights and optimizer state (a few MB; ``--resume`` continues exactly).
+
+Run folder: the recipe's files, and ``model/``: a peft adapter folder (``adapter_config.json`` naming
+the base, ``adapter_model.safetensors``) with ``training.json`` and ``MODEL_CARD.md``. It loads with
+``pipe.load_lora(folder)``, with ``--lora folder`` on the command line, or as a model on its own
+(``multimodal.pipeline(task, model=folder)`` loads the base, then the adapter).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from torch import nn
+
+from ..config import read_json
+from ..errors import InputError
+from ..lora import TARGETS, add_lora, load_lora, lora_targets, mark_only_lora_trainable, remove_lora, save_lora
+from ..paths import resolve_model
+
+DEFAULT_RANK, DEFAULT_ALPHA, DEFAULT_TARGET = 8, 16.0, "attn"
+
+
+@dataclass(frozen=True)
+class LoraOptions:
+    """The adapter a run trains: rank ``r``, scaling ``alpha / r``, on the ``target`` Linears."""
+
+    base: str
+    r: int = DEFAULT_RANK
+    alpha: float = DEFAULT_ALPHA
+    target: str = DEFAULT_TARGET
+
+    def to_dict(self) -> dict:
+        return {"base": self.base, "r": self.r, "alpha": self.alpha, "target": self.target}
+
+
+def attach_lora(model: nn.Module, options: LoraOptions, within: Sequence[str] | None = None) -> dict:
+    """Freeze ``model`` and give it a fresh adapter as ``options`` say, on the target Linears whose
+    names start with one of ``within`` (all when None); returns what the run records about it."""
+    names = lora_targets(model, options.target)
+    if within is not None:
+        names = [n for n in names if n.startswith(tuple(within))]
+        if not names:
+            raise InputError(f"target: no {options.target} Linear layers under {', '.join(within)}")
+    add_lora(model, r=options.r, alpha=options.alpha, target=names)
+    trainable = mark_only_lora_trainable(model)
+    return {**options.to_dict(), "modules": len(names), "trainable_parameters": sum(p.numel() for p in trainable)}
+
+
+def adapter_saver(options: LoraOptions):
+    """save(model, folder): the adapter in peft's format, naming the base (for best/ and model/)."""
+    def save(model: nn.Module, folder: Path) -> None:
+        save_lora(model, folder, base=options.base)
+    return save
+
+
+def reload_adapter(model: nn.Module, folder: Path) -> nn.Module:
+    """``model`` (a trained run's, adapters attached) with its adapter replaced by the one saved in
+    ``folder`` (the run's best/), on the CPU in eval mode."""
+    remove_lora(model)
+    load_lora(model.cpu(), folder)
+    mark_only_lora_trainable(model)
+    return model.eval()
+
+
+def lora_card_lines(info: dict) -> list[str]:
+    """Bullets of an adapter's model card: what it adapts and how to load it."""
+    lora = info["lora"]
+    return [f"LoRA adapter of rank {lora['r']} (alpha {lora['alpha']:g}) on {lora['modules']} {lora['target']} "
+            f"Linear layers of `{lora['base']}`: {lora['trainable_parameters']:,} trained parameters; the base "
+            f"model is frozen and not stored here.",
+            "Load: `pipe.load_lora(this_folder)` on a pipeline of the base model, `--lora this_folder` on the "
+            "command line, or this folder as the model (the base is read from adapter_config.json)."]
+
+
+# ------------------------------------------------------------------------------------------ CLI
+def base_kind(base: str) -> str:
+    """The recipe of a base model (``whisper``), from its config.json."""
+    from ..convert.whisper import DEFAULT_NAME, canonical_name
+
+    if canonical_name(base) == DEFAULT_NAME and not Path(base).exists():
+        return "whisper"
+    folder = resolve_model(base)
+    config = read_json(folder / "config.json") if (folder / "config.json").is_file() else {}
+    if "n_audio_state" in config:
+        return "whisper"
+    raise InputError(f"base: expected a Whisper checkpoint (the models `train lora` has a recipe for), "
+                     f"found {base!r}")
+
+
+def add_lora_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    group = parser.add_argument_group("LoRA")
+    group.add_argument("--base", required=True, help="the model the adapter is for (folder or name)")
+    group.add_argument("--target", choices=TARGETS, default=DEFAULT_TARGET,
+                       help=f"which Linears get adapters: attention projections, MLPs or both (default {DEFAULT_TARGET})")
+    group.add_argument("--rank", type=int, default=DEFAULT_RANK, help=f"adapter rank r (default {DEFAULT_RANK})")
+    group.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
+                       help=f"adapter scaling alpha; the update is alpha / r * B A (default {DEFAULT_ALPHA:g})")
+    return parser
+
+
+def lora_options(args: argparse.Namespace) -> LoraOptions:
+    if args.rank < 1:
+        raise InputError(f"rank: expected an int >= 1, found {args.rank}")
+    if not args.alpha > 0:
+        raise InputError(f"alpha: expected a number > 0, found {args.alpha}")
+    return LoraOptions(base=args.base, r=args.rank, alpha=args.alpha, target=args.target)
+
+
+def recipes() -> dict:
+    """kind -> (add_arguments, run) of the recipes that train adapters."""
+    from . import whisper
+
+    return {"whisper": (whisper.add_train_whisper_arguments, whisper.run_train_whisper)}
+
+
+def add_train_lora_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """``multimodal train lora``: the LoRA options; the other options go to the base's recipe
+    (``multimodal train whisper --help`` lists them)."""
+    parser.description = ("Train a LoRA adapter for --base with its recipe: the options below, then the options of "
+                          "`multimodal train whisper` (Whisper bases).")
+    add_lora_arguments(parser)
+    parser.set_defaults(_takes_extra=True)
+    return parser
+
+
+def run_train_lora(args: argparse.Namespace) -> dict:
+    """Parse the command line again with the base's recipe plus the LoRA options, then train."""
+    kind = base_kind(args.base)
+    add_arguments, run = recipes()[kind]
+    parser = argparse.ArgumentParser(prog="multimodal train lora",
+                                     description=f"a LoRA adapter for {args.base} with the {kind} recipe")
+    add_arguments(parser)
+    add_lora_arguments(parser)
+    if kind == "whisper":
+        from ..convert.whisper import canonical_name
+
+        args.base = canonical_name(args.base)  # adapters name the base as the pipelines load it
+        parser.set_defaults(init=args.base)
+    own = ["--base", args.base, "--target", args.target, "--rank", str(args.rank), "--alpha", str(args.alpha)]
+    inner = parser.parse_args([*own, *getattr(args, "extra", [])])
+    inner.lora = lora_options(inner)
+    return run(inner)
