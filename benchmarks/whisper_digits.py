@@ -205,6 +205,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--modes", nargs="+", choices=tuple(MODES), default=list(MODES),
                         help="decodings to run (default both; pipeline decides --ship)")
     parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--card-note", default=None, help="a note for the shipped card (how it was chosen, ...)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -266,7 +267,7 @@ def main(argv=None) -> dict:
         "fp16": {m: {k: half_results[m][k] for k in ("digit_accuracy", "sentence_wer")} for m in half_results},
         "pipeline_check": {k: {"clips": v["clips"], "accuracy": v["accuracy"]} for k, v in check.items()},
         "training": {k: training.get(k) for k in ("command", "steps", "batch_size", "epochs", "wall_seconds",
-                                                  "train_seconds", "train_clips", "val_clips", "best_step",
+                                                  "train_seconds", "device", "torch_threads", "train_clips", "val_clips", "best_step",
                                                   "val_before", "val_best", "resumed", "lora", "parameters")},
         "model": str(tuned_folder), "adapter": adapter,
         "stored_bytes": sum(f.stat().st_size for f in tuned_folder.iterdir()
@@ -293,14 +294,15 @@ def main(argv=None) -> dict:
           f"points: {'passes' if passes else 'does not pass'} the bar; float16 identical: {fp16_same}")
     if args.ship:
         if passes:
-            ship(tuned, tuned_folder, Path(args.ship), summary, fp16=fp16_no_worse, adapter=adapter)
+            ship(tuned, tuned_folder, Path(args.ship), summary, fp16=fp16_no_worse, adapter=adapter, note=args.card_note)
             print(f"shipped: {args.ship}")
         else:
             print("not shipped")
     return summary
 
 
-def ship(model, source: Path, dest: Path, summary: dict, *, fp16: bool, adapter: bool = False) -> None:
+def ship(model, source: Path, dest: Path, summary: dict, *, fp16: bool, adapter: bool = False,
+         note: str | None = None) -> None:
     tmp = fresh_tmp_dir(dest)
     if adapter:
         for name in (CONFIG_NAME, WEIGHTS_NAME, "training.json"):
@@ -308,11 +310,11 @@ def ship(model, source: Path, dest: Path, summary: dict, *, fp16: bool, adapter:
     else:
         model.save_pretrained(tmp, dtype=torch.float16 if fp16 else None)
         shutil.copyfile(source / "tokenizer.json", tmp / "tokenizer.json")
-    atomic_write_text(tmp / "MODEL_CARD.md", model_card(summary, fp16))
+    atomic_write_text(tmp / "MODEL_CARD.md", model_card(summary, fp16, note))
     publish_dir(tmp, dest)
 
 
-def model_card(s: dict, fp16: bool) -> str:
+def model_card(s: dict, fp16: bool, note: str | None = None) -> str:
     """The shipped checkpoint's card, on the suite's one card builder (``runs.build_model_card``)."""
     t = s["training"]
     fsdd_readme = (FSDD_ROOT / "README.md").read_text() if (FSDD_ROOT / "README.md").is_file() else ""
@@ -373,7 +375,8 @@ def model_card(s: dict, fp16: bool) -> str:
         usage = "Load: `multimodal.pipeline(\"automatic-speech-recognition\", model=\"whisper-tiny.en-digits\")`."
         title = "Whisper tiny.en, fine-tuned on spoken digits"
     return build_model_card(title, summary, t, data=data, usage=usage,
-                            details=details, unit="clips", evaluation=evaluation, notes="**Licence.** " + licence)
+                            details=details, unit="clips", evaluation=evaluation,
+                            notes=(f"{note}\n\n" if note else "") + "**Licence.** " + licence)
 
 if __name__ == "__main__":
     main()

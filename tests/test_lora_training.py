@@ -238,3 +238,27 @@ def test_the_app_offers_the_adapters_of_a_model_and_runs_them(tmp_path, classifi
     assert adapted == {r["label"]: r["score"] for r in pipeline("image-classification", model=str(
         shipped / "vit-small-lora"), device="cpu")(image, top_k=5)}
     assert adapted != plain and classify_tab.classify_image(image, 5, adapter=NO_ADAPTER) == plain
+
+
+# ------------------------------------------------------------------------------ shipped adapter
+def test_the_shipped_digits_adapter_is_small_names_its_base_and_hears_digits():
+    from multimodal.data.speech_digits import FSDD_ROOT
+    from multimodal.evaluation.wer import digit_word
+    from multimodal.paths import SHIPPED_CHECKPOINTS
+
+    folder = SHIPPED_CHECKPOINTS / "whisper-tiny.en-digits-lora"
+    assert sum(f.stat().st_size for f in folder.iterdir()) < 5e6
+    config = json.loads((folder / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == "whisper-tiny.en" and config["peft_type"] == "LORA"
+    assert "96.4 %" in (folder / "MODEL_CARD.md").read_text()  # benchmarks/results/whisper_digits_lora.json
+    # take 1 of the held-out speaker's two, three, four, seven, eight: tiny.en hears "tool.", "See?",
+    # "forward.", "saving.", "paid." (far from any digit), the adapter the digits
+    words = {2: "two", 3: "three", 4: "four", 7: "seven", 8: "eight"}
+    clips = {d: FSDD_ROOT / "recordings" / f"{d}_george_1.wav" for d in words}
+    adapted = pipeline("automatic-speech-recognition", model="whisper-tiny.en-digits-lora", device="cpu")
+    base = pipeline("automatic-speech-recognition", device="cpu")
+    assert adapted.adapters == ["default"] and base.adapters == []
+    for pipe in (adapted, base):
+        pipe.set_progress_bar_config(disable=True)
+    right = lambda pipe: sum(digit_word(pipe(str(clips[d]))["text"]) == w for d, w in words.items())  # noqa: E731
+    assert right(adapted) >= 4 and right(base) <= 1
