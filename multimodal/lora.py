@@ -302,6 +302,20 @@ def read_lora_config(folder: str | Path) -> dict:
     return config
 
 
+def adapter_base(folder: str | Path) -> str | None:
+    """The base model an adapter folder names (``base_model_name_or_path``), or None when ``folder`` is
+    not an adapter folder (no adapter_config.json, or a model's config.json beside it). An adapter that
+    names no base is an InputError."""
+    folder = Path(folder)
+    if not (folder / CONFIG_NAME).is_file() or (folder / "config.json").is_file():
+        return None
+    base = read_lora_config(folder).get("base_model_name_or_path")
+    if not base:
+        raise InputError(f"adapter: {folder} names no base model (base_model_name_or_path); load the base, "
+                         "then the adapter onto it")
+    return str(base)
+
+
 def available_adapters(*bases: str) -> list[str]:
     """Names of the adapter folders in ``checkpoint_dirs()`` made for one of ``bases`` (compared by
     the last part of ``base_model_name_or_path``): the adapters a task's default model can take."""

@@ -106,11 +106,11 @@ def test_train_lora_command_writes_a_peft_adapter_that_loads_as_a_model(tmp_path
 def test_train_lora_refuses_bad_options(tmp_path, capsys):
     assert main(["train", "lora", "--base", "tiny.en", "--rank", "0", "--manifest", "m.jsonl"]) == 2
     assert "rank" in capsys.readouterr().err
-    vit_folder = tmp_path / "vit"
-    ViT(ViTConfig(image_size=8, patch_size=4, in_channels=3, num_classes=5, width=32, depth=2, heads=4)) \
-        .save_pretrained(vit_folder)
-    assert main(["train", "lora", "--base", str(vit_folder), "--manifest", "m.jsonl"]) == 2
-    assert "Whisper" in capsys.readouterr().err
+    gpt_folder = tmp_path / "gpt"
+    (gpt_folder).mkdir()
+    (gpt_folder / "config.json").write_text(json.dumps({"gpt": {}, "kind": "text2codes"}))
+    assert main(["train", "lora", "--base", str(gpt_folder), "--manifest", "m.jsonl"]) == 2
+    assert "Whisper or ViT" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # an option no recipe knows
         main(["train", "vit", "--no-such-option"])
 
@@ -262,3 +262,32 @@ def test_the_shipped_digits_adapter_is_small_names_its_base_and_hears_digits():
         pipe.set_progress_bar_config(disable=True)
     right = lambda pipe: sum(digit_word(pipe(str(clips[d]))["text"]) == w for d, w in words.items())  # noqa: E731
     assert right(adapted) >= 4 and right(base) <= 1
+
+
+def test_train_lora_on_a_vit_base_and_its_evaluation(tmp_path, capsys):
+    from test_vit import TINY, shape_folder
+
+    data = shape_folder(tmp_path / "shapes", per_class=4)
+    assert main(["train", "vit", "--data", str(data), "--out-dir", str(tmp_path / "base"), "--max-steps", "4",
+                 *TINY]) == 0
+    base = tmp_path / "base" / "model"
+    out = tmp_path / "adapter"
+    train = ["--batch-size", "8", "--lr", "3e-3", "--warmup-steps", "1", "--no-progress", "--device", "cpu"]
+    assert main(["train", "lora", "--base", str(base), "--rank", "2", "--target", "all", "--data", str(data),
+                 "--out-dir", str(out), "--max-steps", "4", *train]) == 0
+    folder = out / "model"
+    assert json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"] == str(base)
+    assert "LoRA adapter" in (folder / "MODEL_CARD.md").read_text()
+    capsys.readouterr()
+    assert main(["evaluate", "vit", str(folder), "--split", "train"]) == 0  # the base with the adapter
+    assert "train accuracy:" in capsys.readouterr().out
+    assert "Accuracy" in (folder / "MODEL_CARD.md").read_text() and (folder / "eval_train.json").is_file()
+    pipe = pipeline("image-classification", model=str(folder), device="cpu")
+    saved = load_tensors(folder / "adapter_model.safetensors")
+    assert pipe.adapters == ["default"] and all(torch.equal(v, saved[k]) for k, v in lora_state_dict(pipe.model).items())
+    # an adapter cannot change the classes: data with other classes is refused
+    other = shape_folder(tmp_path / "other", per_class=4)
+    (other / "square").rename(other / "box")
+    assert main(["train", "lora", "--base", str(base), "--data", str(other), "--out-dir", str(tmp_path / "x"),
+                 "--max-steps", "2", *train]) == 2
+    assert "classes of the base model" in capsys.readouterr().err

@@ -22,7 +22,7 @@ TRAINABLE = {
               vqvae.add_train_vqvae_arguments, vqvae.run_train_vqvae),
     "text2codes": ("a text -> codes GPT on the captioned world (needs a trained vqvae)",
                    text2codes.add_train_text2codes_arguments, text2codes.run_train_text2codes),
-    "lora": ("a LoRA adapter for a Whisper model (--base), with the whisper recipe's options",
+    "lora": ("a LoRA adapter for a Whisper or ViT model (--base), with that model's recipe options",
              lora.add_train_lora_arguments, lora.run_train_lora),
 }
 EVALUABLE = {

@@ -29,6 +29,7 @@ from ..devices import default_device, parse_device, parse_dtype
 from ..errors import InputError
 from ..paths import checkpoint_dirs, resolve_model
 
+
 def _adapter_folder(path_or_name) -> Path | None:
     """The LoRA adapter folder (adapter_config.json, no config.json) a path or checkpoint name
     points at, or None."""
@@ -36,10 +37,7 @@ def _adapter_folder(path_or_name) -> Path | None:
         return None
     path = Path(path_or_name).expanduser()
     candidates = [path] + ([d / path.name for d in checkpoint_dirs()] if str(path) == path.name else [])
-    for folder in candidates:
-        if (folder / lora.CONFIG_NAME).is_file() and not (folder / "config.json").is_file():
-            return folder
-    return None
+    return next((folder for folder in candidates if lora.adapter_base(folder) is not None), None)
 
 
 class Pipeline:
@@ -60,11 +58,7 @@ class Pipeline:
         model (``base_model_name_or_path`` of its adapter_config.json), then the adapter."""
         folder = _adapter_folder(path_or_name)
         if folder is not None:
-            base = lora.read_lora_config(folder).get("base_model_name_or_path")
-            if not base:
-                raise InputError(f"model: the adapter in {folder} names no base model (base_model_name_or_path); "
-                                 "load the base and then pipe.load_lora(folder)")
-            pipe = cls.from_pretrained(base, device=device, dtype=dtype)
+            pipe = cls.from_pretrained(lora.adapter_base(folder), device=device, dtype=dtype)
             pipe.load_lora(folder)
             return pipe
         pipe = cls._load(cls._resolve(path_or_name))

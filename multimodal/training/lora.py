@@ -6,8 +6,9 @@
         --manifest speech-digits --out-dir runs/digits-lora --max-steps 60 --lr 1e-3
 
 ``--base`` names the model the adapter is for; its kind picks the recipe whose data and training
-options follow: Whisper checkpoints take ``multimodal train whisper``'s (the only recipe with adapters
-so far; the library side, ``multimodal.lora``, adapts every model). The base stays frozen; only the adapter
+options follow: Whisper checkpoints take ``multimodal train whisper``'s, ViT classifiers ``multimodal
+train vit``'s (same classes as the base; the model options are the base's). The library side,
+``multimodal.lora``, adapts every model, DiT/SiT and the token GPTs included. The base stays frozen; only the adapter
 (``multimodal.lora``) trains, on the shared trainer, whose checkpoints then hold only the adapter's
 weights and optimizer state (a few MB; ``--resume`` continues exactly).
 
@@ -88,7 +89,7 @@ def lora_card_lines(info: dict) -> list[str]:
 
 # ------------------------------------------------------------------------------------------ CLI
 def base_kind(base: str) -> str:
-    """The recipe of a base model (``whisper``), from its config.json."""
+    """The recipe of a base model (``whisper`` or ``vit``), from its config.json."""
     from ..convert.whisper import DEFAULT_NAME, canonical_name
 
     if canonical_name(base) == DEFAULT_NAME and not Path(base).exists():
@@ -97,7 +98,9 @@ def base_kind(base: str) -> str:
     config = read_json(folder / "config.json") if (folder / "config.json").is_file() else {}
     if "n_audio_state" in config:
         return "whisper"
-    raise InputError(f"base: expected a Whisper checkpoint (the models `train lora` has a recipe for), "
+    if "num_classes" in config and "patch_size" in config:
+        return "vit"
+    raise InputError(f"base: expected a Whisper or ViT checkpoint (the models `train lora` has recipes for), "
                      f"found {base!r}")
 
 
@@ -122,16 +125,17 @@ def lora_options(args: argparse.Namespace) -> LoraOptions:
 
 def recipes() -> dict:
     """kind -> (add_arguments, run) of the recipes that train adapters."""
-    from . import whisper
+    from . import vit, whisper
 
-    return {"whisper": (whisper.add_train_whisper_arguments, whisper.run_train_whisper)}
+    return {"whisper": (whisper.add_train_whisper_arguments, whisper.run_train_whisper),
+            "vit": (vit.add_train_vit_arguments, vit.run_train_vit)}
 
 
 def add_train_lora_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """``multimodal train lora``: the LoRA options; the other options go to the base's recipe
-    (``multimodal train whisper --help`` lists them)."""
+    (``multimodal train whisper --help`` or ``train vit --help`` lists them)."""
     parser.description = ("Train a LoRA adapter for --base with its recipe: the options below, then the options of "
-                          "`multimodal train whisper` (Whisper bases).")
+                          "`multimodal train whisper` (Whisper bases) or `multimodal train vit` (ViT bases).")
     add_lora_arguments(parser)
     parser.set_defaults(_takes_extra=True)
     return parser

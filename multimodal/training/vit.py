@@ -37,10 +37,13 @@ from ..data.images import (FASHION_MNIST_LABELS, ImageFolderDataset, ImageTensor
                            keep_batch, load_fashion_mnist, normalize, split_indices)
 from ..devices import default_device, parse_device
 from ..errors import InputError
+from ..lora import adapter_base, load_lora, save_lora
 from ..models.vit import ViT, ViTConfig
+from ..paths import resolve_model
 from .config import TrainConfig, add_train_args, train_config_from_args
 from .runs import (CARD_NAME, MODEL_DIR, TRAINING_NAME, build_model_card, card_notes, check_resume_settings,
                    command_line, markdown_table, publish_model, read_training, run_file)
+from .lora import adapter_saver, attach_lora, lora_card_lines, reload_adapter
 from .trainer import Trainer
 
 FASHION_MNIST = "fashion-mnist"
@@ -274,7 +277,12 @@ def run_train_vit(args: argparse.Namespace) -> dict:
     ``<out-dir>/model`` with its MODEL_CARD.md (test accuracy where a test split exists)."""
     fashion = _is_fashion_mnist(args.data)
     classes, native_size = data_classes(args.data)
-    config = _model_config(args, classes, native_size)
+    lora = getattr(args, "lora", None)  # set by `multimodal train lora`: adapt the base, same classes
+    base = ViT.from_pretrained(resolve_model(lora.base)) if lora else None
+    config = base.config if lora else _model_config(args, classes, native_size)
+    if lora and list(config.labels or []) != list(classes):
+        raise InputError(f"--data: expected the classes of the base model {lora.base} ({', '.join(config.labels or [])})"
+                         f" for an adapter, found {', '.join(classes)}")
     val_size = args.val_size if args.val_size is not None else (5000 if fashion else 0.1)
     data = FASHION_MNIST if fashion else str(Path(args.data).expanduser().resolve())
     train_set, val_set = load_train_val(data, config, val_size=val_size, split_seed=args.split_seed)
@@ -295,26 +303,29 @@ def run_train_vit(args: argparse.Namespace) -> dict:
            "augment": dict(crop_padding=args.crop_padding, padding_mode=args.padding_mode, flip=args.flip,
                            randaugment=args.randaugment, mixup_alpha=args.mixup, cutmix_alpha=args.cutmix,
                            mix_prob=args.mix_prob),
-           "model": config.to_dict()}
+           "model": config.to_dict(), **({"lora": lora.to_dict()} if lora else {})}
     out_dir = Path(train_config.out_dir)
     if args.resume:
         check_resume_settings(run_file(out_dir, "vit"), run, "the data, model and augmentation",
                               configs={"model": ViTConfig})
     augment = TrainAugment(config.num_classes, config.image_mean, config.image_std, **run["augment"])
-    torch.manual_seed(train_config.seed)  # the initial weights
-    model = ViT(config)
+    torch.manual_seed(train_config.seed)  # the initial weights (of the adapter, with --base)
+    model = base if lora else ViT(config)
+    lora_record = attach_lora(model, lora) if lora else None
     trainer = Trainer(model, train_config, make_loss_fn(augment, args.label_smoothing), dataset=train_set,
                       collate_fn=keep_batch, resume=args.resume, progress=args.progress,
-                      eval_fn=make_eval_fn(val_set, args.eval_batch_size) if val_set is not None else None)
+                      eval_fn=make_eval_fn(val_set, args.eval_batch_size) if val_set is not None else None,
+                      trainable_only=lora is not None, save_best=adapter_saver(lora) if lora else None)
     summary, seconds = trainer.train_run(run_file(out_dir, "vit"), run)
     if not trainer.is_main:
         return summary
 
-    final = trainer.final_model(ViT.from_pretrained)
+    final = trainer.final_model(lambda folder: reload_adapter(model, folder) if lora else ViT.from_pretrained(folder))
     evals = [r for r in trainer.history if r.get("kind") == "eval"]
     best_eval = max(evals, key=lambda r: r.get("val_acc", 0)) if evals and val_set is not None else None
     training = {
-        "command": command_line(args, "multimodal train vit"), "data": data, "val_size": val_size,
+        "command": command_line(args, "multimodal train lora" if lora else "multimodal train vit"), "data": data,
+        "val_size": val_size,
         "split_seed": args.split_seed,
         "train_images": len(train_set), "val_images": len(val_set) if val_set is not None else 0,
         "val_source": "folder" if not fashion and _folder_splits(Path(data))["val"] is not None else "carved",
@@ -322,8 +333,10 @@ def run_train_vit(args: argparse.Namespace) -> dict:
         "best_step": best_eval["step"] if best_eval else trainer.step,
         "val_acc": best_eval["val_acc"] if best_eval else None, "parameters": count_parameters(final),
         "augment": run["augment"], "label_smoothing": args.label_smoothing,
+        **({"lora": lora_record, "parameters": lora_record["trainable_parameters"]} if lora else {}),
     }
-    folder = publish_model(out_dir / MODEL_DIR, final, training, model_card)
+    folder = publish_model(out_dir / MODEL_DIR, final, training, model_card,
+                           save=(lambda tmp: save_lora(final, tmp, base=lora.base)) if lora else None)
     has_test = fashion or _folder_splits(Path(data))["test"] is not None
     for split in ("test",) if has_test else ():
         result = evaluate_vit(folder, split, batch_size=args.eval_batch_size, device=trainer.device)
@@ -342,9 +355,7 @@ def evaluate_vit(checkpoint: str | os.PathLike, split: str = "test", *, data: st
     ``write``, saves ``eval_<split>.json`` and ``confusion_<split>.png`` into the checkpoint and
     rebuilds its MODEL_CARD.md."""
     folder = Path(checkpoint).expanduser()
-    if not (folder / CONFIG_NAME).is_file():
-        raise InputError(f"{checkpoint}: expected a ViT checkpoint folder with {CONFIG_NAME}, found none")
-    model = ViT.from_pretrained(folder, device=parse_device(device) if device is not None else default_device())
+    model = load_vit(folder).to(parse_device(device) if device is not None else default_device())
     info = read_training(folder)
     data = data or info.get("data")
     if data is None:
@@ -366,6 +377,18 @@ def evaluate_vit(checkpoint: str | os.PathLike, split: str = "test", *, data: st
         atomic_write_bytes(folder / f"confusion_{split}.png", _confusion_png(confusion, model.labels, split))
         atomic_write_text(folder / CARD_NAME, model_card(folder))
     return result
+
+
+def load_vit(folder: Path) -> ViT:
+    """A ViT checkpoint folder, or a LoRA adapter folder (its base with the adapter loaded)."""
+    base = adapter_base(folder)
+    if base is not None:
+        model = ViT.from_pretrained(resolve_model(base))
+        load_lora(model, folder, base=base)
+        return model.eval()
+    if not (folder / CONFIG_NAME).is_file():
+        raise InputError(f"{folder}: expected a ViT checkpoint folder with {CONFIG_NAME}, found none")
+    return ViT.from_pretrained(folder)
 
 
 def _confusion_png(confusion: torch.Tensor, labels: list[str], split: str) -> bytes:
@@ -395,8 +418,10 @@ def _confusion_png(confusion: torch.Tensor, labels: list[str], split: str) -> by
 
 
 def model_card(folder: Path) -> str:
-    """MODEL_CARD.md from the folder's config.json, training.json, eval_*.json and card_notes.md."""
-    config = ViTConfig.load(folder / CONFIG_NAME)
+    """MODEL_CARD.md from the folder's config.json (an adapter's: its base's), training.json, eval_*.json
+    and card_notes.md."""
+    base = adapter_base(folder)
+    config = ViTConfig.load((resolve_model(base) if base else folder) / CONFIG_NAME)
     info = read_training(folder)
     data = str(info.get("data", "unknown data"))
     fashion = _is_fashion_mnist(data)
@@ -437,9 +462,13 @@ def model_card(folder: Path) -> str:
                        f"Accuracy **{100 * result['accuracy']:.2f} %** ({result['correct']:,} / {result['images']:,}).",
                        "", *markdown_table(("class", "accuracy", "images"), per_class, "lrr"), "",
                        f"![confusion matrix](confusion_{split}.png)", ""]
-    return build_model_card(f"ViT image classifier: {source}",
-                            f"A Vision Transformer (`multimodal.models.vit`) trained from scratch on {source}{licence}.",
-                            info, data=training_data, facts=facts, results=results, unit="images",
+    title, summary = f"ViT image classifier: {source}", \
+        f"A Vision Transformer (`multimodal.models.vit`) trained from scratch on {source}{licence}."
+    if base:
+        title, summary = f"LoRA adapter for the ViT {base}: {source}", \
+            f"A LoRA adapter for the Vision Transformer `{base}`, trained on {source}{licence}."
+    return build_model_card(title, summary, info, data=training_data, facts=facts, results=results, unit="images",
+                            details=lora_card_lines(info) if "lora" in info else (),
                             usage='Load: `multimodal.pipeline("image-classification", model=this_folder)`.',
                             evaluation="\n".join(evaluation), notes=card_notes(folder))
 
