@@ -18,7 +18,7 @@
     python -m benchmarks.text_to_image_gpt --gpt checkpoints/text2image-gpt
 
 Results: ``benchmarks/results/text_to_image_gpt.json`` (and the sweep in
-``text_to_image_gpt_sweep.json``); with ``--write-checkpoint`` the evaluation also lands in each GPT
+``text_to_image_gpt_sweep.json``; ``--results NAME`` writes ``NAME.json`` and ``NAME_sweep.json``); with ``--write-checkpoint`` the evaluation also lands in each GPT
 folder's ``evaluation.json``.
 """
 
@@ -104,7 +104,7 @@ def main(argv=None) -> None:
             chosen[where] = {k: best[k] for k in ("guidance_scale", "temperature", "top_p")}
             sweep[where] = {"rows": rows, "chosen": chosen[where]}
             print(f"{where}: chosen {chosen[where]} (validation seen {100 * best['seen_accuracy']:.1f} %)")
-        write_results("text_to_image_gpt_sweep", {"command": command, "judge": judge.description,
+        write_results(f"{args.results}_sweep", {"command": command, "judge": judge.description,
                                                   "prompts": "validation_prompts() x 2", "models": sweep})
 
     prompts = _prompts(evaluation_prompts(), args.images_per_prompt)
