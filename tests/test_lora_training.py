@@ -108,9 +108,9 @@ def test_train_lora_refuses_bad_options(tmp_path, capsys):
     assert "rank" in capsys.readouterr().err
     gpt_folder = tmp_path / "gpt"
     (gpt_folder).mkdir()
-    (gpt_folder / "config.json").write_text(json.dumps({"gpt": {}, "kind": "text2codes"}))
+    (gpt_folder / "config.json").write_text(json.dumps({"gpt": {}, "kind": "audio"}))  # no recipe for audio yet
     assert main(["train", "lora", "--base", str(gpt_folder), "--manifest", "m.jsonl"]) == 2
-    assert "Whisper or ViT" in capsys.readouterr().err
+    assert "Whisper, ViT or text-to-image" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # an option no recipe knows
         main(["train", "vit", "--no-such-option"])
 

@@ -11,17 +11,20 @@ from helpers import fake_fashion
 from PIL import Image
 
 import multimodal
-from multimodal import cli
+from multimodal import cli, pipelines
+from multimodal.data import world
 from multimodal.checkpoint import load_tensors
 from multimodal.errors import InputError
 from multimodal.models import VQVAE
 from multimodal.models.autoencoders.quantizer import QuantizerConfig
 from multimodal.models.autoencoders.vq import VQVAEConfig
 from multimodal.models.text2codes import TextToCodes
-from multimodal.models.token_gpt import TokenGPTConfig
+from multimodal.lora import read_lora_config
+from multimodal.models.token_gpt import TokenGPTConfig, prompt_ids
 from multimodal.paths import SHIPPED_CHECKPOINTS
 from multimodal.pipelines.text_to_image import AutoregressiveTextToImagePipeline
-from multimodal.data.world import CaptionedWorld
+from multimodal.data.world import CaptionedWorld, canonical_caption
+from multimodal.training.text2image_lora import new_colour_combos
 from multimodal.training import text2codes as text2codes_recipe
 from multimodal.training.text2codes import CODE_CACHE_NAME, CODE_CACHE_SEED, train_text2codes
 from multimodal.training.vqvae import to_unit
@@ -238,3 +241,24 @@ def test_the_app_draws_with_the_shipped_gpt():
     assert len(images) == 2 and images[0].size == (128, 128)
     with pytest.raises(InputError, match="prompt"):
         generate_images("", "GPT")
+
+
+def test_train_lora_teaches_the_token_gpt_a_new_colour(trained, tmp_path, monkeypatch):
+    monkeypatch.setattr(world, "_default_fashion", lambda: world._prepare_fashion(trained["fashion"]))
+    base = trained["gpt"]["model_dir"]
+    code = cli.main(["train", "lora", "--base", str(base), "--target", "all", "--rank", "4", "--examples", "24",
+                     "--max-steps", "40", "--batch-size", "8", "--lr", "1e-2", "--warmup-steps", "2",
+                     "--eval-every", "0", "--no-progress", "--out-dir", str(tmp_path / "run")])
+    assert code == 0
+    folder = tmp_path / "run" / "model"
+    adapted = pipelines.pipeline("text-to-image", model=str(folder), device="cpu")
+    assert adapted.adapters == ["default"]
+    assert all(name.startswith("gpt.") for name in read_lora_config(folder)["target_modules"])
+    # the adapter lowers the GPT's loss on pink renders' codes
+    combos = new_colour_combos("pink")
+    images = CaptionedWorld("new_colour").render(combos, generator=3)
+    ids = prompt_ids(adapted.model.tokenizer, [canonical_caption(c) for c in combos], adapted.model.config.gpt)
+    eval_fn = text2codes_recipe.make_eval_fn({"pink": (images, ids)})
+    after = eval_fn(adapted.model)["pink_loss"]
+    adapted.unload_lora()
+    assert after < eval_fn(adapted.model)["pink_loss"] - 0.05  # deterministic: fixed renders, eval mode

@@ -473,6 +473,10 @@ def test_the_app_has_a_text_to_image_tab():
     radios = [b for b in demo.blocks.values() if isinstance(b, gr.Radio) and b.label == "model"]
     gpt = ["GPT"] if (SHIPPED_CHECKPOINTS / "text2image-gpt").is_dir() else []
     assert radios and [c[0] for c in radios[0].choices] == ["SiT", "DiT", *gpt]
+    if (SHIPPED_CHECKPOINTS / "text2image-sit-pink-lora").is_dir():
+        adapters = [b for b in demo.blocks.values() if isinstance(b, gr.Dropdown) and b.label == "LoRA adapter"
+                    and any(c[0] == "text2image-sit-pink-lora" for c in b.choices)]
+        assert adapters
     assert any(isinstance(b, gr.Gallery) for b in demo.blocks.values())
 
 
@@ -609,3 +613,118 @@ def test_the_shipped_checkpoints_draw_the_asked_colours(name):
     assert right >= len(prompts) - 1, list(zip(colours, [p["caption"] for p in prompts]))
     card = (folder / "MODEL_CARD.md").read_text()
     assert "## Evaluation" in card and "Not evaluated yet" not in card and (folder / "vae" / "MODEL_CARD.md").is_file()
+
+
+# --------------------------------------------------------------------- LoRA: a new colour word
+def train_new_colour(base, out, *extra):
+    return cli.main(["train", "lora", "--base", str(base), "--target", "all", "--rank", "4", "--examples", "24",
+                     "--batch-size", "8", "--lr", "3e-3", "--warmup-steps", "2", "--eval-every", "0",
+                     "--no-progress", "--out-dir", str(out), *extra])
+
+
+@pytest.fixture
+def fake_world_fashion(fashion, monkeypatch):
+    from multimodal.data import world
+
+    monkeypatch.setattr(world, "_default_fashion", lambda: world._prepare_fashion(fashion))
+
+
+@pytest.mark.filterwarnings("ignore:prompt")  # the tiny tokenizer spells "pink" in many tokens
+def test_train_lora_teaches_a_text_to_image_base_a_new_colour(tmp_path, checkpoints, fake_world_fashion):
+    from multimodal.training.text2image_lora import new_colour_combos
+    from multimodal.data.world import WorldBatch, canonical_caption
+
+    base = checkpoints["sit"]
+    weights = load_tensors(base / "model.safetensors")
+    assert train_new_colour(base, tmp_path / "run", "--max-steps", "60") == 0
+    folder = tmp_path / "run" / "model"
+    assert {p.name for p in folder.iterdir()} >= {"adapter_config.json", "adapter_model.safetensors", "MODEL_CARD.md",
+                                                  "training.json"}
+    after = load_tensors(base / "model.safetensors")
+    assert all(torch.equal(weights[k], after[k]) for k in weights)  # the base is untouched
+    card = (folder / "MODEL_CARD.md").read_text()
+    assert '"pink"' in card and "24 fixed renders of pink objects" in card and "--examples 24" in card
+
+    # the adapter lowers the loss on pink examples it was taught (fixed noise and times)
+    combos = new_colour_combos("pink")
+    taught = CaptionedWorld("new_colour").render(combos, generator=5)
+    batch = WorldBatch(taught, [canonical_caption(c) for c in combos], [c._asdict() for c in combos])
+    eval_fn = training.make_eval_fn({"taught": batch}, len(combos))
+    model = TextToImage.from_pretrained(base).eval()
+    before = eval_fn(model)["taught_loss"]
+    pipe = pipelines.pipeline("text-to-image", model=str(folder), device="cpu")  # base + adapter
+    assert pipe.adapters == ["default"]
+    assert eval_fn(pipe.model)["taught_loss"] < 0.9 * before
+
+    # it changes what a pink prompt draws; unloaded, the base draws what it did
+    pipe.set_progress_bar_config(disable=True)
+    plain = pipelines.pipeline("text-to-image", model=str(base), device="cpu")
+    plain.set_progress_bar_config(disable=True)
+    prompt = "a pink star on a navy background"
+    adapted = np.asarray(pipe(prompt, num_inference_steps=3, generator=1).images[0])
+    original = np.asarray(plain(prompt, num_inference_steps=3, generator=1).images[0])
+    assert not np.array_equal(adapted, original)
+    pipe.unload_lora()
+    assert np.array_equal(np.asarray(pipe(prompt, num_inference_steps=3, generator=1).images[0]), original)
+
+
+def test_the_app_draws_with_an_adapter_of_the_chosen_model_only(tmp_path, checkpoints, fake_world_fashion,
+                                                                monkeypatch):
+    from multimodal.app import text_to_image as tab
+
+    assert train_new_colour(checkpoints["sit"], tmp_path / "run", "--max-steps", "2") == 0
+    folder = str(tmp_path / "run" / "model")
+    monkeypatch.setattr(tab, "DIFFUSION_MODELS", {"SiT": checkpoints["sit"].name, "DiT": checkpoints["dit"].name})
+    monkeypatch.setattr(app_common, "_APP_PIPELINES", {})
+    images = generate_images("a pink star on a navy background", "SiT", steps=2, count=2, adapter=folder)
+    assert len(images) == 2 and list(app_common._APP_PIPELINES) == [("text-to-image", folder)]
+    assert app_common._APP_PIPELINES[("text-to-image", folder)].adapters == ["default"]
+    with pytest.raises(InputError, match="adapter: expected an adapter of DiT"):
+        generate_images("a pink star on a navy background", "DiT", steps=2, adapter=folder)
+
+
+def test_new_colour_adapter_resume_is_exact(tmp_path, checkpoints, fake_world_fashion, monkeypatch):
+    from multimodal.training import text2image_lora
+
+    base = checkpoints["dit"]
+    assert train_new_colour(base, tmp_path / "full", "--max-steps", "6", "--save-every", "3") == 0
+    make = text2image_lora.make_batch_fn
+    kill_batches_at(monkeypatch, text2image_lora, 4)
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        train_new_colour(base, tmp_path / "cut", "--max-steps", "6", "--save-every", "3")
+    monkeypatch.setattr(text2image_lora, "make_batch_fn", make)
+    assert train_new_colour(base, tmp_path / "cut", "--max-steps", "6", "--save-every", "3", "--resume") == 0
+    a = load_tensors(tmp_path / "full" / "model" / "adapter_model.safetensors")
+    b = load_tensors(tmp_path / "cut" / "model" / "adapter_model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["--examples", "0"], "examples"), (["--examples", "5000"], "examples"), (["--prior-share", "1"], "prior-share"),
+    (["--rank", "0"], "rank"),
+])
+def test_new_colour_adapter_bad_options(tmp_path, checkpoints, fake_world_fashion, capsys, extra, match):
+    assert train_new_colour(checkpoints["sit"], tmp_path / "run", "--max-steps", "2", *extra) != 0
+    assert match in capsys.readouterr().err
+    assert not (tmp_path / "run" / "model").exists()
+
+
+def test_the_shipped_pink_adapter_draws_pink_where_the_base_does_not():
+    from multimodal.data.world import PALETTE
+    from multimodal.evaluation.text_to_image import to_uint8
+    from multimodal.evaluation.world_judge import measure_colours
+    from multimodal.lora import adapter_base
+
+    folder = SHIPPED_CHECKPOINTS / "text2image-sit-pink-lora"
+    assert adapter_base(folder) == "checkpoints/text2image-sit"
+    assert (folder / "adapter_model.safetensors").stat().st_size < 5e6
+    pipe = pipelines.pipeline("text-to-image", model=str(folder), device="cpu")
+    pipe.set_progress_bar_config(disable=True)
+    prompts = ["a pink star on a navy background", "a pink coat on a black background"]  # untaught, taught
+
+    def colours():
+        images = torch.as_tensor(pipe(prompts, num_inference_steps=10, generator=0, output_type="np"))
+        return measure_colours(to_uint8(images.permute(0, 3, 1, 2) * 2 - 1), list(PALETTE))[1]
+    assert colours() == ["pink", "pink"]
+    pipe.set_lora(None)
+    assert "pink" not in colours()

@@ -210,3 +210,39 @@ def test_grid_command(tmp_path, monkeypatch, fashion):
     assert Image.open(out).size[0] == 3 * (32 * 2 + 4)
     world.main(["--out", str(out), "--objects", "--scale", "1"])
     assert Image.open(out).size[0] == 8 * (32 + 4)
+
+
+# --------------------------------------------------------------------------------- new colours
+def test_new_colours_are_a_split_of_their_own(fashion):
+    pink = combinations("new_colour")
+    assert len(pink) == len(OBJECTS) * len(world.NEW_COLOURS) * len(BACKGROUNDS)
+    assert {c.colour for c in pink} == set(world.NEW_COLOURS) and not set(world.NEW_COLOURS) & set(COLOURS)
+    assert all(c.colour in COLOURS for split in ("train", "held_out", "all") for c in combinations(split))
+    assert list(world.PALETTE)[:len(COLOURS)] == list(COLOURS)  # the world's colour indices are unchanged
+    for split in ("train", "held_out", "all"):
+        with pytest.raises(InputError, match="new colour: split 'new_colour'"):
+            check_combo(("star", "pink", "navy"), split)
+    with pytest.raises(InputError, match="colour"):
+        check_combo(("star", "red", "navy"), "new_colour")
+    # captions of every template name it and parse back
+    combo = Combo("star", "pink", "white")  # pink on white exists
+    assert [parse_caption(c) for c in captions(combo)] == [combo] * len(CAPTION_TEMPLATES)
+    assert canonical_caption(combo) == "a pink star on a white background"
+    # rendered in pink: the opaque pixels are within jitter of its RGB value
+    drawer = CaptionedWorld("new_colour", fashion=fashion)
+    images, alpha = drawer.render(list(pink), generator=0, return_alpha=True)
+    for i, c in enumerate(pink):
+        fg = alpha[i, 0] > 0.999
+        assert (images[i].float()[:, fg].T - torch.tensor(world.NEW_COLOURS[c.colour])).abs().max() <= COLOUR_JITTER + 1
+    assert {a["colour"] for a in drawer.sample(32, 0).attributes} == set(world.NEW_COLOURS)
+    with pytest.raises(InputError, match="new colour"):
+        CaptionedWorld("all", fashion=fashion).render_prompt("a pink star on a navy background", 1)
+
+
+def test_random_captions_are_what_sample_uses(train_world):
+    batch = train_world.sample(40, 7)
+    g = torch.Generator().manual_seed(7)
+    pick = torch.randint(len(train_world.combos), (40,), generator=g)
+    assert world.random_captions([train_world.combos[i] for i in pick.tolist()], g) == list(batch.captions)
+    all_canonical = world.random_captions([Combo("star", "pink", "navy")] * 5, torch.Generator().manual_seed(0), 1.0)
+    assert all_canonical == ["a pink star on a navy background"] * 5

@@ -249,7 +249,7 @@ def test_bad_attributes_and_features_are_input_errors(tiny_judge):
     with pytest.raises(InputError, match=r"one combination per image \(2\), found 1"):
         tiny_judge.score(images, [("circle", "red", "black")])
     with pytest.raises(InputError, match="colour: expected one of"):
-        tiny_judge.score(images, [("circle", "pink", "black")] * 2)
+        tiny_judge.score(images, [("circle", "mauve", "black")] * 2)
     with pytest.raises(InputError, match="never white on white"):
         tiny_judge.score(images, Combo("circle", "white", "white"))
     with pytest.raises(InputError, match="attributes"):
@@ -275,3 +275,29 @@ def test_bad_recipes_are_input_errors():
             JudgeRecipe(**bad)
     with pytest.raises(InputError, match="fashion"):
         world_judge.judge_path(JudgeRecipe(), fashion="garments")
+
+
+def test_new_colours_are_measured_only_when_in_the_palette(fashion, all_world):
+    from multimodal.data.world import NEW_COLOURS, PALETTE
+
+    pink = list(combinations("new_colour")) * 2
+    images = CaptionedWorld("new_colour", fashion=fashion).render(pink, generator=1)
+    backgrounds, colours = measure_colours(images, list(PALETTE))
+    assert backgrounds == [c.background for c in pink] and colours == [c.colour for c in pink]
+    assert not set(measure_colours(images)[1]) & set(NEW_COLOURS)  # the world's palette never answers pink
+    # the world's renders keep their colours with the extended palette
+    combos = list(combinations("all"))
+    assert measure_colours(all_world.render(combos, generator=2), list(PALETTE))[1] == [c.colour for c in combos]
+    for bad in ("pink", [], ["red", "mauve"]):
+        with pytest.raises(InputError, match="colours"):
+            measure_colours(images[:1], bad)
+
+
+def test_score_extends_the_palette_for_new_colour_prompts(tiny_judge, fashion):
+    combos = [Combo("star", "pink", b) for b in BACKGROUNDS]
+    images = CaptionedWorld("new_colour", fashion=fashion).render(combos, generator=0)
+    assert tiny_judge.score(images, combos)["rates"]["colour"] == 1.0
+    # asked for red, a pink star is wrong; with the world's palette only it is read as some world colour
+    red = [c._replace(colour="red") for c in combos]
+    assert tiny_judge.score(images, red, colours=list(COLOURS) + ["pink"])["rates"]["colour"] == 0.0
+    assert set(tiny_judge.score(images, red)["colour"]) <= set(COLOURS)

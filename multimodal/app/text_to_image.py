@@ -1,13 +1,17 @@
-"""The Text → Image tab: prompt, model, sampler, steps, guidance, seed and count -> a gallery."""
+"""The Text → Image tab: prompt, model (and a LoRA adapter of it), sampler, steps, guidance, seed and
+count -> a gallery."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import gradio as gr
 from PIL import Image
 
 from ..errors import InputError
-from ..paths import available_models
-from .common import app_pipeline, gradio_errors
+from ..lora import adapter_base, available_adapters
+from ..paths import available_models, resolve_model
+from .common import NO_ADAPTER, app_pipeline, gradio_errors
 
 # Model choices: the diffusion models, and the token GPT where its checkpoint is present.
 DIFFUSION_MODELS = {"SiT": "text2image-sit", "DiT": "text2image-dit"}
@@ -25,15 +29,33 @@ EXAMPLE_PROMPTS = ["a red circle on a black background", "a yellow sneaker on a 
                    "a green t-shirt on a black background", "a white star on a navy background"]
 
 
+def model_adapters(model: str) -> list[str]:
+    """The shipped LoRA adapters made for the tab's model ``model`` (SiT, DiT, GPT)."""
+    checkpoint = app_models().get(model)
+    return available_adapters(checkpoint) if checkpoint else []
+
+# Prompts that show what a shipped adapter adds.
+ADAPTER_EXAMPLES = {"text2image-sit-pink-lora": ["a pink star on a navy background", "a pink dress on a black background",
+                                                 "a pink sneaker on a gray background"]}
+
+
 def generate_images(prompt: str, model: str = "SiT", sampler: str = "default", steps: float = 25,
                     guidance: float = 4.0, seed: float = 0, count: float = 4, temperature: float = 1.0,
-                    top_k: float = 0, top_p: float = 1.0) -> list[Image.Image]:
+                    top_k: float = 0, top_p: float = 1.0, adapter: str | None = None) -> list[Image.Image]:
     """The app's handler: a gallery of ``count`` images for ``prompt``. The diffusion models use
-    ``sampler`` and ``steps``; the GPT uses ``temperature``, ``top_k`` (0: off) and ``top_p``."""
+    ``sampler`` and ``steps``; the GPT uses ``temperature``, ``top_k`` (0: off) and ``top_p``.
+    ``adapter``: a LoRA adapter checkpoint made for ``model`` (none: the model alone)."""
     models = app_models()
     if model not in models:
         raise InputError(f"model: expected one of {', '.join(models)}, found {model!r}")
-    pipe = app_pipeline("text-to-image", models[model])
+    if adapter in (None, "", NO_ADAPTER):
+        pipe = app_pipeline("text-to-image", models[model])
+    else:
+        base = adapter_base(resolve_model(adapter))
+        if base is None or Path(base).name != models[model]:
+            raise InputError(f"adapter: expected an adapter of {model} ({', '.join(model_adapters(model)) or 'none'}), "
+                             f"found {adapter!r}")
+        pipe = app_pipeline("text-to-image", adapter)
     common = dict(guidance_scale=float(guidance), generator=int(seed), num_images_per_prompt=int(count))
     if model in GPT_MODELS:
         images = pipe(prompt or "", temperature=float(temperature), top_k=int(top_k) or None,
@@ -45,11 +67,14 @@ def generate_images(prompt: str, model: str = "SiT", sampler: str = "default", s
 
 
 def _controls_for(model: str):
-    """Show the controls of ``model``'s kind: sampler and steps, or temperature, top-k and top-p."""
+    """Show the controls of ``model``'s kind: sampler and steps, or temperature, top-k and top-p; and
+    its adapters."""
     gpt = model in GPT_MODELS
+    adapters = model_adapters(model)
     return (gr.update(visible=not gpt, choices=SAMPLERS.get(model, ["default"]), value="default"),
             gr.update(visible=not gpt), gr.update(visible=gpt), gr.update(visible=gpt), gr.update(visible=gpt),
-            gr.update(value=3.0 if gpt else 4.0))
+            gr.update(value=3.0 if gpt else 4.0),
+            gr.update(choices=[NO_ADAPTER, *adapters], value=NO_ADAPTER, visible=bool(adapters)))
 
 
 def text_to_image_tab() -> None:
@@ -61,11 +86,16 @@ def text_to_image_tab() -> None:
                 "ankle boot, circle, square, triangle, star, heart, cross) in one colour (red, orange, yellow, green, "
                 "cyan, blue, purple, white) on a black, white, gray or navy background. Some combinations "
                 "(red sneaker, purple circle, ...) were never shown in training. SiT and DiT are latent diffusion "
-                "models (an empty prompt is unconditional); the GPT writes VQ-VAE codes one by one.")
+                "models (an empty prompt is unconditional); the GPT writes VQ-VAE codes one by one. A LoRA adapter, "
+                "where one is shipped for the model, adds what it never saw (SiT: the colour pink).")
     with gr.Row():
         with gr.Column():
             prompt = gr.Textbox(label="prompt", value=EXAMPLE_PROMPTS[0])
             model = gr.Radio(list(models), value="SiT", label="model")
+            sit_adapters = model_adapters("SiT")
+            adapter = gr.Dropdown([NO_ADAPTER, *sit_adapters], value=NO_ADAPTER, label="LoRA adapter",
+                                  visible=bool(sit_adapters),
+                                  info="an adapter of the model: pink teaches SiT a colour it never saw")
             sampler = gr.Dropdown(SAMPLERS["SiT"], value="default", label="sampler")
             steps = gr.Slider(1, 100, value=25, step=1, label="steps")
             temperature = gr.Slider(0.1, 2.0, value=1.0, step=0.05, label="temperature", visible=False)
@@ -77,7 +107,9 @@ def text_to_image_tab() -> None:
             button = gr.Button("generate", variant="primary")
         with gr.Column():
             gallery = gr.Gallery(label="images", columns=4)
-    model.change(_controls_for, [model], [sampler, steps, temperature, top_k, top_p, guidance])
-    gr.Examples([[p] for p in EXAMPLE_PROMPTS], inputs=[prompt])
-    button.click(handler, [prompt, model, sampler, steps, guidance, seed, count, temperature, top_k, top_p], [gallery],
-                 api_name="generate")
+    model.change(_controls_for, [model], [sampler, steps, temperature, top_k, top_p, guidance, adapter])
+    examples = [[p, "SiT", NO_ADAPTER] for p in EXAMPLE_PROMPTS]
+    examples += [[p, "SiT", a] for a in sit_adapters for p in ADAPTER_EXAMPLES.get(a, [])]
+    gr.Examples(examples, inputs=[prompt, model, adapter])
+    button.click(handler, [prompt, model, sampler, steps, guidance, seed, count, temperature, top_k, top_p, adapter],
+                 [gallery], api_name="generate")

@@ -12,6 +12,9 @@ circles and blue sneakers, but never a red sneaker, must put the two words toget
 - 8 object ``COLOURS`` (red, orange, yellow, green, cyan, blue, purple, white) and 4
   ``BACKGROUNDS`` (black, white, gray, navy), each a fixed RGB value plus a little per-image
   jitter (``COLOUR_JITTER``, ``BACKGROUND_JITTER``). Never white on white.
+- ``NEW_COLOURS`` (pink) lie outside the world: only split ``"new_colour"`` draws them (every object
+  in them, on every background). A model trained on the world has never seen them or read their
+  names; they are what a LoRA adapter learns to draw, and how the judge checks that it did.
 
 A Fashion-MNIST item is a real image of the **training split** (``load_fashion_mnist("train")``,
 Debian ``dataset-fashion-mnist``; or the ``fashion=(images, labels)`` given to ``CaptionedWorld``,
@@ -29,7 +32,7 @@ tensor operations per batch, not a Python loop per image.
 yellow star, purple circle, white trouser, orange heart, cyan ankle boot) are never rendered for
 training, on any background: 31 combinations (white trouser on white does not exist). Every
 drawing entry point takes a ``split``: ``"train"`` (the default; asking it for a held-out
-combination is an InputError), ``"held_out"`` (only those) or ``"all"``. A judge of generated
+combination is an InputError), ``"held_out"`` (only those), ``"all"`` or ``"new_colour"``. A judge of generated
 images, or the real renders that a Fréchet distance compares against, use ``"all"``.
 
 **Captions.** ``CAPTION_TEMPLATES`` phrase an item in a dozen ways ("red circle, black
@@ -69,14 +72,16 @@ from torch.utils.data import IterableDataset, get_worker_info
 from ..errors import InputError
 # The vocabulary and captions; world.X names them too, as the world's public face.
 from .world_captions import (BACKGROUND_JITTER, BACKGROUNDS, CANONICAL_TEMPLATE, CAPTION_TEMPLATES,  # noqa: F401
-                             COLOUR_JITTER, COLOURS, FASHION_OBJECTS, HELD_OUT, OBJECTS, SHAPES, SPLITS, Combo,
-                             _check_split, _format, canonical_caption, caption_corpus, captions, check_combo,
-                             combinations, evaluation_prompts, is_held_out, parse_caption)
+                             COLOUR_JITTER, COLOURS, FASHION_OBJECTS, HELD_OUT, NEW_COLOURS, OBJECTS, PALETTE,
+                             SHAPES, SPLITS, Combo, _check_split, _format, canonical_caption, caption_corpus,
+                             captions, check_any, check_combo, combinations, evaluation_prompts, is_held_out,
+                             parse_caption, split_of)
 
 FASHION_FRAME = (0.8, 1.0)    # the 28x28 frame's share of the image width
 FASHION_MAX_ROTATION = 6.0    # degrees
 SHAPE_SIZE = (0.5, 0.85)      # the shape's extent as a share of the image width
 SHAPE_MAX_ROTATION = 20.0
+_PALETTE_NAMES = list(PALETTE)  # the world's colours first: their indices do not depend on NEW_COLOURS
 SHAPE_EXTENT = 0.75           # a shape's half-size in its mask's [-1, 1] coordinates
 SHAPE_MASK_SIZE = 128
 ALPHA_QUANTILE = 0.8          # this quantile of a garment's pixels becomes fully opaque
@@ -212,9 +217,9 @@ class CaptionedWorld:
         self.image_size, self.canonical_prob = image_size, float(canonical_prob)
         self._fashion = _prepare_fashion(fashion) if fashion is not None else None
         self.combos = combinations(split)
-        self._combo_index = torch.tensor([(OBJECTS.index(c.object), list(COLOURS).index(c.colour),
+        self._combo_index = torch.tensor([(OBJECTS.index(c.object), _PALETTE_NAMES.index(c.colour),
                                            list(BACKGROUNDS).index(c.background)) for c in self.combos])
-        self._colour_rgb = torch.tensor(list(COLOURS.values()), dtype=torch.float32)
+        self._colour_rgb = torch.tensor(list(PALETTE.values()), dtype=torch.float32)
         self._background_rgb = torch.tensor(list(BACKGROUNDS.values()), dtype=torch.float32)
 
     @property
@@ -229,12 +234,9 @@ class CaptionedWorld:
         g = _generator(generator)
         n = _count(n)
         pick = torch.randint(len(self.combos), (n,), generator=g)
-        template = torch.randint(1, len(CAPTION_TEMPLATES), (n,), generator=g)
-        template[torch.rand(n, generator=g) < self.canonical_prob] = 0
-        index = self._combo_index[pick]
-        images, _ = self._render(index, g)
         combos = [self.combos[i] for i in pick.tolist()]
-        texts = [_format(CAPTION_TEMPLATES[t], c) for t, c in zip(template.tolist(), combos)]
+        texts = random_captions(combos, g, self.canonical_prob)
+        images, _ = self._render(self._combo_index[pick], g)
         return WorldBatch(images, texts, [c._asdict() for c in combos])
 
     def render(self, attributes: Sequence, generator=None, return_alpha: bool = False):
@@ -244,7 +246,7 @@ class CaptionedWorld:
         if isinstance(attributes, (str, Mapping, Combo)) or not isinstance(attributes, Sequence):
             raise InputError(f"attributes: expected a list of combinations, found {type(attributes).__name__}")
         combos = [check_combo(a, self.split) for a in attributes]
-        index = torch.tensor([(OBJECTS.index(c.object), list(COLOURS).index(c.colour),
+        index = torch.tensor([(OBJECTS.index(c.object), _PALETTE_NAMES.index(c.colour),
                                list(BACKGROUNDS).index(c.background)) for c in combos], dtype=torch.long)
         images, alpha = self._render(index.reshape(-1, 3), _generator(generator))
         return (images, alpha) if return_alpha else images
@@ -321,6 +323,15 @@ class CaptionedWorld:
             column = (linear[:, axis, 1, None] * centres + translation[:, axis, None])[:, :, None]  # [K, H, 1]
             torch.add(row, column, out=grid[..., axis])
         return F.avg_pool2d(F.grid_sample(source, grid, mode="bilinear", padding_mode="zeros", align_corners=False), 2)
+
+
+def random_captions(combos: Sequence[Combo], generator: torch.Generator | None, canonical_prob: float = 0.25) -> list[str]:
+    """One caption per combination: the canonical one with probability ``canonical_prob``, else one of
+    the other templates, uniformly (what ``CaptionedWorld.sample`` captions its items with)."""
+    n = len(combos)
+    template = torch.randint(1, len(CAPTION_TEMPLATES), (n,), generator=generator)
+    template[torch.rand(n, generator=generator) < canonical_prob] = 0
+    return [_format(CAPTION_TEMPLATES[t], c) for t, c in zip(template.tolist(), combos)]
 
 
 class WorldDataset(IterableDataset):

@@ -1,6 +1,6 @@
 """The captioned world's vocabulary and captions: objects, colours, backgrounds, the held-out
-(object, colour) pairs, the combinations of each split, the caption templates and their parser,
-and the fixed evaluation prompts. ``multimodal.data.world`` draws the images; see its docstring."""
+(object, colour) pairs, the new colours (outside the world), the combinations of each split, the
+caption templates and their parser, and the fixed evaluation prompts. ``multimodal.data.world`` draws the images; see its docstring."""
 
 from __future__ import annotations
 
@@ -16,12 +16,17 @@ SHAPES = ["circle", "square", "triangle", "star", "heart", "cross"]
 OBJECTS = FASHION_OBJECTS + SHAPES
 COLOURS = {"red": (220, 30, 30), "orange": (255, 140, 0), "yellow": (245, 220, 20), "green": (30, 180, 40),
            "cyan": (0, 210, 220), "blue": (30, 70, 235), "purple": (140, 40, 190), "white": (245, 245, 245)}
+# Colours outside the world: no model trained on splits "train" or "all" has seen them or read their
+# names. Split "new_colour" draws every object in them on every background, to teach a trained model a
+# new word (a LoRA adapter) and to judge whether it learned it.
+NEW_COLOURS = {"pink": (255, 105, 180)}
+PALETTE = {**COLOURS, **NEW_COLOURS}  # every colour that can be drawn, the world's first
 BACKGROUNDS = {"black": (0, 0, 0), "white": (255, 255, 255), "gray": (128, 128, 128), "navy": (10, 20, 100)}
 COLOUR_JITTER = 12      # +- per channel, uniform, per image
 BACKGROUND_JITTER = 6
 HELD_OUT = frozenset({("sneaker", "red"), ("dress", "blue"), ("bag", "green"), ("star", "yellow"),
                       ("circle", "purple"), ("trouser", "white"), ("heart", "orange"), ("ankle boot", "cyan")})
-SPLITS = ("train", "held_out", "all")
+SPLITS = ("train", "held_out", "all", "new_colour")
 
 CANONICAL_TEMPLATE = "a {colour} {object} on a {background} background"
 CAPTION_TEMPLATES = [
@@ -73,13 +78,17 @@ def _as_combo(attributes) -> Combo:
 
 def check_combo(attributes, split: str = "all") -> Combo:
     """``attributes`` (a Combo, a 3-tuple or a dict) -> Combo, or an InputError naming what is wrong:
-    an unknown object, colour or background, white on white, or a combination outside ``split``."""
+    an unknown object, colour or background, white on white, or a combination outside ``split``
+    (a ``NEW_COLOURS`` colour belongs to split "new_colour" alone)."""
     _check_split(split)
     combo = _as_combo(attributes)
-    for name, known in (("object", OBJECTS), ("colour", COLOURS), ("background", BACKGROUNDS)):
+    colours = NEW_COLOURS if split == "new_colour" else COLOURS
+    for name, known in (("object", OBJECTS), ("colour", colours), ("background", BACKGROUNDS)):
         value = getattr(combo, name)
         if value not in known:
-            raise InputError(f"{name}: expected one of {', '.join(known)}, found {value!r}")
+            hint = (f" ({value!r} is a new colour: split 'new_colour' draws it)" if name == "colour"
+                    and value in NEW_COLOURS else "")
+            raise InputError(f"{name}: expected one of {', '.join(known)}, found {value!r}{hint}")
     if combo.colour == "white" and combo.background == "white":
         raise InputError(f"colour and background: expected different colours (never white on white), found "
                          f"a white {combo.object} on a white background")
@@ -97,6 +106,8 @@ def check_combo(attributes, split: str = "all") -> Combo:
 def combinations(split: str = "train") -> tuple[Combo, ...]:
     """Every valid combination of ``split``, in a fixed order (object, then colour, then background)."""
     _check_split(split)
+    if split == "new_colour":
+        return tuple(Combo(o, c, b) for o in OBJECTS for c in NEW_COLOURS for b in BACKGROUNDS)
     out = []
     for o in OBJECTS:
         for c in COLOURS:
@@ -112,6 +123,17 @@ def _article(text: str) -> str:
     return re.sub(r"\ba (?=[aeiou])", "an ", text)
 
 
+def split_of(attributes) -> str:
+    """The widest split that holds ``attributes``: "new_colour" for a ``NEW_COLOURS`` colour, else "all"."""
+    combo = _as_combo(attributes)
+    return "new_colour" if combo.colour in NEW_COLOURS else "all"
+
+
+def check_any(attributes) -> Combo:
+    """``check_combo`` against the split that can hold ``attributes``: any drawable combination."""
+    return check_combo(attributes, split_of(attributes))
+
+
 def _format(template: str, combo: Combo) -> str:
     text = template.format(**combo._asdict())
     return text if template == CANONICAL_TEMPLATE else _article(text)
@@ -120,19 +142,19 @@ def _format(template: str, combo: Combo) -> str:
 def canonical_caption(object, colour: str | None = None, background: str | None = None) -> str:
     """``a {colour} {object} on a {background} background``; takes the three names, or one Combo /
     attributes dict as the first argument."""
-    combo = check_combo(object if colour is None and background is None else (object, colour, background))
+    combo = check_any(object if colour is None and background is None else (object, colour, background))
     return _format(CANONICAL_TEMPLATE, combo)
 
 
 def captions(attributes) -> list[str]:
     """Every template's caption of ``attributes``; the first is the canonical one."""
-    combo = check_combo(attributes)
+    combo = check_any(attributes)
     return [_format(t, combo) for t in CAPTION_TEMPLATES]
 
 
 @functools.cache
 def _caption_patterns() -> list[re.Pattern]:
-    names = {"object": OBJECTS, "colour": list(COLOURS), "background": list(BACKGROUNDS)}
+    names = {"object": OBJECTS, "colour": list(PALETTE), "background": list(BACKGROUNDS)}
     patterns = []
     for template in CAPTION_TEMPLATES:
         parts = re.split(r"\{(\w+)\}", template)  # literal, name, literal, name, ..., literal
@@ -156,7 +178,7 @@ def parse_caption(text: str) -> Combo:
     for pattern in _caption_patterns():
         match = pattern.fullmatch(clean)
         if match:
-            return check_combo(match.groupdict())
+            return check_any(match.groupdict())
     example = canonical_caption("circle", "red", "black")
     raise InputError(f"caption: expected a caption of the world such as {example!r}, found {text!r}")
 

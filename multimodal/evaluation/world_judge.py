@@ -52,7 +52,8 @@ from torch import nn
 from .. import paths
 from ..checkpoint import check_state_dict, load_tensor_metadata, load_tensors, save_tensors
 from ..data import world
-from ..data.world import BACKGROUNDS, COLOURS, OBJECTS, CaptionedWorld, Combo, check_combo, combinations
+from ..data.world import (BACKGROUNDS, COLOURS, NEW_COLOURS, OBJECTS, PALETTE, CaptionedWorld, Combo, check_any,
+                          combinations)
 from ..errors import InputError
 
 RING = 2              # border pixels that measure the background
@@ -62,8 +63,7 @@ MIN_OPACITY = 0.5     # the object's measured colour may be its colour this tran
 IMAGE_SIZE = 32
 FORMAT = 1            # bump when the cached file's layout or the training code changes meaning
 
-_COLOUR_NAMES, _BACKGROUND_NAMES = list(COLOURS), list(BACKGROUNDS)
-_COLOUR_RGB = torch.tensor(list(COLOURS.values()), dtype=torch.float32)          # [8, 3]
+_BACKGROUND_NAMES = list(BACKGROUNDS)
 _BACKGROUND_RGB = torch.tensor(list(BACKGROUNDS.values()), dtype=torch.float32)  # [4, 3]
 
 
@@ -91,13 +91,25 @@ def _check_images(images, name: str = "images", size: int | None = None, min_siz
 def _check_attributes(attributes, n: int) -> list[Combo]:
     """One combination per image (a list of Combos / tuples / dicts), or one for the whole batch."""
     if isinstance(attributes, (Mapping, Combo)):
-        return [check_combo(attributes)] * n
+        return [check_any(attributes)] * n
     if isinstance(attributes, str) or not isinstance(attributes, Sequence):
         raise InputError(f"attributes: expected one combination per image (a list of attribute dicts, Combos or "
                          f"(object, colour, background) tuples), found {type(attributes).__name__}")
     if len(attributes) != n:
         raise InputError(f"attributes: expected one combination per image ({n}), found {len(attributes)}")
-    return [check_combo(a) for a in attributes]
+    return [check_any(a) for a in attributes]
+
+
+def _check_colours(colours) -> list[str]:
+    """The colour names the judge may answer: ``None`` is the world's ``COLOURS``."""
+    if colours is None:
+        return list(COLOURS)
+    if isinstance(colours, str) or not isinstance(colours, Sequence) or not colours:
+        raise InputError(f"colours: expected a list of colour names, found {colours!r}")
+    unknown = [c for c in colours if c not in PALETTE]
+    if unknown:
+        raise InputError(f"colours: expected names among {', '.join(PALETTE)}, found {', '.join(map(repr, unknown))}")
+    return list(dict.fromkeys(colours))
 
 
 # ---------------------------------------------------------------------------------------- colours
@@ -122,28 +134,30 @@ def measure_rgb(images) -> tuple[torch.Tensor, torch.Tensor]:
     return background, obj
 
 
-def _nearest_over(obj: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
-    """obj, background float [N, 3] -> long [N]: the ``COLOURS`` entry c for which some opacity t in
-    [MIN_OPACITY, 1] makes ``background + t (c - background)`` nearest to ``obj``."""
-    direction = _COLOUR_RGB[None] - background[:, None]                               # [N, 8, 3]
+def _nearest_over(obj: torch.Tensor, background: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """obj, background float [N, 3], colours ``table`` [K, 3] -> long [N]: the entry c for which some
+    opacity t in [MIN_OPACITY, 1] makes ``background + t (c - background)`` nearest to ``obj``."""
+    direction = table[None] - background[:, None]                                     # [N, K, 3]
     offset = (obj - background)[:, None]                                              # [N, 1, 3]
     t = (offset * direction).sum(-1) / (direction * direction).sum(-1).clamp(min=1e-6)
-    t = t.clamp(MIN_OPACITY, 1)[..., None]                                            # [N, 8, 1]
+    t = t.clamp(MIN_OPACITY, 1)[..., None]                                            # [N, K, 1]
     return (offset - t * direction).norm(dim=-1).argmin(1)
 
 
-def measure_colours(images) -> tuple[list[str], list[str]]:
+def measure_colours(images, colours: Sequence[str] | None = None) -> tuple[list[str], list[str]]:
     """uint8 [N, 3, H, W] -> (background names, object colour names).
 
     The background is the nearest ``world.BACKGROUNDS`` entry to the border's median; the object's
-    colour is the ``world.COLOURS`` entry that, laid over the measured background at an opacity between
+    colour is the entry of ``colours`` (names of ``world.PALETTE``; default the world's ``COLOURS``) that, laid over the measured background at an opacity between
     ``MIN_OPACITY`` and 1, comes nearest to the object pixels' median. Thin garments (sandal straps)
     are nowhere fully opaque after antialiasing, and their colour is mixed with the background's; at
     any opacity in that range a colour stays at least 38 RGB units from every other colour's
-    mixtures, over every background, against jitter of at most 21."""
+    mixtures, over every background, against jitter of at most 21, and so does pink (``world.NEW_COLOURS``)."""
+    names = _check_colours(colours)
+    table = torch.tensor([PALETTE[c] for c in names], dtype=torch.float32)
     background, obj = measure_rgb(images)
     return ([_BACKGROUND_NAMES[i] for i in _nearest(background, _BACKGROUND_RGB).tolist()],
-            [_COLOUR_NAMES[i] for i in _nearest_over(obj, background).tolist()])
+            [names[i] for i in _nearest_over(obj, background, table).tolist()])
 
 
 # ------------------------------------------------------------------------------------ the network
@@ -251,18 +265,22 @@ class Judge:
         """uint8 [N, 3, 32, 32] -> float64 [N, D]: the pooled last conv block, for ``frechet_distance``."""
         return self._forward(images)[0].double()
 
-    def score(self, images, attributes) -> dict:
+    def score(self, images, attributes, colours: Sequence[str] | None = None) -> dict:
         """Judge images against what they were meant to show: ``attributes`` is a list of one combination
         per image (attribute dicts, Combos or (object, colour, background) tuples), or one dict or Combo
-        for the whole batch (a bare tuple would be ambiguous with a list of three).
+        for the whole batch (a bare tuple would be ambiguous with a list of three). ``colours``: the
+        colour names the judge may answer (``measure_colours``); default the world's ``COLOURS``, plus
+        ``NEW_COLOURS`` when an image was meant to show one.
 
         -> ``{"object", "colour", "background"}``: what the judge sees (lists of names);
         ``{"object_correct", "colour_correct", "background_correct", "prompt_correct"}``: numpy bool
         arrays [N] (``prompt_correct``: all three right); ``"rates"``: the mean of each of those four."""
         x = _check_images(images, size=IMAGE_SIZE)
         wanted = _check_attributes(attributes, x.shape[0])
+        if colours is None:
+            colours = list(COLOURS) + (list(NEW_COLOURS) if any(c.colour in NEW_COLOURS for c in wanted) else [])
         seen_object = self.classify(x)
-        seen_background, seen_colour = measure_colours(x)
+        seen_background, seen_colour = measure_colours(x, colours)
         out = {"object": seen_object, "colour": seen_colour, "background": seen_background}
         for key, seen in (("object", seen_object), ("colour", seen_colour), ("background", seen_background)):
             out[f"{key}_correct"] = np.array([s == getattr(c, key) for s, c in zip(seen, wanted)], dtype=bool)
@@ -402,21 +420,21 @@ def load_or_train_judge(cache_dir: str | Path | None = None, recipe: JudgeRecipe
 
 # -------------------------------------------------------------------------------------- evaluation
 def evaluate(judge: Judge, repeats: int = 20, seed: int = 12345, fashion=None,
-             transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict:
-    """The judge on fresh real renders: ``repeats`` renders of every combination of split "all" (seeded by
+             transform: Callable[[torch.Tensor], torch.Tensor] | None = None, split: str = "all") -> dict:
+    """The judge on fresh real renders: ``repeats`` renders of every combination of ``split`` (seeded by
     ``seed``; ``fashion`` as for ``CaptionedWorld``) -> accuracies overall, per object, per colour and
     per background, the most frequent object confusions, and the renders' features. ``transform``
     (uint8 [N, 3, H, W] -> the same), when given, is applied to each batch of renders first: an
     autoencoder's round trip, say, to score the judge on reconstructions."""
-    drawer = CaptionedWorld("all", fashion=fashion, image_size=IMAGE_SIZE)
-    combos = [c for c in combinations("all") if c.object in judge.objects] * repeats
+    drawer = CaptionedWorld(split, fashion=fashion, image_size=IMAGE_SIZE)
+    combos = [c for c in combinations(split) if c.object in judge.objects] * repeats
     transform = transform or (lambda x: x)
     images = torch.cat([transform(drawer.render(part, seed + i)) for i, part in
                         enumerate(combos[j:j + 2048] for j in range(0, len(combos), 2048))])
     scored = judge.score(images, combos)
     result = {"images": len(combos), "rates": scored["rates"], "per_object": {}, "per_colour": {},
               "per_background": {}}
-    for key, names in (("object", judge.objects), ("colour", _COLOUR_NAMES), ("background", _BACKGROUND_NAMES)):
+    for key, names in (("object", judge.objects), ("colour", list(PALETTE)), ("background", _BACKGROUND_NAMES)):
         for name in names:
             rows = np.array([getattr(c, key) == name for c in combos], dtype=bool)
             if rows.any():

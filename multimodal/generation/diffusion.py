@@ -48,13 +48,15 @@ class GaussianDiffusion:
 
         common = dict(num_train_timesteps=self.num_train_timesteps, beta_schedule=SCHEDULES[self.schedule],
                       beta_start=self.beta_start, beta_end=self.beta_end, prediction_type="epsilon")
-        if name == "ddpm":
-            return DDPMScheduler(**common, clip_sample=False, variance_type="fixed_small", timestep_spacing="trailing")
-        if name == "ddim":
-            return DDIMScheduler(**common, clip_sample=False, timestep_spacing="trailing")
-        if name == "dpm++":
-            return DPMSolverMultistepScheduler(**common, algorithm_type="dpmsolver++", solver_order=2)
-        raise InputError(f"scheduler: expected one of {', '.join(SCHEDULERS)}, found {name!r}")
+        kinds = {"ddpm": lambda: DDPMScheduler(**common, clip_sample=False, variance_type="fixed_small",
+                                               timestep_spacing="trailing"),
+                 "ddim": lambda: DDIMScheduler(**common, clip_sample=False, timestep_spacing="trailing"),
+                 "dpm++": lambda: DPMSolverMultistepScheduler(**common, algorithm_type="dpmsolver++", solver_order=2)}
+        if name not in kinds:
+            raise InputError(f"scheduler: expected one of {', '.join(SCHEDULERS)}, found {name!r}")
+        # Its tables are real CPU tensors even when the model is built on the meta device (from_pretrained)
+        with torch.device("cpu"):
+            return kinds[name]()
 
     def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self.train_scheduler.add_noise(x0, noise, t)

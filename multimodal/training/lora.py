@@ -7,9 +7,9 @@
 
 ``--base`` names the model the adapter is for; its kind picks the recipe whose data and training
 options follow: Whisper checkpoints take ``multimodal train whisper``'s, ViT classifiers ``multimodal
-train vit``'s (same classes as the base; the model options are the base's). The library side,
-``multimodal.lora``, adapts every model, DiT/SiT and the token GPTs included. The base stays frozen; only the adapter
-(``multimodal.lora``) trains, on the shared trainer, whose checkpoints then hold only the adapter's
+train vit``'s (same classes as the base; the model options are the base's), and text-to-image models
+(DiT/SiT and the token GPT) learn a colour word they never read (``multimodal.training.text2image_lora``).
+The base stays frozen; only the adapter (``multimodal.lora``) trains, on the shared trainer, whose checkpoints then hold only the adapter's
 weights and optimizer state (a few MB; ``--resume`` continues exactly).
 
 Run folder: the recipe's files, and ``model/``: a peft adapter folder (``adapter_config.json`` naming
@@ -89,7 +89,7 @@ def lora_card_lines(info: dict) -> list[str]:
 
 # ------------------------------------------------------------------------------------------ CLI
 def base_kind(base: str) -> str:
-    """The recipe of a base model (``whisper`` or ``vit``), from its config.json."""
+    """The recipe of a base model (``whisper``, ``vit`` or ``text2image``), from its config.json."""
     from ..convert.whisper import DEFAULT_NAME, canonical_name
 
     if canonical_name(base) == DEFAULT_NAME and not Path(base).exists():
@@ -100,8 +100,10 @@ def base_kind(base: str) -> str:
         return "whisper"
     if "num_classes" in config and "patch_size" in config:
         return "vit"
-    raise InputError(f"base: expected a Whisper or ViT checkpoint (the models `train lora` has recipes for), "
-                     f"found {base!r}")
+    if ("denoiser" in config and "objective" in config) or ("gpt" in config and config.get("kind") == "image"):
+        return "text2image"
+    raise InputError(f"base: expected a Whisper, ViT or text-to-image (DiT/SiT or token GPT) checkpoint (the models "
+                     f"`train lora` has recipes for), found {base!r}")
 
 
 def add_lora_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -125,17 +127,21 @@ def lora_options(args: argparse.Namespace) -> LoraOptions:
 
 def recipes() -> dict:
     """kind -> (add_arguments, run) of the recipes that train adapters."""
-    from . import vit, whisper
+    from . import text2image_lora, vit, whisper
 
     return {"whisper": (whisper.add_train_whisper_arguments, whisper.run_train_whisper),
-            "vit": (vit.add_train_vit_arguments, vit.run_train_vit)}
+            "vit": (vit.add_train_vit_arguments, vit.run_train_vit),
+            "text2image": (text2image_lora.add_train_new_colour_arguments, text2image_lora.train_new_colour)}
 
 
 def add_train_lora_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """``multimodal train lora``: the LoRA options; the other options go to the base's recipe
-    (``multimodal train whisper --help`` or ``train vit --help`` lists them)."""
+    (``multimodal train whisper --help`` or ``train vit --help`` lists them; text-to-image bases take
+    ``--colour``, ``--examples``, ``--prior-share`` and the training options, see
+    ``multimodal.training.text2image_lora``)."""
     parser.description = ("Train a LoRA adapter for --base with its recipe: the options below, then the options of "
-                          "`multimodal train whisper` (Whisper bases) or `multimodal train vit` (ViT bases).")
+                          "`multimodal train whisper` (Whisper bases) or `multimodal train vit` (ViT bases); a "
+                          "text-to-image base (DiT/SiT or token GPT) learns a new colour word (--colour, --examples, --prior-share).")
     add_lora_arguments(parser)
     parser.set_defaults(_takes_extra=True)
     return parser

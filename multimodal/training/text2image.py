@@ -102,8 +102,9 @@ def loss_fn(model: TextToImage, batch):
     return loss, {}
 
 
-def make_eval_fn(seen, held_out, n: int):
-    """Loss on fixed batches with fixed noise and times (comparable from one evaluation to the next)."""
+def make_eval_fn(batches: dict, n: int):
+    """``{name}_loss`` on each of ``batches`` (name -> WorldBatch), its first ``n`` items, with fixed
+    noise and times (comparable from one evaluation to the next)."""
     def fixed_loss(model: TextToImage, batch) -> float:
         latents = model.autoencoder.encode(batch.images[:n])
         g = torch.Generator().manual_seed(EVAL_NOISE_SEED)
@@ -115,7 +116,7 @@ def make_eval_fn(seen, held_out, n: int):
                                     noise=noise.to(latents.device)).item()
 
     def eval_fn(model) -> dict[str, float]:
-        return {"seen_loss": fixed_loss(model, seen), "held_out_loss": fixed_loss(model, held_out)}
+        return {f"{name}_loss": fixed_loss(model, batch) for name, batch in batches.items()}
     return eval_fn
 
 
@@ -151,8 +152,8 @@ def train_text2image(out_dir: str | Path, *, vae: str | Path, config: TextToImag
     expect(autoencoder.config.sample_size == world.image_size, "vae", f"an autoencoder of {world.image_size}px "
            "images (the world's)", f"{autoencoder.config.sample_size}px")
     n = min(eval_images, 256)
-    eval_fn = make_eval_fn(world.sample(n, SEEN_SEED),
-                           CaptionedWorld("held_out", fashion=fashion).sample(n, HELD_OUT_SEED), n)
+    eval_fn = make_eval_fn({"seen": world.sample(n, SEEN_SEED),
+                            "held_out": CaptionedWorld("held_out", fashion=fashion).sample(n, HELD_OUT_SEED)}, n)
 
     torch.manual_seed(train_config.seed)  # the initial weights
     model = TextToImage(config, text_tokenizer, autoencoder)
