@@ -64,7 +64,10 @@ def read_json(path: str | Path) -> dict:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as e:
         raise InputError(f"{path}: expected a readable JSON file, found {e.strerror or e}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: expected UTF-8 JSON text, found a byte that is not UTF-8 at offset {e.start}") \
+            from None
+    except json.JSONDecodeError as e:
         raise InputError(f"{path}: expected JSON, found a syntax error ({e})") from None
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected a JSON object, found {type(data).__name__}")

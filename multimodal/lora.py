@@ -156,6 +156,11 @@ def adapters(model: nn.Module) -> list[str]:
     return list(dict.fromkeys(n for layer in lora_layers(model).values() for n in layer.lora_A))
 
 
+def active_adapters(model: nn.Module) -> list[str]:
+    """The names of the adapters active in ``model`` (``set_lora``), in the order they were added."""
+    return list(dict.fromkeys(n for layer in lora_layers(model).values() for n in layer.active))
+
+
 def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
     parent, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent) if parent else model, child, module)

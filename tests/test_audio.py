@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import tracemalloc
+import warnings
 
 import numpy as np
 import pytest
@@ -349,8 +350,18 @@ def test_truncated_files_decode_what_is_there(tmp_path):
     wav = A.write_audio(tmp_path / "a.wav", x, SR)  # PCM_16: 44-byte header, 2 bytes a sample
     cut = tmp_path / "cut.wav"
     cut.write_bytes(wav.read_bytes()[:44 + 2 * 20000 + 1])  # the header still claims 32000 samples
-    y = A.load_audio(cut)
+    with pytest.warns(A.TruncatedAudioWarning, match=r"cut.wav: the WAV header declares 2.000 s of audio, the "
+                                                     r"file holds 1.250 s"):
+        y = A.load_audio(cut)
     assert len(y) == 20000 and np.abs(y - x[:20000]).max() < 1e-4
+    with pytest.warns(A.TruncatedAudioWarning, match="audio bytes: the WAV header declares"):
+        assert len(A.load_audio(cut.read_bytes())) == 20000
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a whole file, and one whose writer left the size open, warn nothing
+        assert len(A.load_audio(wav)) == len(x)
+        streamed = bytearray(wav.read_bytes())
+        streamed[40:44] = b"\xff\xff\xff\xff"
+        assert len(A.load_audio(bytes(streamed))) == len(x)
     pytest.importorskip("av")
     flac = A.write_audio(tmp_path / "a.flac", x, SR)
     cut = tmp_path / "cut.flac"

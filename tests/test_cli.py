@@ -116,3 +116,47 @@ def test_tokenizer_train_then_encode_round_trips(tmp_path, capsys):
     assert len(ids) < len("the lazy café".encode())  # merges were learned
     assert cli.main(["tokenizer", "encode", str(tmp_path / "missing"), "x"]) == 2
     assert "missing" in capsys.readouterr().err
+
+
+def test_outputs_are_checked_before_any_work(tmp_path):
+    from multimodal.cli.command import check_outputs
+
+    a, b = tmp_path / "new" / "a.txt", tmp_path / "b.txt"
+    check_outputs([a, b], overwrite=False, option="-o")
+    assert not (tmp_path / "new").exists()  # checked, not made
+    b.write_text("mine")
+    with pytest.raises(InputError, match=r"-o: .*b.txt already exists; pass --overwrite"):
+        check_outputs([a, b], overwrite=False, option="-o")
+    check_outputs([a, b], overwrite=True, option="-o")
+    with pytest.raises(InputError, match="two inputs writing"):
+        check_outputs([a, a], overwrite=True, option="-o")
+    with pytest.raises(InputError, match="expected a file name, found the folder"):
+        check_outputs([tmp_path], overwrite=True, option="-o")
+    with pytest.raises(InputError, match="expected a folder, found the file .*b.txt in the way"):
+        check_outputs([b / "c.txt"], overwrite=True, option="-o")
+    with pytest.raises(InputError, match="-o: expected a folder this user can write, found /proc/nope"):
+        check_outputs([Path("/proc/nope/c.txt")], overwrite=False, option="-o")
+    assert b.read_text() == "mine"
+
+
+def test_a_config_that_is_not_utf8_is_an_input_error(tmp_path):
+    from multimodal.config import read_json
+
+    (tmp_path / "config.json").write_bytes(b'{"a": "\xff"}')
+    with pytest.raises(InputError, match="config.json: expected UTF-8 JSON text, found a byte that is not UTF-8 at "
+                                         "offset 7"):
+        read_json(tmp_path / "config.json")
+
+
+def test_warnings_print_as_one_line(monkeypatch, capsys):
+    import warnings
+
+    @cli.command("warn-test", "a test command")
+    def warn_test(args):
+        warnings.warn("first line\nsecond line")
+
+    try:
+        assert cli.main(["warn-test"]) == 0
+    finally:
+        cli.COMMANDS.pop("warn-test")
+    assert capsys.readouterr().err == "multimodal: warning: first line second line\n"

@@ -413,6 +413,46 @@ def test_cli_writes_every_format(short_speech, tmp_path, capsys):
     assert not (tmp_path / "out2").exists()
 
 
+def test_cli_checks_every_input_and_output_before_any_work(short_speech, tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    transcribe_command.add_arguments(parser)
+    out = tmp_path / "out"
+
+    def run(*argv):
+        return transcribe_command.run(parser.parse_args([*map(str, argv), "--beam-size", "1", "--device", "cpu"]))
+
+    nan = np.zeros(3 * SAMPLE_RATE, np.float32)
+    nan[2 * SAMPLE_RATE] = np.nan
+    sf.write(tmp_path / "damaged.wav", nan, SAMPLE_RATE, subtype="FLOAT")
+    with pytest.raises(InputError, match=r"damaged.wav: expected finite samples, found .* at 2.000 s"):
+        run(short_speech, tmp_path / "damaged.wav", "--output-dir", out)  # the first file is good
+    assert not out.exists() or not any(out.iterdir())
+    with pytest.raises(InputError, match="two inputs writing"):
+        (tmp_path / "other").mkdir()
+        run(short_speech, shutil.copy(short_speech, tmp_path / "other"), "--output-dir", out)
+    with pytest.raises(InputError, match="--output-dir: expected a folder this user can write, found /proc/x"):
+        run(short_speech, "--output-dir", "/proc/x")
+    assert run(short_speech, "--output-dir", out, "--format", "txt") == 0
+    (out / "fox.txt").write_text("mine")
+    with pytest.raises(InputError, match=r"fox.txt already exists; pass --overwrite"):
+        run(short_speech, "--output-dir", out, "--format", "txt")
+    assert (out / "fox.txt").read_text() == "mine"
+    assert run(short_speech, "--output-dir", out, "--format", "txt", "--overwrite") == 0
+    assert "lazy dog" in (out / "fox.txt").read_text().lower()
+    with pytest.raises(InputError, match="--seed: expected an integer from 0|seed: expected an integer from 0"):
+        run(short_speech, "--output-dir", tmp_path / "s", "--seed", str(2 ** 64))
+
+
+def test_the_sampling_fallback_is_seeded(pipe, short_speech):
+    """Sampling at temperature 1 (what the fallback does): the same seed gives the same text."""
+    options = dict(temperature=1.0, best_of=2, beam_size=None, condition_on_previous_text=False)
+    texts = {pipe(str(short_speech), **options)["text"] for _ in range(2)}
+    assert len(texts) == 1
+    assert pipe(str(short_speech), seed=7, **options)["text"] == pipe(str(short_speech), seed=7, **options)["text"]
+    with pytest.raises(InputError, match=r"seed: expected an integer from 0 to 2\*\*64 - 1, found -1"):
+        pipe(str(short_speech), seed=-1)
+
+
 def test_app_handler_returns_text_segments_and_srt(pipe, short_speech, tmp_path, monkeypatch):
     monkeypatch.setitem(app_common._APP_PIPELINES, ("automatic-speech-recognition", None), pipe)
     text, rows, srt = transcribe_tab.transcribe_audio_file(str(short_speech), 1, out_dir=str(tmp_path))

@@ -4,6 +4,7 @@ Tiny configs; garments come from generated 28x28 items, never the Fashion-MNIST 
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from PIL import Image
 
 from multimodal import cli, pipelines
 from multimodal.checkpoint import load_tensors
-from multimodal.data.world import CaptionedWorld
+from multimodal.data.world import CaptionedWorld, caption_corpus
 from multimodal.errors import InputError
 from multimodal.paths import SHIPPED_CHECKPOINTS
 from multimodal.models.autoencoder import Autoencoder, AutoencoderConfig
@@ -22,6 +23,7 @@ from multimodal.models.dit import DiTConfig
 from multimodal.models.text2image import TextToImage, TextToImageConfig
 from multimodal.models.text_encoder import TextEncoder, TextEncoderConfig, normalize_prompt
 from multimodal.app import common as app_common
+from multimodal.app import text_to_image as text_to_image_tab
 from multimodal.app.text_to_image import generate_images
 from multimodal.pipelines.text_to_image import TextToImagePipeline, image_grid
 from multimodal.training import text2image as training
@@ -409,8 +411,13 @@ def test_pipeline_bad_input(pipe, kwargs, match):
 
 def test_empty_and_long_prompts_work(pipe):
     assert len(pipe("", num_inference_steps=2)) == 1
-    with pytest.warns(UserWarning, match="truncated"):
-        assert len(pipe(" ".join(["blue"] * 50), num_inference_steps=2)) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the cut is reported in the result, not as a warning
+        images = pipe(" ".join(["blue"] * 50), num_inference_steps=2)
+    assert len(images) == 1 and re.search(r"^'blue blue .*…': 50 tokens, cut to the first \d+ the text encoder reads$",
+                                          images.warnings[0])
+    with pytest.warns(UserWarning, match="truncated"):  # the model itself warns
+        pipe.model.text_encoder.tokenize(pipe.model.tokenizer, [" ".join(["blue"] * 50)])
 
 
 def test_image_grid():
@@ -443,6 +450,19 @@ def test_cli_generate_image(checkpoints, tmp_path, capsys):
         assert cli.main(argv) == 2
         assert message in capsys.readouterr().err and not target.exists()
     assert cli.main(["generate", "image", PROMPT, "--model", str(checkpoints["sit"]), "-o", str(tmp_path / "x.jpg")]) == 2
+    capsys.readouterr()
+    before = out.read_bytes()
+    for bad, message in (([], "grid.png already exists; pass --overwrite"),
+                         (["--seed", str(2 ** 64)], "--seed: expected an integer from 0 to 2**64 - 1"),
+                         (["--seed", "-1"], "--seed: expected an integer from 0 to 2**64 - 1"),
+                         (["-o", "/proc/x/a.png"], "--output: expected a folder this user can write")):
+        argv = ["generate", "image", PROMPT, "--model", str(checkpoints["sit"]), "--steps", "1", "-o", str(out), *bad]
+        assert cli.main(argv + (["--overwrite"] if "--seed" in bad else [])) == 2
+        assert message in capsys.readouterr().err
+    assert out.read_bytes() == before
+    assert cli.main(["generate", "image", PROMPT, "--model", str(checkpoints["sit"]), "--steps", "1", "--device",
+                     "cpu", "-o", str(out), "--overwrite"]) == 0
+    assert out.read_bytes() != before
 
 
 def test_app_handler(pipe, monkeypatch):
@@ -453,6 +473,50 @@ def test_app_handler(pipe, monkeypatch):
         generate_images(PROMPT, "GAN")
     with pytest.raises(InputError, match="sampler"):
         generate_images(PROMPT, "DiT", "heun", steps=2)
+    with pytest.raises(InputError, match=r"seed: expected an integer from 0 to 2\*\*64 - 1"):
+        generate_images(PROMPT, "DiT", "ddim", steps=2, seed=2.0 ** 64)
+
+
+def test_the_tab_draws_a_seed_shows_it_and_reports_the_prompt(pipe, monkeypatch):
+    monkeypatch.setitem(app_common._APP_PIPELINES, ("text-to-image", "text2image-dit"), pipe)
+    monkeypatch.setattr(pipe, "vocabulary", frozenset(w for c in caption_corpus("train") for w in c.split()))
+    monkeypatch.setattr(pipe, "world", True)
+    args = dict(model="DiT", sampler="ddim", steps=2, guidance=3, count=2, temperature=1, top_k=0, top_p=1,
+                adapter=None)
+    images, notes, seed = text_to_image_tab.generate_for_tab(PROMPT, randomize=True, seed=0, **args)
+    assert notes == "" and isinstance(seed, int) and 0 <= seed < text_to_image_tab.RANDOM_SEEDS
+    again, _, same = text_to_image_tab.generate_for_tab(PROMPT, randomize=False, seed=seed, **args)
+    assert same == seed and [np.asarray(a).tolist() for a in again] == [np.asarray(a).tolist() for a in images]
+    _, notes, _ = text_to_image_tab.generate_for_tab("a cat on a blue background", randomize=False, seed=0, **args)
+    assert "never read 'cat'" in notes
+    _, notes, _ = text_to_image_tab.generate_for_tab("a red circle on a blue background", randomize=False, seed=0,
+                                                     **args)
+    assert "not a caption of the kind it was trained on" in notes
+
+
+def test_prompt_warnings_name_unknown_words_odd_forms_and_cuts(tmp_path, capsys):
+    """The shipped SiT read the world's captions only; its pink adapter adds the word pink."""
+    pipe = pipelines.pipeline("text-to-image", model="text2image-sit", device="cpu")
+    assert pipe.prompt_warnings([PROMPT, "a red sneaker on a white background", ""]) == []  # held out: known words
+    cat, = pipe.prompt_warnings("A Cat.")
+    assert cat == "'A Cat.': the model never read 'cat' in training, so it does not steer the image"
+    two, = pipe.prompt_warnings("a dog in a hat")
+    assert "never read 'dog', 'hat' in training, so they do not" in two
+    odd, = pipe.prompt_warnings("a red circle on a blue background")
+    assert "not a caption of the kind it was trained on" in odd
+    form, cut = pipe.prompt_warnings(" ".join([PROMPT] * 4))
+    assert cut.endswith("tokens, cut to the first 24 the text encoder reads")
+    pink = "a pink star on a navy background"
+    assert "never read 'pink'" in pipe.prompt_warnings(pink)[0]
+    pipe.load_lora(SHIPPED_CHECKPOINTS / "text2image-sit-pink-lora", "pink")
+    assert pipe.prompt_warnings(pink) == []
+    pipe.set_lora(None)
+    assert "never read 'pink'" in pipe.prompt_warnings(pink)[0]
+    images = pipe(["a cat", PROMPT], num_inference_steps=1, generator=0)
+    assert len(images) == 2 and images.warnings == pipe.prompt_warnings("a cat")
+    capsys.readouterr()
+    assert cli.main(["generate", "image", "a cat", "--steps", "1", "--device", "cpu", "-o", str(tmp_path / "c.png")]) == 0
+    assert "multimodal: warning: 'a cat': the model never read 'cat'" in capsys.readouterr().err
 
 
 def test_world_is_what_training_draws(fashion):

@@ -490,3 +490,18 @@ def test_cli_train_and_encode(tmp_path, capsys):
                                                     for i, (s, e) in zip(encoding.ids, encoding.offsets)]
     with pytest.raises(InputError, match="ids: expected a JSON list or whitespace-separated ints"):
         cli_encode(parser.parse_args([str(tmp_path / "tok"), "1 two", "--decode"]))
+
+
+# ------------------------------------------------------------------------ words a model has read
+def test_prompt_words_and_vocabulary_files(tmp_path):
+    from multimodal.tokenizers import words
+
+    assert words.prompt_words("A T-shirt, don't!  Ankle_boot 42") == ["a", "t-shirt", "don't", "ankle", "boot", "42"]
+    assert words.unknown_words("a cat, a dog and a cat", {"a", "and"}) == ["cat", "dog"]
+    assert words.read_vocabulary(tmp_path) is None
+    words.write_vocabulary(tmp_path, ["a red circle", "A Red T-shirt"])
+    assert (tmp_path / words.VOCABULARY_NAME).read_text() == "a\ncircle\nred\nt-shirt\n"
+    assert words.read_vocabulary(tmp_path) == {"a", "circle", "red", "t-shirt"}
+    (tmp_path / words.VOCABULARY_NAME).write_bytes(b"\xff\xfe")
+    with pytest.raises(InputError, match="vocabulary.txt: expected a UTF-8 list of words"):
+        words.read_vocabulary(tmp_path)

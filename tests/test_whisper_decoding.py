@@ -310,6 +310,8 @@ def test_compression_ratio_flags_repetition():
 
 @pytest.mark.parametrize("options, message", [
     (dict(beam_size=0), "beam_size: expected None or an integer >= 1"),
+    (dict(beam_size=10000), "beam_size: expected at most 64"),
+    (dict(temperature=0.5, best_of=65), "best_of: expected at most 64"),
     (dict(beam_size=5, best_of=5), "beam_size and best_of: expected at most one"),
     (dict(best_of=3), "best_of: expected None for greedy decoding"),
     (dict(temperature=0.5, beam_size=2), "beam_size: expected None when sampling"),

@@ -3,19 +3,22 @@ count -> a gallery."""
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import gradio as gr
 from PIL import Image
 
-from ..errors import InputError
+from ..errors import InputError, check_seed
 from ..lora import adapter_base, available_adapters
 from ..paths import available_models, resolve_model
+from ..pipelines.text_to_image import ImagePipelineOutput
 from .common import NO_ADAPTER, app_pipeline, gradio_errors
 
 # Model choices: the diffusion models, and the token GPT where its checkpoint is present.
 DIFFUSION_MODELS = {"SiT": "text2image-sit", "DiT": "text2image-dit"}
 GPT_MODELS = {"GPT": "text2image-gpt"}
+RANDOM_SEEDS = 2 ** 32  # drawn seeds stay below this, exact in the browser's numbers
 SAMPLERS = {"SiT": ["default", "euler", "heun", "sde"], "DiT": ["default", "ddpm", "ddim", "dpm++"]}
 
 
@@ -41,10 +44,11 @@ ADAPTER_EXAMPLES = {"text2image-sit-pink-lora": ["a pink star on a navy backgrou
 
 def generate_images(prompt: str, model: str = "SiT", sampler: str = "default", steps: float = 25,
                     guidance: float = 4.0, seed: float = 0, count: float = 4, temperature: float = 1.0,
-                    top_k: float = 0, top_p: float = 1.0, adapter: str | None = None) -> list[Image.Image]:
-    """The app's handler: a gallery of ``count`` images for ``prompt``. The diffusion models use
-    ``sampler`` and ``steps``; the GPT uses ``temperature``, ``top_k`` (0: off) and ``top_p``.
-    ``adapter``: a LoRA adapter checkpoint made for ``model`` (none: the model alone)."""
+                    top_k: float = 0, top_p: float = 1.0, adapter: str | None = None) -> ImagePipelineOutput:
+    """``count`` images for ``prompt``, magnified for the gallery, with the pipeline's ``.warnings``
+    about the prompt. The diffusion models use ``sampler`` and ``steps``; the GPT uses
+    ``temperature``, ``top_k`` (0: off) and ``top_p``. ``adapter``: a LoRA adapter checkpoint made for
+    ``model`` (none: the model alone)."""
     models = app_models()
     if model not in models:
         raise InputError(f"model: expected one of {', '.join(models)}, found {model!r}")
@@ -56,14 +60,29 @@ def generate_images(prompt: str, model: str = "SiT", sampler: str = "default", s
             raise InputError(f"adapter: expected an adapter of {model} ({', '.join(model_adapters(model)) or 'none'}), "
                              f"found {adapter!r}")
         pipe = app_pipeline("text-to-image", adapter)
-    common = dict(guidance_scale=float(guidance), generator=int(seed), num_images_per_prompt=int(count))
+    common = dict(guidance_scale=float(guidance), generator=check_seed(seed), num_images_per_prompt=int(count))
     if model in GPT_MODELS:
         images = pipe(prompt or "", temperature=float(temperature), top_k=int(top_k) or None,
                       top_p=float(top_p), **common)
     else:
         sampler = None if sampler in (None, "", "default") else sampler
         images = pipe(prompt or "", num_inference_steps=int(steps), sampler=sampler, **common)
-    return [image.resize((image.width * 4, image.height * 4), Image.Resampling.NEAREST) for image in images]
+    out = ImagePipelineOutput(image.resize((image.width * 4, image.height * 4), Image.Resampling.NEAREST)
+                              for image in images)
+    out.warnings = images.warnings
+    return out
+
+
+def generate_for_tab(prompt: str, model: str, sampler: str, steps: float, guidance: float, randomize: bool,
+                     seed: float, count: float, temperature: float, top_k: float, top_p: float,
+                     adapter: str | None):
+    """The tab's handler: (gallery images, the notes about the prompt as Markdown, the seed used).
+    With ``randomize``, a fresh seed is drawn, used and shown, so that any picture can be made again."""
+    seed = random.randint(0, RANDOM_SEEDS - 1) if randomize else seed
+    images = generate_images(prompt, model, sampler, steps, guidance, seed, count, temperature, top_k, top_p,
+                             adapter)
+    notes = "\n".join(f"- ⚠️ {line}" for line in images.warnings)
+    return list(images), notes, seed
 
 
 def _controls_for(model: str):
@@ -79,7 +98,7 @@ def _controls_for(model: str):
 
 def text_to_image_tab() -> None:
     """The Gradio tab: prompt, model and its sampling controls, guidance, seed and count -> a gallery."""
-    handler = gradio_errors(generate_images)
+    handler = gradio_errors(generate_for_tab)
     models = app_models()
     gr.Markdown(f"Text-to-image with the models trained here on the captioned world ({', '.join(models)}): "
                 "32x32 images of one object (t-shirt, trouser, pullover, dress, coat, sandal, shirt, sneaker, bag, "
@@ -102,14 +121,17 @@ def text_to_image_tab() -> None:
             top_k = gr.Slider(0, 512, value=0, step=1, label="top k (0: off)", visible=False)
             top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="top p", visible=False)
             guidance = gr.Slider(0, 10, value=4, step=0.5, label="guidance scale")
+            randomize = gr.Checkbox(value=True, label="random seed",
+                                    info="a new seed each time, shown below; untick to repeat a seed")
             seed = gr.Number(value=0, precision=0, label="seed")
             count = gr.Slider(1, 16, value=4, step=1, label="images")
             button = gr.Button("generate", variant="primary")
         with gr.Column():
             gallery = gr.Gallery(label="images", columns=4)
+            notes = gr.Markdown()
     model.change(_controls_for, [model], [sampler, steps, temperature, top_k, top_p, guidance, adapter])
     examples = [[p, "SiT", NO_ADAPTER] for p in EXAMPLE_PROMPTS]
     examples += [[p, "SiT", a] for a in sit_adapters for p in ADAPTER_EXAMPLES.get(a, [])]
     gr.Examples(examples, inputs=[prompt, model, adapter])
-    button.click(handler, [prompt, model, sampler, steps, guidance, seed, count, temperature, top_k, top_p, adapter],
-                 [gallery], api_name="generate")
+    button.click(handler, [prompt, model, sampler, steps, guidance, randomize, seed, count, temperature, top_k, top_p,
+                           adapter], [gallery, notes, seed], api_name="generate")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from typing import Callable, Sequence
 
 from .. import __version__
@@ -34,8 +35,8 @@ def command(name: str, help: str, arguments: Callable[[argparse.ArgumentParser],
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="multimodal",
-        description="One transformer backbone for image classification, text-to-image, speech recognition "
-                    "and audio generation.")
+        description="One transformer backbone for image classification, text-to-image and speech "
+                    "recognition.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", title="commands")
     for cmd in COMMANDS.values():
@@ -54,8 +55,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.extra = extra  # a command that passes options on (``train lora`` to the base's recipe)
     if args.command is None:
         parser.error(f"expected a command ({', '.join(COMMANDS)}), found none")
+    def show_warning(message, category, filename, lineno, file=None, line=None):
+        print(f"{parser.prog}: warning: {' '.join(str(message).splitlines())}", file=sys.stderr)
+
     try:
-        return args.run(args) or 0
+        with warnings.catch_warnings():
+            warnings.showwarning = show_warning
+            return args.run(args) or 0
     except InputError as e:
         message = " ".join(str(e).splitlines())
         print(f"{parser.prog}: error: {message}", file=sys.stderr)

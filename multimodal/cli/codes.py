@@ -18,7 +18,7 @@ from ..errors import InputError
 from ..media.images import image_to_tensor
 from ..models.autoencoders.vq import VQVAE
 from ..paths import resolve_model
-from .command import Command
+from .command import Command, add_overwrite_argument, check_outputs, write_error
 from .generate import check_png_output, save_grid
 
 DEFAULT_MODEL = "image-vq"
@@ -34,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     decode.add_argument("-o", "--output", default="decoded.png", help="PNG file to write (default decoded.png)")
     decode.add_argument("--scale", type=int, default=4, help="pixel magnification of the saved PNG (default 4)")
     for sub in (encode, decode):
+        add_overwrite_argument(sub)
         sub.add_argument("--model", default=DEFAULT_MODEL, help=f"VQ-VAE checkpoint folder or name (default {DEFAULT_MODEL})")
 
 
@@ -46,6 +47,12 @@ def _load(model: str) -> VQVAE:
 
 @torch.no_grad()
 def run(args: argparse.Namespace) -> int:
+    if args.action == "decode":
+        output = check_png_output(args.output, args.scale)
+    elif args.output is not None:
+        output = Path(args.output)
+    if args.output is not None:
+        check_outputs([output], overwrite=args.overwrite, option="--output")
     vq = _load(args.model)
     if args.action == "encode":
         size = vq.config.input_size or (32, 32)
@@ -55,14 +62,16 @@ def run(args: argparse.Namespace) -> int:
         if args.output is None:
             print(text, end="")
         else:
-            atomic_write_text(Path(args.output), text)
+            try:
+                atomic_write_text(output, text)
+            except OSError as e:
+                raise write_error(output, e) from None
             print(f"wrote codes of {len(args.images)} image(s), grid {tuple(codes.shape[1:])}, to {args.output}")
         return 0
-    output = check_png_output(args.output, args.scale)
     path = Path(args.codes)
     try:
         data = json.loads(path.read_text() if path.is_file() else args.codes)
-    except (json.JSONDecodeError, OSError):
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
         raise InputError(f"codes: expected a JSON file written by `multimodal codes encode` or a JSON list, "
                          f"found {args.codes[:60]!r}") from None
     grids = data["codes"] if isinstance(data, dict) and "codes" in data else data

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from PIL import Image
 
 from ..checkpoint import atomic_path
-from ..errors import InputError
+from ..errors import InputError, check_seed
 from ..pipelines.text_to_image import DEFAULT_MODEL, AutoregressiveTextToImagePipeline, image_grid
-from .command import Command, add_lora_arguments, load_pipeline
+from .command import Command, add_lora_arguments, add_overwrite_argument, check_outputs, load_pipeline, write_error
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,6 +40,7 @@ def add_image_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help=f"checkpoint folder or name (default {DEFAULT_MODEL})")
     parser.add_argument("--scale", type=int, default=4, help="pixel magnification of the saved PNG (default 4)")
     parser.add_argument("-o", "--output", default="out.png", help="PNG file to write (default out.png)")
+    add_overwrite_argument(parser)
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when present)")
     add_lora_arguments(parser)
 
@@ -46,9 +48,14 @@ def add_image_arguments(parser: argparse.ArgumentParser) -> None:
 def run_image(args: argparse.Namespace) -> int:
     """``multimodal generate image``: one PNG (a grid for several images)."""
     output = check_png_output(args.output, args.scale)
+    check_outputs([output], overwrite=args.overwrite, option="--output")
+    if args.seed is not None:
+        check_seed(args.seed, "--seed")
     pipe = load_pipeline("text-to-image", args)
     options = _options(args, autoregressive=isinstance(pipe, AutoregressiveTextToImagePipeline))
     pipe.validate(args.prompt, **options)  # before any work
+    for line in pipe.prompt_warnings(args.prompt):  # unknown words, a cut prompt: said before drawing
+        print(f"multimodal: warning: {line}", file=sys.stderr)
     save_grid(pipe(args.prompt, **options), output, args.scale)
     return 0
 
@@ -67,9 +74,11 @@ def save_grid(images: list[Image.Image], output: Path, scale: int) -> None:
     """The images side by side, magnified ``scale`` times, written atomically as one PNG."""
     grid = image_grid(images)
     grid = grid.resize((grid.width * scale, grid.height * scale), Image.Resampling.NEAREST)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(output) as tmp:
-        grid.save(tmp, format="PNG")
+    try:
+        with atomic_path(output) as tmp:
+            grid.save(tmp, format="PNG")
+    except OSError as e:
+        raise write_error(output, e) from None
     print(f"wrote {len(images)} image(s) to {output}")
 
 

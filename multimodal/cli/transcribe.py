@@ -6,9 +6,11 @@ import argparse
 from pathlib import Path
 
 from ..errors import InputError
-from ..generation.whisper_decoding import TASKS
+from ..generation.whisper_decoding import MAX_BEAMS, TASKS
+from ..media.audio import iter_audio_chunks
 from ..pipelines.speech_recognition import DEFAULT_NAME, FORMATS, write_result
-from .command import Command, add_lora_arguments, load_pipeline
+from .command import (Command, add_lora_arguments, add_overwrite_argument, check_outputs, load_pipeline,
+                      write_error)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,34 +19,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None,
                         help=f"checkpoint folder or name, CTranslate2 / Hugging Face folder or OpenAI .pt "
                              f"(default {DEFAULT_NAME})")
-    parser.add_argument("--beam-size", type=int, default=5, help="beams at temperature 0 (default 5)")
-    parser.add_argument("--best-of", type=int, default=5, help="samples per window when falling back to "
-                                                               "temperature > 0 (default 5)")
+    parser.add_argument("--beam-size", type=int, default=5,
+                        help=f"beams at temperature 0 (default 5, at most {MAX_BEAMS})")
+    parser.add_argument("--best-of", type=int, default=5,
+                        help=f"samples per window when falling back to temperature > 0 (default 5, at most "
+                             f"{MAX_BEAMS})")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the fallback's sampling: the same file gives the same text (default 0)")
     parser.add_argument("--language", default=None, help="language code; default: detect (English-only models: en)")
     parser.add_argument("--task", default="transcribe", choices=TASKS, help="transcribe, or translate to English")
     parser.add_argument("--initial-prompt", default=None, help="text to condition the first window on")
     parser.add_argument("--format", default="all", choices=[*FORMATS, "all"], help="output format (default all)")
     parser.add_argument("--output-dir", default=".", help="folder for the outputs (default: the current one)")
+    add_overwrite_argument(parser)
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when present)")
     add_lora_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    """``multimodal transcribe``: write FILE.txt/.srt/.vtt/.json for each file and print its text."""
+    """``multimodal transcribe``: write FILE.txt/.srt/.vtt/.json for each file and print its text.
+    Every input is decoded and every output checked before the first file is transcribed."""
     formats = FORMATS if args.format == "all" else (args.format,)
     out_dir = Path(args.output_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"--output-dir: expected a folder, found the file {out_dir}")
+    outputs = {path: [out_dir / f"{Path(path).stem}.{fmt}" for fmt in formats] for path in args.audio}
+    check_outputs([o for paths in outputs.values() for o in paths], overwrite=args.overwrite,
+                  option="--output-dir")
     pipe = load_pipeline("automatic-speech-recognition", args)
     options = dict(beam_size=args.beam_size, best_of=args.best_of, language=args.language, task=args.task,
-                   initial_prompt=args.initial_prompt)
-    for path in args.audio:  # every file is checked before the first is transcribed
+                   initial_prompt=args.initial_prompt, seed=args.seed)
+    for path in args.audio:
         pipe.validate(path, **options)
+    for path in args.audio:  # decoded to the end: damage anywhere is found before any work
+        for _ in iter_audio_chunks(path):
+            pass
     for path in args.audio:
         result = pipe(path, **options)
-        for fmt in formats:
-            written = write_result(result, out_dir / f"{Path(path).stem}.{fmt}", fmt)
-            print(f"{path} -> {written}")
+        for output, fmt in zip(outputs[path], formats):
+            try:
+                write_result(result, output, fmt)
+            except OSError as e:
+                raise write_error(output, e) from None
+            print(f"{path} -> {output}")
         print(result["text"].strip())
     return 0
 

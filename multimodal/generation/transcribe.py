@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from ..errors import InputError
+from ..errors import InputError, check_seed
 from ..media.audio import SAMPLE_RATE, iter_audio_chunks, load_audio
 from ..tokenizers.mel import HOP_LENGTH, N_FFT, N_FRAMES, mel_filters
 from ..tokenizers.whisper_text import WhisperTokenizer
@@ -201,13 +201,16 @@ def transcribe(model, tokenizer: WhisperTokenizer, audio, *, sampling_rate: int 
                suppress_tokens: str | Sequence[int] | None = "-1", suppress_blank: bool = True,
                without_timestamps: bool = False, max_initial_timestamp: float | None = 1.0,
                silence_threshold_db: float | None = -60.0, fp16: bool = False,
-               generator: torch.Generator | None = None, progress: Callable[..., Any] | None = None) -> dict:
+               generator: torch.Generator | None = None, seed: int | None = 0,
+               progress: Callable[..., Any] | None = None) -> dict:
     """Transcribe (or translate) audio of any length.
 
     ``audio``: anything ``multimodal.media.audio.load_audio`` reads (a path, bytes, an array
     with ``sampling_rate``, a {"array", "sampling_rate"} dict, …). ``temperature``: one value or the
     fallback sequence. ``beam_size`` applies at temperature 0, ``best_of`` above it. ``progress``:
-    a tqdm-like factory called as ``progress(total=seconds, desc=...)``.
+    a tqdm-like factory called as ``progress(total=seconds, desc=...)``. ``seed`` seeds the sampling
+    of the temperature fallback, afresh for every call, so that the same audio gives the same text
+    (None: torch's global generator); ``generator``, when given, is used instead.
 
     Two guards against Whisper's habit of writing words into silence ("You", ". . ."), beyond
     openai-whisper's no-speech rule (which keeps a window the model is confident about even when it
@@ -229,6 +232,9 @@ def transcribe(model, tokenizer: WhisperTokenizer, audio, *, sampling_rate: int 
     check_language_task(model, tokenizer, language, task)
     if initial_prompt is not None and not isinstance(initial_prompt, str):
         raise InputError(f"initial_prompt: expected None or text, found {type(initial_prompt).__name__}")
+    if generator is None and seed is not None:
+        device = next(model.parameters()).device
+        generator = torch.Generator(device=device).manual_seed(check_seed(seed))
 
     cfg = model.config
     mel = WindowedLogMel(_chunk_source(audio, sampling_rate), cfg.n_mels)

@@ -36,6 +36,7 @@ from ..errors import InputError
 TASKS = ("transcribe", "translate")
 CHUNK_LENGTH = 30  # seconds of audio in one window
 NEG_INF = float("-inf")
+MAX_BEAMS = 64  # most beams (or fallback samples) per window: each keeps a copy of the decoder cache
 
 
 def compression_ratio(text: str) -> float:
@@ -73,6 +74,11 @@ class DecodingOptions:
             value = getattr(self, name)
             if value is not None and (not _is_int(value) or value < 1):
                 raise InputError(f"{name}: expected None or an integer >= 1, found {value!r}")
+        for name in ("best_of", "beam_size"):
+            value = getattr(self, name)
+            if value is not None and value > MAX_BEAMS:
+                raise InputError(f"{name}: expected at most {MAX_BEAMS} (each one holds its own decoder cache), "
+                                 f"found {value}")
         if self.beam_size is not None and self.best_of is not None:
             raise InputError(f"beam_size and best_of: expected at most one of them, found beam_size={self.beam_size} "
                              f"and best_of={self.best_of}")

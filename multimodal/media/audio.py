@@ -28,6 +28,8 @@ from __future__ import annotations
 import io
 import math
 import os
+import struct
+import warnings
 from pathlib import Path
 from typing import BinaryIO, Iterator, Union
 
@@ -164,6 +166,10 @@ class _ArraySource(_Decoded):
             yield self.mono[i:i + step]
 
 
+class TruncatedAudioWarning(UserWarning):
+    """A file holds less audio than its header declares (a cut-off download or recording)."""
+
+
 class _SoundFileSource(_Decoded):
     def __init__(self, f: sf.SoundFile, reopen, name):
         self.f, self.reopen, self.name, self.rate = f, reopen, name, f.samplerate
@@ -220,7 +226,7 @@ class _PyAVSource(_Decoded):
         try:
             self.container = av.open(src, mode="r", metadata_errors="ignore")
         except (av.error.FFmpegError, OSError, ValueError) as e:
-            raise _NotDecodable(str(e)) from None
+            raise _NotDecodable(getattr(e, "strerror", None) or str(e)) from None  # no errno, no path
         try:
             audio = self.container.streams.audio
             if not audio:
@@ -354,9 +360,42 @@ def _open_dict(source: dict, sampling_rate, name) -> _Decoded:
                      f"'path' or 'bytes', found keys {sorted(map(str, source))}")
 
 
+def _head(src, size: int = 1 << 16) -> bytes:
+    """The first ``size`` bytes of a path or a seekable file object (left at position 0)."""
+    if isinstance(src, (str, os.PathLike)):
+        with open(src, "rb") as f:
+            return f.read(size)
+    head = src.read(size)
+    src.seek(0)
+    return head if isinstance(head, bytes) else b""
+
+
+def _wav_declared_frames(head: bytes) -> int | None:
+    """The frame count a RIFF/WAVE header's ``data`` chunk declares (None: not a WAV, no ``data``
+    chunk in ``head``, or a size left open as streaming writers do)."""
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    offset, block_align = 12, None
+    while offset + 8 <= len(head):
+        chunk, size = head[offset:offset + 4], struct.unpack("<I", head[offset + 4:offset + 8])[0]
+        if chunk == b"fmt " and offset + 22 <= len(head):
+            block_align = struct.unpack("<H", head[offset + 20:offset + 22])[0]
+        if chunk == b"data":
+            if not block_align or size in (0, 0xFFFFFFFF):
+                return None
+            return size // block_align
+        offset += 8 + size + (size & 1)
+    return None
+
+
 def _open_file(src, reopen, sampling_rate, name) -> _Decoded:
+    declared = _wav_declared_frames(_head(src))
     try:
         decoded: _Decoded = _SoundFileSource(sf.SoundFile(src), reopen, name)
+        if declared is not None and declared > decoded.f.frames:
+            warnings.warn(f"{name}: the WAV header declares {declared / decoded.rate:.3f} s of audio, the file "
+                          f"holds {decoded.f.frames / decoded.rate:.3f} s (it was cut off); using what is there",
+                          TruncatedAudioWarning, stacklevel=2)
     except (sf.SoundFileError, RuntimeError, TypeError) as e:
         sf_reason = str(e).replace(f"Error opening {src!r}: ", "")
         if av is None:

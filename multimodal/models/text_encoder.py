@@ -81,20 +81,27 @@ class TextEncoder(nn.Module):
         keys[:, 0] &= ~empty
         return self.transformer(self.embed(ids), key_padding_mask=keys)  # [B, T, W]
 
+    @staticmethod
+    def _encode(tokenizer: TextTokenizer, prompts: list[str]):
+        return tokenizer.encode_batch([normalize_prompt(p) for p in prompts], padding=False)
+
+    def token_counts(self, tokenizer: TextTokenizer, prompts: list[str]) -> list[int]:
+        """The number of tokens of each prompt before truncation to ``max_length``."""
+        return [len(ids) for ids in self._encode(tokenizer, prompts).ids]
+
     def tokenize(self, tokenizer: TextTokenizer, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Prompts -> (ids ``[B, T]``, padding mask ``[B, T]``, True = padding), on this module's
         device. T is the longest prompt's length (at least 1), at most ``max_length``; longer
         prompts are truncated with a warning."""
         limit = self.config.max_length
-        texts = [normalize_prompt(p) for p in prompts]
-        batch = tokenizer.encode_batch(texts, padding=False)
+        batch = self._encode(tokenizer, prompts)
         long = [i for i, ids in enumerate(batch.ids) if len(ids) > limit]
         if long:
             warnings.warn(f"prompt {long[0]} ({len(batch.ids[long[0]])} tokens) and {len(long) - 1} more are longer "
                           f"than the text encoder's {limit} tokens: truncated to the first {limit}", stacklevel=3)
         width = max(1, min(limit, max(len(ids) for ids in batch.ids)))
-        ids = torch.full((len(texts), width), tokenizer.pad_id, dtype=torch.long)
-        mask = torch.ones(len(texts), width, dtype=torch.bool)
+        ids = torch.full((len(prompts), width), tokenizer.pad_id, dtype=torch.long)
+        mask = torch.ones(len(prompts), width, dtype=torch.bool)
         for i, row in enumerate(batch.ids):
             row = row[:limit]
             ids[i, :len(row)] = torch.tensor(row, dtype=torch.long)

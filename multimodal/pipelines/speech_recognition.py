@@ -20,7 +20,7 @@ import torch
 
 from ..checkpoint import atomic_write_text
 from ..convert.whisper import DEFAULT_NAME, canonical_name, load_whisper, locate_whisper
-from ..errors import InputError
+from ..errors import InputError, check_seed
 from ..generation.transcribe import TEMPERATURES, check_language_task, options_at, transcribe
 from ..generation.whisper_decoding import DecodingOptions
 from ..tokenizers.whisper_text import WhisperTokenizer
@@ -130,7 +130,7 @@ class SpeechRecognitionPipeline(Pipeline):
                  patience: float | None = None, length_penalty: float | None = None,
                  compression_ratio_threshold: float | None = 2.4, logprob_threshold: float | None = -1.0,
                  no_speech_threshold: float | None = 0.6, silence_threshold_db: float | None = -60.0,
-                 generator: torch.Generator | None = None) -> None:
+                 generator: torch.Generator | None = None, seed: int | None = 0) -> None:
         items = audio if isinstance(audio, list) else [audio]
         if not items:
             raise InputError("audio: expected an audio input or a non-empty list of them, found an empty list")
@@ -156,6 +156,8 @@ class SpeechRecognitionPipeline(Pipeline):
             raise InputError(f"initial_prompt: expected None or text, found {type(initial_prompt).__name__}")
         if generator is not None and not isinstance(generator, torch.Generator):
             raise InputError(f"generator: expected None or a torch.Generator, found {type(generator).__name__}")
+        if seed is not None:
+            check_seed(seed)
         check_language_task(self.model, self.tokenizer, language, task)
         base = DecodingOptions(task=task, language=language, beam_size=beam_size, best_of=best_of,
                                patience=patience, length_penalty=length_penalty)
@@ -169,14 +171,14 @@ class SpeechRecognitionPipeline(Pipeline):
              return_timestamps: bool = True, patience: float | None = None, length_penalty: float | None = None,
              compression_ratio_threshold: float | None = 2.4, logprob_threshold: float | None = -1.0,
              no_speech_threshold: float | None = 0.6, silence_threshold_db: float | None = -60.0,
-             generator: torch.Generator | None = None):
+             generator: torch.Generator | None = None, seed: int | None = 0):
         options = dict(sampling_rate=sampling_rate, beam_size=beam_size, best_of=best_of, temperature=temperature,
                        language=language, task=task, initial_prompt=initial_prompt,
                        condition_on_previous_text=condition_on_previous_text,
                        without_timestamps=not return_timestamps, patience=patience, length_penalty=length_penalty,
                        compression_ratio_threshold=compression_ratio_threshold,
                        logprob_threshold=logprob_threshold, no_speech_threshold=no_speech_threshold,
-                       silence_threshold_db=silence_threshold_db, generator=generator, fp16=self.dtype == torch.float16)
+                       silence_threshold_db=silence_threshold_db, generator=generator, seed=seed, fp16=self.dtype == torch.float16)
         items = audio if isinstance(audio, list) else [audio]
         results = [transcribe(self.model, self.tokenizer, item, progress=self.progress, **options) for item in items]
         return results if isinstance(audio, list) else results[0]

@@ -9,8 +9,11 @@
 It returns PIL images (``output_type="pil"``; a list, also as ``.images``), a float array ``[N, H, W, 3]`` in [0, 1]
 (``"np"``), or the latents ``[N, C, h, w]`` (``"latent"``), prompt by prompt, each prompt's
 ``num_images_per_prompt`` images together. The same generator seed gives the same images. An empty
-prompt samples the unconditional model; a prompt longer than the text encoder's context is cut,
-with a warning. Samplers: ``ddpm``, ``ddim``, ``dpm++`` for DiT checkpoints; ``euler``, ``heun``,
+prompt samples the unconditional model; a prompt longer than the text encoder's context is cut.
+The PIL result's ``.warnings`` lists, one line each, the words of a prompt that the model never
+read in training (from the checkpoint's ``vocabulary.txt`` and its active adapters'; such words
+cannot steer the image) and the prompts that were cut; ``pipe.prompt_warnings(prompt)`` gives the
+same lines without generating. Samplers: ``ddpm``, ``ddim``, ``dpm++`` for DiT checkpoints; ``euler``, ``heun``,
 ``sde`` for SiT checkpoints.
 
 A token-GPT checkpoint (``TextToCodes``: ``checkpoints/text2image-gpt``) answers the same call through
@@ -21,6 +24,7 @@ sampler; ``num_inference_steps`` is accepted and unused there.
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +32,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..errors import InputError
+from ..errors import InputError, check_seed
 from ..generation.sampling import MAX_STEPS
 from ..checkpoint import CONFIG_NAME
 from ..config import read_json
@@ -36,6 +40,9 @@ from ..generation.autoregressive import check_sampling
 from ..generation.sampling import check_guidance
 from ..models.text2codes import TextToCodes
 from ..models.text2image import MAX_IMAGES_PER_CALL, TextToImage
+from .. import lora
+from ..data.world_captions import canonical_caption, parse_caption
+from ..tokenizers.words import read_vocabulary, unknown_words
 from .base import Pipeline
 
 DEFAULT_MODEL = "text2image-sit"
@@ -47,7 +54,11 @@ def _is_int(value) -> bool:
 
 
 class ImagePipelineOutput(list):
-    """The PIL images, prompt by prompt; ``.images`` names the same list, as in diffusers."""
+    """The PIL images, prompt by prompt; ``.images`` names the same list, as in diffusers.
+    ``.warnings``: one line per problem with a prompt (words the model never read, a prompt cut to
+    the text encoder's length); empty when there is none."""
+
+    warnings: list[str] = []
 
     @property
     def images(self) -> list[Image.Image]:
@@ -76,6 +87,9 @@ def _check_common(prompt, num_images_per_prompt, generator, output_type, *, empt
     if not all(g is None or isinstance(g, torch.Generator) or _is_int(g) for g in gens):
         raise InputError(f"generator: expected a torch.Generator, an integer seed, a list of generators or None, "
                          f"found {type(generator).__name__}")
+    for i, g in enumerate(gens):
+        if _is_int(g):
+            check_seed(g, f"generator[{i}]" if isinstance(generator, list) else "generator")
     if isinstance(generator, list) and len(generator) != total:
         raise InputError(f"generator: expected one generator per image ({total}), found {len(generator)}")
     if output_type not in OUTPUT_TYPES:
@@ -83,12 +97,35 @@ def _check_common(prompt, num_images_per_prompt, generator, output_type, *, empt
     return list(prompts)
 
 
-def _to_output(images: torch.Tensor, output_type: str):
-    """Images in [-1, 1] ``[N, 3, H, W]`` -> PIL images (``ImagePipelineOutput``) or a float array."""
+def _what_it_read(folder: Path) -> tuple[frozenset[str] | None, bool]:
+    """A checkpoint's vocabulary.txt words, and whether it was trained on the captioned world."""
+    training = Path(folder) / "training.json"
+    data = read_json(training).get("data", "") if training.is_file() else ""
+    return read_vocabulary(folder), isinstance(data, str) and data.startswith("captioned world")
+
+
+def _quote(prompt: str, most: int = 60) -> str:
+    """The prompt in quotes, cut with an ellipsis past ``most`` characters."""
+    return repr(prompt if len(prompt) <= most else prompt[:most - 1] + "…")
+
+
+def _is_world_caption(prompt: str) -> bool:
+    try:
+        parse_caption(prompt)
+    except InputError:
+        return False
+    return True
+
+
+def _to_output(images: torch.Tensor, output_type: str, notes: list[str]):
+    """Images in [-1, 1] ``[N, 3, H, W]`` -> PIL images (``ImagePipelineOutput``, with the prompts'
+    ``notes`` as ``.warnings``) or a float array."""
     array = ((images.float() + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()  # [N, H, W, 3]
     if output_type == "np":
         return array
-    return ImagePipelineOutput(Image.fromarray(np.round(a * 255).astype(np.uint8)) for a in array)
+    out = ImagePipelineOutput(Image.fromarray(np.round(a * 255).astype(np.uint8)) for a in array)
+    out.warnings = list(notes)
+    return out
 
 
 class TextToImagePipeline(Pipeline):
@@ -96,15 +133,59 @@ class TextToImagePipeline(Pipeline):
     num_images_per_prompt=1, output_type="pil", latents=None)`` -> images (see the module docstring).
     A token-GPT checkpoint loads as ``AutoregressiveTextToImagePipeline``."""
 
-    def __init__(self, model: TextToImage):
+    def __init__(self, model: TextToImage, vocabulary: frozenset[str] | None = None, world: bool = False):
         super().__init__()
         self.model = model.eval()
+        self.vocabulary = vocabulary  # the words of the training captions (the checkpoint's vocabulary.txt)
+        self.world = world  # trained on the captioned world: prompts are checked against its caption forms
+        self._adapter_words: dict[str, frozenset[str]] = {}
 
     @classmethod
     def _load(cls, folder: Path) -> TextToImagePipeline:
         if cls is TextToImagePipeline and "gpt" in read_json(Path(folder) / CONFIG_NAME):
             return AutoregressiveTextToImagePipeline._load(folder)
-        return cls(TextToImage.from_pretrained(folder))
+        return cls(TextToImage.from_pretrained(folder), *_what_it_read(folder))
+
+    # ------------------------------------------------------------------ what the model has read
+    def load_lora(self, path: str | Path, adapter_name: str = "default", scale: float = 1.0) -> list[str]:
+        names = super().load_lora(path, adapter_name, scale)
+        self._adapter_words[adapter_name] = read_vocabulary(path) or frozenset()
+        return names
+
+    def known_words(self) -> frozenset[str] | None:
+        """The words the model read in training, with those of its active adapters (None: the
+        checkpoint has no vocabulary.txt, so unknown words are not reported)."""
+        if self.vocabulary is None:
+            return None
+        active = lora.active_adapters(self.model)
+        return self.vocabulary.union(*(self._adapter_words.get(name, frozenset()) for name in active))
+
+    def _token_limit(self, prompts: list[str]) -> tuple[list[int], int] | None:
+        """Each prompt's token count and the length beyond which it is cut (None: never cut)."""
+        encoder = self.model.text_encoder
+        return encoder.token_counts(self.model.tokenizer, prompts), encoder.config.max_length
+
+    def prompt_warnings(self, prompt: str | list[str]) -> list[str]:
+        """One line per problem with the prompts: words the model never read in training (they
+        cannot steer the image), a prompt longer than the text encoder reads (cut)."""
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        notes = []
+        known = self.known_words()
+        for p in prompts:
+            unknown = unknown_words(p, known) if known is not None else []
+            if unknown:
+                notes.append(f"{_quote(p)}: the model never read {', '.join(map(repr, unknown))} in training, so "
+                             f"{'it does' if len(unknown) == 1 else 'they do'} not steer the image")
+            elif self.world and p.strip() and not _is_world_caption(p):
+                notes.append(f"{_quote(p)}: not a caption of the kind it was trained on (an object, a colour and a "
+                             f"background, as in {canonical_caption('circle', 'red', 'black')!r}), so the image "
+                             f"may not follow it")
+        limit = self._token_limit(prompts)
+        if limit is not None:
+            counts, most = limit
+            notes += [f"{_quote(p)}: {n} tokens, cut to the first {most} the text encoder reads"
+                      for p, n in zip(prompts, counts) if n > most]
+        return notes
 
     @property
     def samplers(self) -> tuple[str, ...]:
@@ -137,12 +218,14 @@ class TextToImagePipeline(Pipeline):
         rows = [p for p in prompts for _ in range(num_images_per_prompt)]
         if _is_int(generator):
             generator = torch.Generator().manual_seed(generator)
-        out = self.model.generate(rows, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
-                                  sampler=sampler, generator=generator, latents=latents,
-                                  decode=output_type != "latent", progress=self.progress)
+        with warnings.catch_warnings():  # a cut prompt is reported in the result's .warnings instead
+            warnings.filterwarnings("ignore", message=r"prompt \d+ \(\d+ tokens\)")
+            out = self.model.generate(rows, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+                                      sampler=sampler, generator=generator, latents=latents,
+                                      decode=output_type != "latent", progress=self.progress)
         if output_type == "latent":
             return out.float().cpu()
-        return _to_output(out, output_type)
+        return _to_output(out, output_type, self.prompt_warnings(prompts))
 
 
 class AutoregressiveTextToImagePipeline(TextToImagePipeline):
@@ -152,13 +235,15 @@ class AutoregressiveTextToImagePipeline(TextToImagePipeline):
     is accepted and unused (one code per step); ``output_type="latent"`` returns the codes
     ``[N, num_codes]``. Prompts must not be empty."""
 
-    def __init__(self, model: TextToCodes):
-        Pipeline.__init__(self)
-        self.model = model.eval()
+    def __init__(self, model: TextToCodes, vocabulary: frozenset[str] | None = None, world: bool = False):
+        super().__init__(model, vocabulary, world)
 
     @classmethod
     def _load(cls, folder: Path) -> AutoregressiveTextToImagePipeline:
-        return cls(TextToCodes.from_pretrained(folder))
+        return cls(TextToCodes.from_pretrained(folder), *_what_it_read(folder))
+
+    def _token_limit(self, prompts: list[str]) -> None:
+        return None  # a prompt longer than the GPT's prefix is refused, never cut
 
     def validate(self, prompt, num_inference_steps: int | None = None, guidance_scale: float | None = None,
                  generator=None, num_images_per_prompt: int = 1, output_type: str = "pil",
@@ -184,7 +269,7 @@ class AutoregressiveTextToImagePipeline(TextToImagePipeline):
         out = self.model.generate(rows, temperature=temperature, top_k=top_k, top_p=top_p,
                                   guidance_scale=guidance_scale, generator=generator, progress=self.progress,
                                   decode=output_type != "latent")
-        return out.cpu() if output_type == "latent" else _to_output(out, output_type)
+        return out.cpu() if output_type == "latent" else _to_output(out, output_type, self.prompt_warnings(prompts))
 
 
 def image_grid(images: list[Image.Image], columns: int | None = None) -> Image.Image:

@@ -23,7 +23,7 @@ import io
 import json
 import shutil
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import torch
 from torch import nn
@@ -31,6 +31,7 @@ from torch import nn
 from ..checkpoint import atomic_write_bytes, atomic_write_text, fresh_tmp_dir, publish_dir
 from ..config import read_json
 from ..errors import InputError, expect
+from ..tokenizers.words import write_vocabulary
 
 # In a run folder
 CHECKPOINT_DIR, BEST_DIR, MODEL_DIR = "checkpoint", "best", "model"
@@ -97,11 +98,12 @@ def check_resume_settings(path: Path, run: dict, what: str, configs: dict | None
 
 def publish_model(folder: Path, model: nn.Module, training: dict, card: Callable[[Path], str], *,
                   dtype: torch.dtype | None = None, extra_files: dict[str, Path] | None = None,
-                  save: Callable[[Path], None] | None = None) -> Path:
+                  save: Callable[[Path], None] | None = None, vocabulary: Iterable[str] | None = None) -> Path:
     """Write a trained model's folder as a whole: ``model.save_pretrained`` (or ``save(folder)``, as
-    for a LoRA adapter), ``extra_files``
-    ({name: source file} copied in), ``training.json`` and ``MODEL_CARD.md`` (``card(folder)``, reading
-    what was written), into a temporary folder that then replaces ``folder``."""
+    for a LoRA adapter), ``extra_files`` ({name: source file} copied in), ``vocabulary.txt`` (the
+    words of ``vocabulary``, the training captions of a text-conditioned model), ``training.json``
+    and ``MODEL_CARD.md`` (``card(folder)``, reading what was written), into a temporary folder that
+    then replaces ``folder``."""
     tmp = fresh_tmp_dir(folder)
     if save is not None:
         save(tmp)
@@ -109,6 +111,8 @@ def publish_model(folder: Path, model: nn.Module, training: dict, card: Callable
         model.save_pretrained(tmp, **({"dtype": dtype} if dtype is not None else {}))
     for name, source in (extra_files or {}).items():
         shutil.copyfile(source, tmp / name)
+    if vocabulary is not None:
+        write_vocabulary(tmp, vocabulary)
     atomic_write_text(tmp / TRAINING_NAME, json.dumps(training, indent=2) + "\n")
     atomic_write_text(tmp / CARD_NAME, card(tmp))
     publish_dir(tmp, folder)

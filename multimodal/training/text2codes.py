@@ -40,7 +40,7 @@ from safetensors.torch import load_file, save_file
 
 from ..checkpoint import count_parameters
 from ..config import read_json
-from ..data.world import CaptionedWorld
+from ..data.world import CaptionedWorld, caption_corpus
 from ..errors import expect
 from ..models.autoencoders.vq import VQVAE
 from ..models.text2codes import TOKENIZER_NAME, TextToCodes, TextToCodesConfig
@@ -212,7 +212,8 @@ def train_text2codes(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, vq: str | Pa
         "final_train": {k: summary[k] for k in ("loss",) if k in summary},
         "model": final.config.to_dict(),
     }
-    folder = publish_model(out_dir / MODEL_DIR, final, training, lambda tmp: model_card(training, tmp))
+    folder = publish_model(out_dir / MODEL_DIR, final, training, lambda tmp: model_card(training, tmp),
+                           vocabulary=caption_corpus("train"))
     return {**training, "model_dir": str(folder)}
 
 

@@ -188,7 +188,8 @@ def train_text2image(out_dir: str | Path, *, vae: str | Path, config: TextToImag
         "final_eval": {k: v for k, v in last_eval.items() if k not in ("kind",)},
     }
     vae_files = {f"vae/{name}": Path(vae) / name for name in (CARD_NAME, TRAINING_NAME) if (Path(vae) / name).is_file()}
-    folder = publish_model(out_dir / MODEL_DIR, final, training, model_card, extra_files=vae_files)
+    folder = publish_model(out_dir / MODEL_DIR, final, training, model_card, extra_files=vae_files,
+                           vocabulary=caption_corpus("train"))
     return {**training, "model_dir": str(folder)}
 
 

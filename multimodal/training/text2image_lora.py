@@ -36,7 +36,8 @@ from pathlib import Path
 import torch
 
 from ..config import read_json
-from ..data.world import NEW_COLOURS, CaptionedWorld, WorldBatch, canonical_caption, combinations, random_captions
+from ..data.world import (NEW_COLOURS, CaptionedWorld, WorldBatch, canonical_caption, captions, combinations,
+                          random_captions)
 from ..errors import InputError
 from ..lora import save_lora
 from ..models.text2codes import TextToCodes
@@ -172,7 +173,8 @@ def train_new_colour(args: argparse.Namespace) -> dict:
         "final_eval": {k: v for k, v in last_eval.items() if k != "kind"},
     }
     folder = publish_model(out_dir / MODEL_DIR, final, training, model_card,
-                           save=lambda tmp: save_lora(final, tmp, base=lora.base))
+                           save=lambda tmp: save_lora(final, tmp, base=lora.base),
+                           vocabulary=[c for combo in new_colour_combos(args.colour) for c in captions(combo)])
     print(f"final loss: {training['final_eval']}")
     print(f"model: {folder}")
     return {**training, "model_dir": str(folder)}
