@@ -9,6 +9,7 @@ from conftest import TASK
 
 import app
 from multimodal.errors import InputError
+from multimodal.app import common as app_common
 from multimodal.app import gradio_errors
 
 
@@ -77,5 +78,59 @@ def test_served_app_runs_the_pipeline_and_shows_input_errors(tiny_pipeline):
         assert client.predict(1, 1, api_name="/apply") == "[3.5, 6.5]"
         with pytest.raises(AppError, match="x: expected a list of two numbers"):
             client.predict(1, None, api_name="/apply")
+    finally:
+        demo.close()
+
+
+def test_user_messages_name_the_users_file_and_log_one_line(caplog):
+    from multimodal.app.common import user_message
+
+    upload = "/tmp/gradio/3f2a9c/My Talk.wav"
+    assert user_message(f"{upload}: expected a readable audio file, found [Errno 13] Permission denied",
+                        upload, 5) == "My Talk.wav: expected a readable audio file, found Permission denied"
+
+    @gradio_errors
+    def handler(path):
+        raise InputError(f"{path}: expected an audio file,\nfound noise")
+
+    with caplog.at_level("WARNING", logger="multimodal.app"), pytest.raises(gr.Error) as info:
+        handler(upload)
+    assert info.value.message == "My Talk.wav: expected an audio file, found noise"
+    assert [r.getMessage() for r in caplog.records] == ["handler: My Talk.wav: expected an audio file, found noise"]
+    assert caplog.records[0].exc_info is None
+
+
+def test_request_folders_are_removed(monkeypatch):
+    from multimodal.app import common
+
+    first = common.request_folder()
+    (first / "a.srt").write_text("1")
+    monkeypatch.setattr(common, "REQUEST_FOLDER_TTL", -1)
+    second = common.request_folder()  # makes the next one, removing the expired
+    assert not first.exists() and second.is_dir()
+    common._remove_request_folders()  # what happens at exit
+    assert not second.exists()
+
+
+def test_the_real_app_answers_bad_uploads_with_the_projects_message(tmp_path):
+    """Served over HTTP: a broken image and a broken recording reach our checks (not Gradio's
+    decoding) and come back naming the user's file, never the server's copy."""
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    demo = app.build()
+    demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True,
+                max_file_size=app_common.MAX_FILE_SIZE)
+    try:
+        client = Client(demo.local_url, verbose=False)
+        broken = tmp_path / "holiday.png"
+        broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+        with pytest.raises(AppError, match=r"^holiday.png: expected a readable image"):
+            client.predict(handle_file(str(broken)), 5, "none", api_name="/classify")
+        noise = tmp_path / "talk.wav"
+        noise.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(64))
+        with pytest.raises(AppError, match=r"^talk.wav: expected an audio file") as info:
+            client.predict(handle_file(str(noise)), 1, "none", api_name="/transcribe")
+        assert "/tmp" not in str(info.value) and "Errno" not in str(info.value)
     finally:
         demo.close()

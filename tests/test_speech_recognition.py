@@ -462,6 +462,18 @@ def test_app_handler_returns_text_segments_and_srt(pipe, short_speech, tmp_path,
         transcribe_tab.transcribe_audio_file(None, 5)
 
 
+def test_the_tabs_examples_transcribe(pipe, tmp_path, monkeypatch):
+    monkeypatch.setitem(app_common._APP_PIPELINES, ("automatic-speech-recognition", None), pipe)
+    names = [Path(p).name for p in transcribe_tab.EXAMPLES]
+    assert names == ["phone-number.flac", "quick-brown-fox.flac"]
+    texts = [transcribe_tab.transcribe_audio_file(p, 1, out_dir=str(tmp_path))[0] for p in transcribe_tab.EXAMPLES]
+    words = [normaliser()(t) for t in texts]
+    assert "555 219 8604" in words[0] and "quick brown fox" in words[1]
+    monkeypatch.setattr(transcribe_tab, "MAX_SECONDS", 1)
+    with pytest.raises(InputError, match="quick-brown-fox.flac: expected at most 0 minutes of audio in the app"):
+        transcribe_tab.transcribe_audio_file(transcribe_tab.EXAMPLES[1], 1, out_dir=str(tmp_path))
+
+
 def test_the_tab_builds():
     import gradio as gr
 

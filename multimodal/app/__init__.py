@@ -20,9 +20,14 @@ import gradio as gr  # noqa: E402
 
 from .. import __version__, pipelines  # noqa: E402
 from . import classify, text_to_image, transcribe  # noqa: E402
-from .common import app_pipeline, gradio_errors  # noqa: E402
+from .common import MAX_FILE_SIZE, QUEUE_MAX_SIZE, app_pipeline, gradio_errors  # noqa: E402
 
 COMING = "text-to-audio"
+INTRO = ("Small models trained here, all on one shared transformer backbone, running on this machine: "
+         "**Transcribe** speech to text (Whisper tiny.en), **Classify** clothing photos (a ViT on Fashion-MNIST), "
+         "and draw 32x32 pictures from text with **Text → Image** (SiT, DiT and a token GPT trained on a "
+         "captioned world of coloured objects). Each tab says what its model knows and has examples to try. "
+         "Requests queue when the machine is busy.")
 
 
 @dataclass(frozen=True)
@@ -46,8 +51,9 @@ def tabs() -> list[Tab]:
 
 def build() -> gr.Blocks:
     shown = tabs()
-    with gr.Blocks(title="multimodal") as demo:
-        gr.Markdown(f"# multimodal {__version__}")
+    # Gradio's own copies of uploads and outputs older than a day are removed every hour.
+    with gr.Blocks(title="multimodal", delete_cache=(3600, 86400)) as demo:
+        gr.Markdown(f"# multimodal {__version__}\n{INTRO}")
         if not shown:
             gr.Markdown(_nothing_yet())
         else:
@@ -55,6 +61,9 @@ def build() -> gr.Blocks:
                 for tab in shown:
                     with gr.Tab(tab.title):
                         tab.build()
+    # A bounded queue: past QUEUE_MAX_SIZE waiting requests, a new one is refused at once ("busy")
+    # instead of waiting without end; each tab sets how many of its requests run together.
+    demo.queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=1)
     return demo
 
 
@@ -67,7 +76,7 @@ def _nothing_yet() -> str:
 
 def main() -> None:
     build().launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-                   server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+                   server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")), max_file_size=MAX_FILE_SIZE)
 
 
 register_tab("automatic-speech-recognition", "Transcribe", transcribe.transcribe_tab)

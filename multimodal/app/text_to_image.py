@@ -18,6 +18,7 @@ from .common import NO_ADAPTER, app_pipeline, gradio_errors
 # Model choices: the diffusion models, and the token GPT where its checkpoint is present.
 DIFFUSION_MODELS = {"SiT": "text2image-sit", "DiT": "text2image-dit"}
 GPT_MODELS = {"GPT": "text2image-gpt"}
+CONCURRENCY = 1  # generations served at once (each uses every core); more wait in the queue
 RANDOM_SEEDS = 2 ** 32  # drawn seeds stay below this, exact in the browser's numbers
 SAMPLERS = {"SiT": ["default", "euler", "heun", "sde"], "DiT": ["default", "ddpm", "ddim", "dpm++"]}
 
@@ -75,7 +76,7 @@ def generate_images(prompt: str, model: str = "SiT", sampler: str = "default", s
 
 def generate_for_tab(prompt: str, model: str, sampler: str, steps: float, guidance: float, randomize: bool,
                      seed: float, count: float, temperature: float, top_k: float, top_p: float,
-                     adapter: str | None):
+                     adapter: str | None, progress=gr.Progress(track_tqdm=True)):
     """The tab's handler: (gallery images, the notes about the prompt as Markdown, the seed used).
     With ``randomize``, a fresh seed is drawn, used and shown, so that any picture can be made again."""
     seed = random.randint(0, RANDOM_SEEDS - 1) if randomize else seed
@@ -134,4 +135,5 @@ def text_to_image_tab() -> None:
     examples += [[p, "SiT", a] for a in sit_adapters for p in ADAPTER_EXAMPLES.get(a, [])]
     gr.Examples(examples, inputs=[prompt, model, adapter])
     button.click(handler, [prompt, model, sampler, steps, guidance, randomize, seed, count, temperature, top_k, top_p,
-                           adapter], [gallery, notes, seed], api_name="generate")
+                           adapter], [gallery, notes, seed], api_name="generate", concurrency_limit=CONCURRENCY,
+                 concurrency_id="text-to-image")

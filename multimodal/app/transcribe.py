@@ -1,17 +1,27 @@
-"""The Transcribe tab: record or upload audio, read the text and the timed segments, download .srt."""
+"""The Transcribe tab: record or upload audio, read the text and the timed segments, download .srt.
+
+Work per request is bounded so that one long or repetitive clip cannot hold the tab for minutes:
+recordings up to ``MAX_SECONDS``, and a shorter temperature fallback than the command's (``APP_FALLBACK``,
+``APP_BEST_OF``: at most 5 decodes of a window instead of 26). Progress shows in the page.
+"""
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import gradio as gr
 
 from ..errors import InputError
+from ..media.audio import SAMPLE_RATE, load_audio
 from ..pipelines.speech_recognition import DEFAULT_NAME, format_timestamp, write_result
-from .common import adapted_pipeline, adapter_dropdown, gradio_errors
+from .common import adapted_pipeline, adapter_dropdown, gradio_errors, request_folder
 
 WHISPER_ALIAS = "tiny.en"  # what adapters for the default Whisper name as their base
+MAX_SECONDS = 600  # the longest recording the app transcribes (the command takes any length)
+APP_FALLBACK = (0.0, 0.4, 0.8)  # temperatures tried per window when decoding fails its checks
+APP_BEST_OF = 2  # samples per fallback temperature
+CONCURRENCY = 2  # transcriptions served at once; more wait in the queue
+EXAMPLES = sorted(str(p) for p in (Path(__file__).parent / "examples").glob("*.flac"))
 
 
 def transcribe_audio_file(path: str | None, beam_size: float = 5, out_dir: str | None = None,
@@ -20,22 +30,32 @@ def transcribe_audio_file(path: str | None, beam_size: float = 5, out_dir: str |
     checkpoint for the default model (None or "none": the model alone)."""
     if not path:
         raise InputError("audio: expected a recording or an uploaded file, found none")
-    result = adapted_pipeline("automatic-speech-recognition", adapter)(path, beam_size=int(beam_size))
+    name = Path(path).name
+    audio = load_audio(path, name=name)  # errors name the user's file, never the server's copy
+    if len(audio) > MAX_SECONDS * SAMPLE_RATE:
+        raise InputError(f"{name}: expected at most {MAX_SECONDS // 60} minutes of audio in the app, found "
+                         f"{len(audio) / SAMPLE_RATE / 60:.1f} (use `multimodal transcribe` for longer recordings)")
+    pipe = adapted_pipeline("automatic-speech-recognition", adapter)
+    result = pipe(audio, sampling_rate=SAMPLE_RATE, beam_size=int(beam_size), temperature=APP_FALLBACK,
+                  best_of=APP_BEST_OF)
     rows = [[format_timestamp(s["start"]), format_timestamp(s["end"]), s["text"].strip()]
             for s in result["segments"] if s["text"].strip()]
-    folder = Path(out_dir) if out_dir else Path(_tempdir())
+    folder = Path(out_dir) if out_dir else request_folder()
     srt = write_result(result, folder / f"{Path(path).stem}.srt", "srt")
     return result["text"].strip(), rows, str(srt)
 
 
-def _tempdir() -> str:
-    return tempfile.mkdtemp(prefix="multimodal-asr-")
+def _transcribe_in_tab(path: str | None, beam_size: float, adapter: str | None = None,
+                       progress=gr.Progress(track_tqdm=True)):
+    return transcribe_audio_file(path, beam_size, adapter=adapter)
 
 
 def transcribe_tab() -> None:
     """The Gradio tab: record or upload audio, read the text and the timed segments, download .srt."""
-    handler = gradio_errors(lambda path, beam, adapter=None: transcribe_audio_file(path, beam, adapter=adapter))
-    gr.Markdown(f"Speech to text with Whisper ({DEFAULT_NAME}); long recordings are transcribed window by window.")
+    handler = gradio_errors(_transcribe_in_tab)
+    gr.Markdown(f"Speech to text with Whisper ({DEFAULT_NAME}, English): upload a recording (wav, flac, mp3, "
+                f"ogg, m4a …, up to {MAX_SECONDS // 60} minutes) or record one with the microphone. Long "
+                "recordings are transcribed 30-second window by window; the segments table gives their times.")
     with gr.Row():
         with gr.Column():
             audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="audio")
@@ -46,5 +66,8 @@ def transcribe_tab() -> None:
             text = gr.Textbox(label="text", lines=6)
             table = gr.Dataframe(headers=["start", "end", "text"], label="segments", wrap=True)
             srt = gr.File(label="subtitles (.srt)")
+    if EXAMPLES:
+        gr.Examples(EXAMPLES, inputs=[audio])
     inputs = [audio, beam] + ([adapter] if adapter is not None else [])
-    button.click(handler, inputs, [text, table, srt], api_name="transcribe")
+    button.click(handler, inputs, [text, table, srt], api_name="transcribe", concurrency_limit=CONCURRENCY,
+                 concurrency_id="transcribe")
