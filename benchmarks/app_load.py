@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                                      1.0, "none", api_name="/generate")
 
     checks = {
-        "classify": lambda r: isinstance(r, (list, tuple)) and bool(r[0].get("label")),
+        "classify": lambda r: isinstance(r, (list, tuple)) and bool(r[1].get("label")),
         "transcribe": lambda r: isinstance(r, (list, tuple)) and len(r[0].split()) >= 3,
         "text-to-image": lambda r: isinstance(r, (list, tuple)) and len(r[0]) == 1,
     }

@@ -19,7 +19,7 @@ from multimodal import cli
 from multimodal.errors import InputError
 from multimodal.media import audio as A
 from multimodal.media.images import load_image
-from multimodal.pipelines.image_classification import ImageClassificationPipeline
+from multimodal.pipelines.image_classification import Classification, ImageClassificationPipeline
 from multimodal.pipelines.speech_recognition import SpeechRecognitionPipeline
 from multimodal.pipelines.text_to_image import TextToImagePipeline
 
@@ -149,7 +149,7 @@ def _stub_runs(monkeypatch):
                                        "no_speech_prob": 0.0}], "language": "en"})
     monkeypatch.setattr(TextToImagePipeline, "_run", lambda self, prompt, **kw: [Image.new("RGB", (32, 32))])
     monkeypatch.setattr(ImageClassificationPipeline, "_run", lambda self, images, **kw: [
-        [{"label": "Shirt", "score": 1.0}] for _ in (images if isinstance(images, list) else [images])])
+        Classification([{"label": "Shirt", "score": 1.0}]) for _ in (images if isinstance(images, list) else [images])])
 
 
 _PIPELINES: dict = {}

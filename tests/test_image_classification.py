@@ -314,3 +314,52 @@ def test_the_shipped_model_loads_by_default_and_knows_its_examples():
     assert sorted(truth) == sorted(label.lower().replace("/", " ") for label in pipe.labels)
     correct = sum(r[0]["label"].lower().replace("/", " ") == t for r, t in zip(results, truth))
     assert correct >= 8, list(zip(truth, results))
+
+
+# ----------------------------------------------------------------------- out of distribution
+def test_the_shipped_model_says_when_a_picture_is_not_one_of_its_kinds(tmp_path, capsys):
+    pipe = multimodal.pipeline("image-classification", device="cpu")
+    assert pipe.ood is not None and pipe.ood.score == "mahalanobis"
+    examples = [r.out_of_distribution for r in pipe(classify_tab.example_images(), top_k=1)]
+    assert examples == [False] * 10
+    blank = pipe(Image.new("RGB", (64, 64)), top_k=1)  # "Sandal 87 %" without the check
+    assert blank.out_of_distribution is True and blank.ood_score == float("-inf")
+    noise = pipe(np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8), top_k=1)
+    assert noise.out_of_distribution is True and np.isfinite(noise.ood_score)
+    path = tmp_path / "blank.png"
+    Image.new("L", (28, 28), 0).save(path)
+    assert cli.main(["classify", str(path), classify_tab.example_images()[0], "--json", "--device", "cpu"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["out_of_distribution"] for r in rows] == [True, False]
+    assert rows[0]["ood_score"] is None and isinstance(rows[1]["ood_score"], float)
+    assert cli.main(["classify", str(path), "--device", "cpu"]) == 0
+    assert "not one of these" in capsys.readouterr().out
+
+
+def test_ood_detector_scores_save_and_load(tmp_path):
+    torch.manual_seed(0)
+    features, labels = torch.randn(300, 4), torch.arange(300) % 3
+    features[labels == 1] += 5
+    means, precision = ic.OutOfDistribution.fit_gaussians(features, labels, 3)
+    assert torch.allclose(means[1], features[labels == 1].mean(0), atol=1e-5)
+    centred = features - means[labels]
+    assert torch.allclose(precision @ (centred.T @ centred / 300 + 1e-3 * torch.eye(4)), torch.eye(4), atol=1e-4)
+    detector = ic.OutOfDistribution("mahalanobis", -10.0, means, precision, {"note": "x"}, min_contrast=0.1)
+    x = torch.tensor([[0.0, 0, 0, 0], [5, 5, 5, 5], [40, 0, 0, 0]])
+    d = [min(float((row - m) @ precision @ (row - m)) for m in means) for row in x]
+    inputs = torch.stack([torch.randn(1, 8, 8), torch.randn(1, 8, 8), torch.zeros(1, 8, 8)])
+    got = detector.scores(torch.zeros(3, 3), x, inputs)
+    assert torch.allclose(got[:2], -torch.tensor(d[:2]), rtol=1e-4) and got[2] == float("-inf")
+    logits = torch.tensor([[2.0, 0, 0], [0, 0, 0]])
+    assert torch.allclose(ic.OutOfDistribution("msp", 0.5).scores(logits), logits.softmax(-1).amax(-1))
+    assert torch.allclose(ic.OutOfDistribution("energy", 0.5).scores(logits), logits.logsumexp(-1))
+    detector.save(tmp_path)
+    again = ic.OutOfDistribution.load(tmp_path)
+    assert again.threshold == -10 and again.min_contrast == 0.1 and again.info == {"note": "x"}
+    assert torch.equal(again.scores(torch.zeros(3, 3), x, inputs), got)
+    assert ic.OutOfDistribution.load(tmp_path / "nothing") is None
+    (tmp_path / ic.OOD_NAME).write_text('{"score": "vibes", "threshold": 1}')
+    with pytest.raises(InputError, match="ood.json: expected"):
+        ic.OutOfDistribution.load(tmp_path)
+    with pytest.raises(InputError, match="mahalanobis: expected the class means"):
+        ic.OutOfDistribution("mahalanobis", 0.0)

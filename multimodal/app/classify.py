@@ -19,12 +19,23 @@ CONCURRENCY = 4  # classifications served at once (each takes milliseconds)
 def classify_image(image, top_k: float = 5, adapter: str | None = None) -> dict[str, float]:
     """The app's handler: {label: score} for gr.Label. ``adapter``: a LoRA adapter checkpoint for the
     default model (None or "none": the model alone)."""
+    return {r["label"]: r["score"] for r in _classify(image, top_k, adapter)}
+
+
+def _classify(image, top_k: float, adapter: str | None):
     if image is None or image == "":
         raise InputError("image: expected an uploaded image, found none")
     if isinstance(image, str):  # an upload: decoded here, so that a broken file gets the project's message
         image = load_image(image, name=Path(image).name)
-    pipe = adapted_pipeline("image-classification", adapter)
-    return {r["label"]: r["score"] for r in pipe(image, top_k=int(top_k))}
+    return adapted_pipeline("image-classification", adapter)(image, top_k=int(top_k))
+
+
+def ood_note(result) -> str:
+    """What the tab says about an image that does not look like the training images."""
+    if not result.out_of_distribution:
+        return ""
+    return ("⚠️ **Not one of these.** This picture does not look like the Fashion-MNIST photos the model "
+            "was trained on, so its labels below mean little.")
 
 
 def example_images(model: str = DEFAULT_MODEL) -> list[str]:
@@ -50,19 +61,21 @@ def classify_tab() -> None:
             adapter = adapter_dropdown(DEFAULT_MODEL)
             button = gr.Button("classify", variant="primary")
         with gr.Column():
+            note = gr.Markdown()
             label = gr.Label(label="classes")
             preview = gr.Image(label="what the model saw", interactive=False)
     examples = example_images()
     if examples:
         gr.Examples(examples, inputs=[image])
     inputs = [image, top_k] + ([adapter] if adapter is not None else [])
-    button.click(handler, inputs, [label, preview], api_name="classify", concurrency_limit=CONCURRENCY,
+    button.click(handler, inputs, [note, label, preview], api_name="classify", concurrency_limit=CONCURRENCY,
                  concurrency_id="classify")
 
 
 def _classify_in_tab(path: str | None, top_k: float = 5, adapter: str | None = None):
-    """(scores, the decoded image) for the tab."""
+    """(the out-of-distribution note, the scores, the decoded image) for the tab."""
     if not path:
         raise InputError("image: expected an uploaded image, found none")
     image = load_image(path, name=Path(path).name)  # a broken upload gets the project's message
-    return classify_image(image, top_k, adapter), image
+    result = _classify(image, top_k, adapter)
+    return ood_note(result), {r["label"]: r["score"] for r in result}, image
