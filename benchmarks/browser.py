@@ -11,6 +11,7 @@ broken upload to the Classify tab must come back as the project's message naming
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import socket
 import sys
@@ -27,9 +28,7 @@ TIMEOUT = 180  # seconds a step may take (models load on a tab's first request)
 
 def browser_missing() -> str | None:
     """Why the browser steps cannot run here, or None."""
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("selenium") is None:
         return "selenium is not installed (pip install -e '.[dev]')"
     for tool in ("chromium", "chromedriver"):
         if shutil.which(tool) is None:
