@@ -475,6 +475,10 @@ def test_app_handler(pipe, monkeypatch):
         generate_images(PROMPT, "DiT", "heun", steps=2)
     with pytest.raises(InputError, match=r"seed: expected an integer from 0 to 2\*\*64 - 1"):
         generate_images(PROMPT, "DiT", "ddim", steps=2, seed=2.0 ** 64)
+    with pytest.raises(InputError, match="count: expected 1 to 16 images in the app, found 17"):
+        generate_images(PROMPT, "DiT", "ddim", steps=2, count=17)
+    with pytest.raises(InputError, match="steps: expected 1 to 100 in the app, found 1000"):
+        generate_images(PROMPT, "DiT", "ddim", steps=1000)
 
 
 def test_the_tab_draws_a_seed_shows_it_and_reports_the_prompt(pipe, monkeypatch):

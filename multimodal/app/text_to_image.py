@@ -19,6 +19,9 @@ from .common import NO_ADAPTER, app_pipeline, gradio_errors
 DIFFUSION_MODELS = {"SiT": "text2image-sit", "DiT": "text2image-dit"}
 GPT_MODELS = {"GPT": "text2image-gpt"}
 CONCURRENCY = 1  # generations served at once (each uses every core); more wait in the queue
+# The most one request may ask for (the sliders' ends; the HTTP API is held to them too), so that no
+# request holds the tab for more than about a minute.
+MAX_IMAGES, MAX_STEPS = 16, 100
 RANDOM_SEEDS = 2 ** 32  # drawn seeds stay below this, exact in the browser's numbers
 SAMPLERS = {"SiT": ["default", "euler", "heun", "sde"], "DiT": ["default", "ddpm", "ddim", "dpm++"]}
 
@@ -50,6 +53,10 @@ def generate_images(prompt: str, model: str = "SiT", sampler: str = "default", s
     about the prompt. The diffusion models use ``sampler`` and ``steps``; the GPT uses
     ``temperature``, ``top_k`` (0: off) and ``top_p``. ``adapter``: a LoRA adapter checkpoint made for
     ``model`` (none: the model alone)."""
+    if not isinstance(count, (int, float)) or not 1 <= count <= MAX_IMAGES:
+        raise InputError(f"count: expected 1 to {MAX_IMAGES} images in the app, found {count!r}")
+    if not isinstance(steps, (int, float)) or not 1 <= steps <= MAX_STEPS:
+        raise InputError(f"steps: expected 1 to {MAX_STEPS} in the app, found {steps!r}")
     models = app_models()
     if model not in models:
         raise InputError(f"model: expected one of {', '.join(models)}, found {model!r}")
@@ -117,7 +124,7 @@ def text_to_image_tab() -> None:
                                   visible=bool(sit_adapters),
                                   info="an adapter of the model: pink teaches SiT a colour it never saw")
             sampler = gr.Dropdown(SAMPLERS["SiT"], value="default", label="sampler")
-            steps = gr.Slider(1, 100, value=25, step=1, label="steps")
+            steps = gr.Slider(1, MAX_STEPS, value=25, step=1, label="steps")
             temperature = gr.Slider(0.1, 2.0, value=1.0, step=0.05, label="temperature", visible=False)
             top_k = gr.Slider(0, 512, value=0, step=1, label="top k (0: off)", visible=False)
             top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="top p", visible=False)
@@ -125,7 +132,7 @@ def text_to_image_tab() -> None:
             randomize = gr.Checkbox(value=True, label="random seed",
                                     info="a new seed each time, shown below; untick to repeat a seed")
             seed = gr.Number(value=0, precision=0, label="seed")
-            count = gr.Slider(1, 16, value=4, step=1, label="images")
+            count = gr.Slider(1, MAX_IMAGES, value=4, step=1, label="images")
             button = gr.Button("generate", variant="primary")
         with gr.Column():
             gallery = gr.Gallery(label="images", columns=4)
