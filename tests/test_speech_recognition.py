@@ -154,6 +154,105 @@ def test_transcribe_equals_openai_whisper_on_long_speech(long_speech, tiny_en):
     assert {"weather", "milk", "bread", "meeting", "thursday", "window", "trains", "station"} <= words
 
 
+def _openai_with_alignment_heads(model):
+    twin = openai_twin(model)
+    mask = torch.zeros(model.config.n_text_layer, model.config.n_text_head, dtype=torch.bool)
+    for layer, head in model.alignment_heads:
+        mask[layer, head] = True
+    twin.register_buffer("alignment_heads", mask.to_sparse(), persistent=False)
+    return twin
+
+
+def test_word_timestamps_equal_openai_whispers(long_speech, tiny_en):
+    """Over two windows, ours and openai-whisper's word_timestamps=True on the same weights: at least
+    95 % of openai-whisper's words found with the same text, start and end within 0.1 s (the words
+    are matched in order, so a near-tie decoded differently costs only its own words)."""
+    import difflib
+
+    model, tokenizer = tiny_en
+    audio = load_audio(long_speech)
+    got = longform.transcribe(model, tokenizer, audio, sampling_rate=SAMPLE_RATE, beam_size=5, word_timestamps=True)
+    want = whisper.transcribe(_openai_with_alignment_heads(model), audio, fp16=False, beam_size=5, best_of=5,
+                              word_timestamps=True)
+    ours = [w for s in got["segments"] for w in s["words"]]
+    theirs = [w for s in want["segments"] for w in s["words"]]
+    assert len(theirs) > 60 and {"word", "start", "end", "probability"} == set(ours[0])
+    matcher = difflib.SequenceMatcher(a=[w["word"] for w in ours], b=[w["word"] for w in theirs], autojunk=False)
+    close = sum(abs(ours[i + k]["start"] - theirs[j + k]["start"]) <= 0.1 and abs(ours[i + k]["end"] - theirs[j + k]["end"]) <= 0.1
+                for i, j, n in matcher.get_matching_blocks() for k in range(n))
+    assert close >= 0.95 * len(theirs), (close, len(theirs))
+    assert all(0 <= w["probability"] <= 1 and w["start"] <= w["end"] for w in ours)
+    assert all(a["start"] <= b["start"] for a, b in zip(ours, ours[1:]))  # in order
+    for segment in got["segments"]:  # a segment spans its words
+        if segment["words"]:
+            assert segment["start"] == segment["words"][0]["start"] and segment["end"] == segment["words"][-1]["end"]
+
+
+def test_dtw_and_median_filter_match_plain_definitions():
+    from multimodal.generation import word_timing
+
+    rng = np.random.default_rng(0)
+    for n, m in ((1, 1), (1, 5), (4, 1), (5, 9), (12, 40)):
+        cost = rng.integers(0, 4, (n, m)).astype(np.float64)  # small integers: many ties
+        total = np.full((n + 1, m + 1), np.inf)
+        total[0, 0] = 0
+        trace = np.zeros((n + 1, m + 1), int)
+        for j in range(1, m + 1):
+            for i in range(1, n + 1):
+                c0, c1, c2 = total[i - 1, j - 1], total[i - 1, j], total[i, j - 1]
+                c, t = (c0, 0) if c0 < c1 and c0 < c2 else (c1, 1) if c1 < c0 and c1 < c2 else (c2, 2)
+                total[i, j], trace[i, j] = cost[i - 1, j - 1] + c, t
+        rows, cols = word_timing.dtw_path(cost)
+        assert (rows[0], cols[0]) == (0, 0) and (rows[-1], cols[-1]) == (n - 1, m - 1)
+        assert np.all(np.diff(rows) >= 0) and np.all(np.diff(cols) >= 0) and np.all(np.diff(rows) + np.diff(cols) >= 1)
+        assert cost[rows, cols].sum() == total[n, m]
+    x = torch.tensor(rng.normal(size=(2, 3, 20)), dtype=torch.float32)
+    got = word_timing.median_filter(x, 7)
+    padded = np.pad(x.numpy(), ((0, 0), (0, 0), (3, 3)), mode="reflect")
+    want = np.median(np.lib.stride_tricks.sliding_window_view(padded, 7, axis=-1), axis=-1)
+    assert np.allclose(got.numpy(), want) and torch.equal(word_timing.median_filter(x[..., :3], 7), x[..., :3])
+
+
+def test_words_are_split_and_punctuation_merged(tiny_en):
+    from multimodal.generation.word_timing import WordTiming, merge_punctuations, split_to_words
+
+    _, tokenizer = tiny_en
+    tokens = tokenizer.encode(' "Hello," she said, (quietly) — naïve café.')
+    words, groups = split_to_words(tokenizer, tokens + [tokenizer.eot])
+    assert "".join(words[:-1]) == ' "Hello," she said, (quietly) — naïve café.' and sum(map(len, groups)) == len(tokens) + 1
+    assert words[-1] == "<|special|>" and all(w.startswith(" ") or w in '",.()' or w == "Hello" for w in words[:-1])
+    alignment = [WordTiming(w, g) for w, g in zip(words[:-1], groups[:-1])]
+    merge_punctuations(alignment)
+    assert [a.word for a in alignment if a.word] == [' "Hello,"', " she", " said,", " (quietly)", " —", " naïve", " café."]
+    assert sum(len(a.tokens) for a in alignment) == len(tokens)
+
+
+def test_word_timed_subtitles_and_the_command(short_speech, pipe, tmp_path, capsys):
+    result = pipe(str(short_speech), beam_size=1, return_timestamps="word")
+    words = [w for s in result["segments"] for w in s["words"]]
+    assert "".join(w["word"] for w in words).strip() == result["text"].strip()
+    cues = asr.format_result(result, "srt", words="cues")
+    assert cues.count(" --> ") == len(words) and "lazy" in cues
+    highlighted = asr.format_result(result, "vtt", words="highlight")
+    assert highlighted.count(" --> ") == len(words) and highlighted.count("<u>") == len(words)
+    assert "<u>quick</u>" in highlighted.replace("<u>Quick</u>", "<u>quick</u>")
+    with pytest.raises(InputError, match="words: expected a result with word timestamps"):
+        asr.format_result(pipe(str(short_speech), beam_size=1), "srt", words="cues")
+    with pytest.raises(InputError, match="return_timestamps: expected True, False or 'word'"):
+        pipe(str(short_speech), return_timestamps="words")
+    parser = argparse.ArgumentParser()
+    transcribe_command.add_arguments(parser)
+    out = tmp_path / "out"
+    args = parser.parse_args([str(short_speech), "--beam-size", "1", "--output-dir", str(out), "--device", "cpu",
+                              "--word-timestamps", "--word-cues"])
+    assert transcribe_command.run(args) == 0
+    saved = json.loads((out / "fox.json").read_text())
+    assert all("words" in s for s in saved["segments"])
+    assert (out / "fox.srt").read_text().count(" --> ") == len([w for s in saved["segments"] for w in s["words"]])
+    with pytest.raises(InputError, match="--highlight-words: expected --word-timestamps"):
+        transcribe_command.run(parser.parse_args([str(short_speech), "--highlight-words", "--output-dir", str(out)]))
+
+
 @pytest.mark.numerics
 @needs_espeak
 def test_beam_search_transcription_equals_openai_whisper(short_speech, tiny_en):
@@ -455,8 +554,9 @@ def test_the_sampling_fallback_is_seeded(pipe, short_speech):
 
 def test_app_handler_returns_text_segments_and_srt(pipe, short_speech, tmp_path, monkeypatch):
     monkeypatch.setitem(app_common._APP_PIPELINES, ("automatic-speech-recognition", None), pipe)
-    text, rows, srt = transcribe_tab.transcribe_audio_file(str(short_speech), 1, out_dir=str(tmp_path))
+    text, rows, words, srt = transcribe_tab.transcribe_audio_file(str(short_speech), 1, out_dir=str(tmp_path))
     assert "lazy dog" in text.lower() and rows and rows[0][0] == "00:00:00.000"
+    assert " ".join(w[2] for w in words) == text and all(w[0] <= w[1] for w in words)
     assert srt.endswith("fox.srt") and "-->" in open(srt).read()
     with pytest.raises(InputError, match="audio: expected a recording or an uploaded file"):
         transcribe_tab.transcribe_audio_file(None, 5)

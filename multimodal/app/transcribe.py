@@ -1,4 +1,5 @@
-"""The Transcribe tab: record or upload audio, read the text and the timed segments, download .srt.
+"""The Transcribe tab: record or upload audio, read the text, the timed segments and the timed words,
+download .srt.
 
 Work per request is bounded so that one long or repetitive clip cannot hold the tab for minutes:
 recordings up to ``MAX_SECONDS``, and a shorter temperature fallback than the command's (``APP_FALLBACK``,
@@ -26,8 +27,8 @@ EXAMPLES = sorted(str(p) for p in (Path(__file__).parent / "examples").glob("*.f
 
 def transcribe_audio_file(path: str | None, beam_size: float = 5, out_dir: str | None = None,
                           adapter: str | None = None):
-    """The app's handler: (text, segments table rows, path of the .srt). ``adapter``: a LoRA adapter
-    checkpoint for the default model (None or "none": the model alone)."""
+    """The app's handler: (text, segments table rows, words table rows, path of the .srt).
+    ``adapter``: a LoRA adapter checkpoint for the default model (None or "none": the model alone)."""
     if not path:
         raise InputError("audio: expected a recording or an uploaded file, found none")
     name = Path(path).name
@@ -37,12 +38,14 @@ def transcribe_audio_file(path: str | None, beam_size: float = 5, out_dir: str |
                          f"{len(audio) / SAMPLE_RATE / 60:.1f} (use `multimodal transcribe` for longer recordings)")
     pipe = adapted_pipeline("automatic-speech-recognition", adapter)
     result = pipe(audio, sampling_rate=SAMPLE_RATE, beam_size=int(beam_size), temperature=APP_FALLBACK,
-                  best_of=APP_BEST_OF)
+                  best_of=APP_BEST_OF, return_timestamps="word")
     rows = [[format_timestamp(s["start"]), format_timestamp(s["end"]), s["text"].strip()]
             for s in result["segments"] if s["text"].strip()]
+    words = [[format_timestamp(w["start"]), format_timestamp(w["end"]), w["word"].strip(), round(w["probability"], 2)]
+             for s in result["segments"] for w in s.get("words", [])]
     folder = Path(out_dir) if out_dir else request_folder()
     srt = write_result(result, folder / f"{Path(path).stem}.srt", "srt")
-    return result["text"].strip(), rows, str(srt)
+    return result["text"].strip(), rows, words, str(srt)
 
 
 def _transcribe_in_tab(path: str | None, beam_size: float, adapter: str | None = None,
@@ -65,9 +68,10 @@ def transcribe_tab() -> None:
         with gr.Column():
             text = gr.Textbox(label="text", lines=6)
             table = gr.Dataframe(headers=["start", "end", "text"], label="segments", wrap=True)
+            words = gr.Dataframe(headers=["start", "end", "word", "probability"], label="words", wrap=True)
             srt = gr.File(label="subtitles (.srt)")
     if EXAMPLES:
         gr.Examples(EXAMPLES, inputs=[audio])
     inputs = [audio, beam] + ([adapter] if adapter is not None else [])
-    button.click(handler, inputs, [text, table, srt], api_name="transcribe", concurrency_limit=CONCURRENCY,
+    button.click(handler, inputs, [text, table, words, srt], api_name="transcribe", concurrency_limit=CONCURRENCY,
                  concurrency_id="transcribe")

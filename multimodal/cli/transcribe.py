@@ -30,6 +30,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", default="transcribe", choices=TASKS, help="transcribe, or translate to English")
     parser.add_argument("--initial-prompt", default=None, help="text to condition the first window on")
     parser.add_argument("--format", default="all", choices=[*FORMATS, "all"], help="output format (default all)")
+    parser.add_argument("--word-timestamps", action="store_true",
+                        help="time every word (the .json gets each segment's words with start, end and probability)")
+    words = parser.add_mutually_exclusive_group()
+    words.add_argument("--highlight-words", action="store_true",
+                       help="with --word-timestamps: .srt/.vtt cues underline each word as it is spoken")
+    words.add_argument("--word-cues", action="store_true",
+                       help="with --word-timestamps: .srt/.vtt get one cue per word")
     parser.add_argument("--output-dir", default=".", help="folder for the outputs (default: the current one)")
     add_overwrite_argument(parser)
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when present)")
@@ -40,6 +47,10 @@ def run(args: argparse.Namespace) -> int:
     """``multimodal transcribe``: write FILE.txt/.srt/.vtt/.json for each file and print its text.
     Every input is decoded and every output checked before the first file is transcribed."""
     formats = FORMATS if args.format == "all" else (args.format,)
+    style = "highlight" if args.highlight_words else "cues" if args.word_cues else None
+    if style and not args.word_timestamps:
+        raise InputError(f"--{'highlight-words' if args.highlight_words else 'word-cues'}: expected "
+                         f"--word-timestamps with it, found none")
     out_dir = Path(args.output_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"--output-dir: expected a folder, found the file {out_dir}")
@@ -48,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
                   option="--output-dir")
     pipe = load_pipeline("automatic-speech-recognition", args)
     options = dict(beam_size=args.beam_size, best_of=args.best_of, language=args.language, task=args.task,
-                   initial_prompt=args.initial_prompt, seed=args.seed)
+                   initial_prompt=args.initial_prompt, seed=args.seed,
+                   return_timestamps="word" if args.word_timestamps else True)
     for path in args.audio:
         pipe.validate(path, **options)
     for path in args.audio:  # decoded to the end: damage anywhere is found before any work
@@ -58,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         result = pipe(path, **options)
         for output, fmt in zip(outputs[path], formats):
             try:
-                write_result(result, output, fmt)
+                write_result(result, output, fmt, style if fmt in ("srt", "vtt") else None)
             except OSError as e:
                 raise write_error(output, e) from None
             print(f"{path} -> {output}")

@@ -29,6 +29,7 @@ from ..media.audio import SAMPLE_RATE, iter_audio_chunks, load_audio
 from ..tokenizers.mel import HOP_LENGTH, N_FFT, N_FRAMES, mel_filters
 from ..tokenizers.whisper_text import WhisperTokenizer
 from .whisper_decoding import TASKS, DecodingOptions, DecodingResult, decode, detect_language
+from .word_timing import add_word_timestamps, last_word_end
 
 TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 _CHUNK_SECONDS = 30  # audio read per step of either pass
@@ -201,7 +202,7 @@ def transcribe(model, tokenizer: WhisperTokenizer, audio, *, sampling_rate: int 
                suppress_tokens: str | Sequence[int] | None = "-1", suppress_blank: bool = True,
                without_timestamps: bool = False, max_initial_timestamp: float | None = 1.0,
                silence_threshold_db: float | None = -60.0, fp16: bool = False,
-               generator: torch.Generator | None = None, seed: int | None = 0,
+               generator: torch.Generator | None = None, seed: int | None = 0, word_timestamps: bool = False,
                progress: Callable[..., Any] | None = None) -> dict:
     """Transcribe (or translate) audio of any length.
 
@@ -218,6 +219,10 @@ def transcribe(model, tokenizer: WhisperTokenizer, audio, *, sampling_rate: int 
     to a full-scale sine; None turns this off) is skipped without decoding, and a segment without a
     single letter or digit is blanked like an empty one. On speech louder than the threshold the
     result equals openai-whisper's ``transcribe`` with the same options.
+
+    ``word_timestamps``: each segment also gets ``words`` ([{"word", "start", "end", "probability"}],
+    from the alignment heads' cross-attention: ``multimodal.generation.word_timing``), and, as in
+    openai-whisper, a window that ends mid-segment is followed from its last word's end.
 
     Returns {"text", "segments": [{"id", "seek", "start", "end", "text", "tokens", "temperature",
     "avg_logprob", "compression_ratio", "no_speech_prob"}], "language"}.
@@ -280,6 +285,7 @@ def transcribe(model, tokenizer: WhisperTokenizer, audio, *, sampling_rate: int 
     if bar is not None and hasattr(bar, "unit"):
         bar.unit = "s"  # seconds of audio; the rate shown is then the speed-up over real time
     seek = 0
+    last_speech_timestamp = 0.0
     try:
         while seek < content_frames:
             time_offset = float(seek * HOP_LENGTH / SAMPLE_RATE)
@@ -340,9 +346,20 @@ def transcribe(model, tokenizer: WhisperTokenizer, audio, *, sampling_rate: int 
                 add(time_offset, time_offset + duration, tokens)
                 seek += segment_size
 
+            if word_timestamps:
+                add_word_timestamps(current, model, tokenizer, window, segment_size, last_speech_timestamp,
+                                    language if model.is_multilingual else None, base.task)
+                end = last_word_end(current)
+                if not single_timestamp_ending and end is not None and end > time_offset:
+                    seek = round(end * SAMPLE_RATE / HOP_LENGTH)  # the next window starts at the last word's end
+                if end is not None:
+                    last_speech_timestamp = end
+
             for segment in current:  # an instantaneous segment, or one without a word, carries no text
                 if segment["start"] == segment["end"] or not any(c.isalnum() for c in segment["text"]):
                     segment["text"], segment["tokens"] = "", []
+                    if word_timestamps:
+                        segment["words"] = []
             segments.extend({"id": i, **s} for i, s in enumerate(current, start=len(segments)))
             all_tokens.extend(t for s in current for t in s["tokens"])
             if not condition_on_previous_text or result.temperature > 0.5:

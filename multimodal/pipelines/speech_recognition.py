@@ -27,6 +27,7 @@ from ..tokenizers.whisper_text import WhisperTokenizer
 from .base import Pipeline
 
 FORMATS = ("txt", "srt", "vtt", "json")
+WORD_STYLES = (None, "highlight", "cues")  # subtitles with word timing: each word underlined in turn, or a cue each
 QUANTIZATIONS = (None, "int8")
 
 
@@ -40,33 +41,51 @@ def format_timestamp(seconds: float, decimal_marker: str = ".") -> str:
     return f"{hours:02d}:{minutes:02d}:{secs:02d}{decimal_marker}{ms:03d}"
 
 
-def _cues(result: dict) -> list[tuple[float, float, str]]:
-    """(start, end, text) of the segments with text; "-->" in text would end a cue's timing line."""
-    return [(s["start"], s["end"], s["text"].strip().replace("-->", "->"))
-            for s in result["segments"] if s["text"].strip()]
+def _cues(result: dict, words: str | None = None) -> list[tuple[float, float, str]]:
+    """(start, end, text) of the subtitle cues: one per segment with text, or with ``words`` (a
+    result with word timestamps) one per word (``"cues"``), or one per word of each segment with
+    that word underlined (``"highlight"``). "-->" in text would end a cue's timing line."""
+    if words not in WORD_STYLES:
+        raise InputError(f"words: expected None, 'highlight' or 'cues', found {words!r}")
+    segments = [s for s in result["segments"] if s["text"].strip()]
+    if words is not None and any("words" not in s for s in segments):
+        raise InputError("words: expected a result with word timestamps (return_timestamps='word', "
+                         "--word-timestamps), found segments without 'words'")
+    cues = []
+    for s in segments:
+        if words is None:
+            cues.append((s["start"], s["end"], s["text"].strip()))
+        elif words == "cues":
+            cues += [(w["start"], w["end"], w["word"].strip()) for w in s["words"]]
+        else:
+            for i, w in enumerate(s["words"]):
+                line = "".join(f"<u>{x['word']}</u>" if j == i else x["word"] for j, x in enumerate(s["words"]))
+                cues.append((w["start"], w["end"], line.strip().replace("<u> ", " <u>")))
+    return [(a, b, text.replace("-->", "->")) for a, b, text in cues]
 
 
-def format_result(result: dict, format: str) -> str:
-    """The text of ``result`` (a transcribe / pipeline output) as txt, srt, vtt or json."""
+def format_result(result: dict, format: str, words: str | None = None) -> str:
+    """The text of ``result`` (a transcribe / pipeline output) as txt, srt, vtt or json; ``words``
+    ("highlight" or "cues") makes word-timed subtitles of a result with word timestamps."""
     _check_result(result)
     if format == "txt":
         return "".join(f"{s['text'].strip()}\n" for s in result["segments"] if s["text"].strip())
     if format == "srt":
         return "\n".join(f"{i}\n{format_timestamp(a, ',')} --> {format_timestamp(b, ',')}\n{text}\n"
-                         for i, (a, b, text) in enumerate(_cues(result), start=1))
+                         for i, (a, b, text) in enumerate(_cues(result, words), start=1))
     if format == "vtt":
         return "WEBVTT\n\n" + "\n".join(f"{format_timestamp(a)} --> {format_timestamp(b)}\n{text}\n"
-                                        for a, b, text in _cues(result))
+                                        for a, b, text in _cues(result, words))
     if format == "json":
         return json.dumps(result, ensure_ascii=False) + "\n"
     raise InputError(f"format: expected one of {', '.join(FORMATS)}, found {format!r}")
 
 
-def write_result(result: dict, path: str | os.PathLike, format: str | None = None) -> Path:
+def write_result(result: dict, path: str | os.PathLike, format: str | None = None, words: str | None = None) -> Path:
     """Write ``result`` to ``path`` atomically as ``format`` (default: the path's extension)."""
     path = Path(path)
     format = format or path.suffix.lstrip(".").lower()
-    text = format_result(result, format)
+    text = format_result(result, format, words)
     atomic_write_text(path, text)
     return path
 
@@ -83,6 +102,11 @@ def _check_result(result) -> None:
 # ------------------------------------------------------------------------------------ pipeline
 class SpeechRecognitionPipeline(Pipeline):
     """Whisper speech recognition: ``pipe(audio)`` -> {"text", "segments", "language"}.
+
+    ``return_timestamps="word"`` adds each segment's ``words`` ([{"word", "start", "end",
+    "probability"}]) from the cross-attention of the checkpoint's alignment heads
+    (``config.alignment_heads``; a checkpoint without them uses the last half of the decoder's
+    layers, all heads, as openai-whisper does).
 
     ``audio`` is a path, bytes, an array or tensor with ``sampling_rate``, a {"array",
     "sampling_rate"} dict, or a list of these (then a list of results comes back).
@@ -126,7 +150,7 @@ class SpeechRecognitionPipeline(Pipeline):
     def validate(self, audio, *, sampling_rate: int | None = None, beam_size: int | None = 5,
                  best_of: int | None = 5, temperature: float | Sequence[float] = TEMPERATURES,
                  language: str | None = None, task: str = "transcribe", initial_prompt: str | None = None,
-                 condition_on_previous_text: bool = True, return_timestamps: bool = True,
+                 condition_on_previous_text: bool = True, return_timestamps: bool | str = True,
                  patience: float | None = None, length_penalty: float | None = None,
                  compression_ratio_threshold: float | None = 2.4, logprob_threshold: float | None = -1.0,
                  no_speech_threshold: float | None = 0.6, silence_threshold_db: float | None = -60.0,
@@ -142,10 +166,13 @@ class SpeechRecognitionPipeline(Pipeline):
             temperatures = list(temperature)
         else:
             raise InputError(f"temperature: expected a number or a non-empty sequence of numbers, found {temperature!r}")
-        for name, value in (("condition_on_previous_text", condition_on_previous_text),
-                            ("return_timestamps", return_timestamps)):
-            if not isinstance(value, bool):
-                raise InputError(f"{name}: expected True or False, found {value!r}")
+        if not isinstance(condition_on_previous_text, bool):
+            raise InputError(f"condition_on_previous_text: expected True or False, found {condition_on_previous_text!r}")
+        if not isinstance(return_timestamps, bool) and return_timestamps != "word":
+            raise InputError(f"return_timestamps: expected True, False or 'word', found {return_timestamps!r}")
+        if return_timestamps == "word" and task == "translate":
+            raise InputError("return_timestamps: expected True or False when translating (word timestamps align "
+                             "the spoken words, not a translation), found 'word'")
         for name, value in (("compression_ratio_threshold", compression_ratio_threshold),
                             ("logprob_threshold", logprob_threshold), ("no_speech_threshold", no_speech_threshold),
                             ("silence_threshold_db", silence_threshold_db)):
@@ -168,14 +195,15 @@ class SpeechRecognitionPipeline(Pipeline):
     def _run(self, audio, *, sampling_rate: int | None = None, beam_size: int | None = 5, best_of: int | None = 5,
              temperature: float | Sequence[float] = TEMPERATURES, language: str | None = None,
              task: str = "transcribe", initial_prompt: str | None = None, condition_on_previous_text: bool = True,
-             return_timestamps: bool = True, patience: float | None = None, length_penalty: float | None = None,
+             return_timestamps: bool | str = True, patience: float | None = None, length_penalty: float | None = None,
              compression_ratio_threshold: float | None = 2.4, logprob_threshold: float | None = -1.0,
              no_speech_threshold: float | None = 0.6, silence_threshold_db: float | None = -60.0,
              generator: torch.Generator | None = None, seed: int | None = 0):
         options = dict(sampling_rate=sampling_rate, beam_size=beam_size, best_of=best_of, temperature=temperature,
                        language=language, task=task, initial_prompt=initial_prompt,
                        condition_on_previous_text=condition_on_previous_text,
-                       without_timestamps=not return_timestamps, patience=patience, length_penalty=length_penalty,
+                       without_timestamps=return_timestamps is False, word_timestamps=return_timestamps == "word",
+                       patience=patience, length_penalty=length_penalty,
                        compression_ratio_threshold=compression_ratio_threshold,
                        logprob_threshold=logprob_threshold, no_speech_threshold=no_speech_threshold,
                        silence_threshold_db=silence_threshold_db, generator=generator, seed=seed, fp16=self.dtype == torch.float16)
