@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         return lambda: client.submit(handle_file(images[i % len(images)]), 3, "none", api_name="/classify")
 
     def transcribe_request(client, i):
-        return lambda: client.submit(handle_file(clips[i % len(clips)]), 1, "none", api_name="/transcribe")
+        return lambda: client.submit(handle_file(clips[i % len(clips)]), 1, True, "none", api_name="/transcribe")
 
     def image_request(client, i, steps=10):
         return lambda: client.submit(prompts[i % len(prompts)], "SiT", "default", steps, 4.0, False, i, 1, 1.0, 0,

@@ -130,7 +130,7 @@ def test_the_real_app_answers_bad_uploads_with_the_projects_message(tmp_path):
         noise = tmp_path / "talk.wav"
         noise.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(64))
         with pytest.raises(AppError, match=r"^talk.wav: expected an audio file") as info:
-            client.predict(handle_file(str(noise)), 1, "none", api_name="/transcribe")
+            client.predict(handle_file(str(noise)), 1, True, "none", api_name="/transcribe")
         assert "/tmp" not in str(info.value) and "Errno" not in str(info.value)
     finally:
         demo.close()

@@ -154,6 +154,44 @@ def test_transcribe_equals_openai_whisper_on_long_speech(long_speech, tiny_en):
     assert {"weather", "milk", "bread", "meeting", "thursday", "window", "trains", "station"} <= words
 
 
+def test_speech_only_maps_times_back_to_the_recording():
+    from multimodal.generation.vad import SpeechOnly
+
+    audio = np.arange(100_000, dtype=np.float32)
+    speech = SpeechOnly(audio, [(16000, 32000), (64000, 80000)])
+    assert np.array_equal(speech.audio, np.concatenate([audio[16000:32000], audio[64000:80000]]))
+    assert speech.original_time(0.0) == 1.0 and speech.original_time(0.5) == 1.5
+    assert speech.original_time(1.0) == 4.0 and speech.original_time(1.0, is_end=True) == 2.0
+    assert speech.original_time(1.25, is_end=True) == 4.25
+    result = {"segments": [{"start": 0.5, "end": 1.0, "words": [{"start": 0.5, "end": 1.0}]},
+                           {"start": 1.0, "end": 2.0, "words": []}]}
+    speech.restore(result)
+    assert [(s["start"], s["end"]) for s in result["segments"]] == [(1.5, 2.0), (4.0, 5.0)]
+    assert result["segments"][0]["words"] == [{"start": 1.5, "end": 2.0}]
+
+
+def test_vad_decodes_only_speech(pipe, short_speech):
+    speech = load_audio(short_speech)
+    rng = np.random.default_rng(0)
+    quiet = lambda seconds: (rng.normal(0, 0.003, int(seconds * SAMPLE_RATE))).astype(np.float32)  # noqa: E731
+    audio = np.concatenate([quiet(6), speech, quiet(9), speech, quiet(4)])
+    first, second = 6.0, 6.0 + len(speech) / SAMPLE_RATE + 9.0
+    result = pipe(audio, sampling_rate=SAMPLE_RATE, beam_size=1, vad_filter=True, return_timestamps="word")
+    assert result["text"].lower().count("lazy") == 2
+    words = [w for s in result["segments"] for w in s["words"]]
+    spans = [(first - 0.5, first + len(speech) / SAMPLE_RATE + 0.5), (second - 0.5, second + len(speech) / SAMPLE_RATE + 0.5)]
+    assert all(any(a <= w["start"] and w["end"] <= b for a, b in spans) for w in words)  # times are the recording's
+    assert all(isinstance(w["start"], float) for w in words)
+    noise = pipe(rng.normal(0, 0.1, 10 * SAMPLE_RATE).astype(np.float32), sampling_rate=SAMPLE_RATE, vad_filter=True)
+    assert noise == {"text": "", "segments": [], "language": "en"}
+    with pytest.raises(InputError, match="vad_filter: expected True or False"):
+        pipe(audio, sampling_rate=SAMPLE_RATE, vad_filter="yes")
+    with pytest.raises(InputError, match=r"vad threshold: expected a number in \(0, 1\)"):
+        pipe(audio, sampling_rate=SAMPLE_RATE, vad_filter=True, vad_options={"threshold": 2})
+    with pytest.raises(InputError, match="vad_options: expected fields of VadOptions"):
+        pipe(audio, sampling_rate=SAMPLE_RATE, vad_filter=True, vad_options={"loudness": 2})
+
+
 def _openai_with_alignment_heads(model):
     twin = openai_twin(model)
     mask = torch.zeros(model.config.n_text_layer, model.config.n_text_head, dtype=torch.bool)

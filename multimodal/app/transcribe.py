@@ -26,9 +26,10 @@ EXAMPLES = sorted(str(p) for p in (Path(__file__).parent / "examples").glob("*.f
 
 
 def transcribe_audio_file(path: str | None, beam_size: float = 5, out_dir: str | None = None,
-                          adapter: str | None = None):
+                          adapter: str | None = None, vad: bool = True):
     """The app's handler: (text, segments table rows, words table rows, path of the .srt).
-    ``adapter``: a LoRA adapter checkpoint for the default model (None or "none": the model alone)."""
+    ``adapter``: a LoRA adapter checkpoint for the default model (None or "none": the model alone).
+    ``vad``: decode only the speech Silero VAD finds (on by default)."""
     if not path:
         raise InputError("audio: expected a recording or an uploaded file, found none")
     name = Path(path).name
@@ -38,7 +39,7 @@ def transcribe_audio_file(path: str | None, beam_size: float = 5, out_dir: str |
                          f"{len(audio) / SAMPLE_RATE / 60:.1f} (use `multimodal transcribe` for longer recordings)")
     pipe = adapted_pipeline("automatic-speech-recognition", adapter)
     result = pipe(audio, sampling_rate=SAMPLE_RATE, beam_size=int(beam_size), temperature=APP_FALLBACK,
-                  best_of=APP_BEST_OF, return_timestamps="word")
+                  best_of=APP_BEST_OF, return_timestamps="word", vad_filter=vad)
     rows = [[format_timestamp(s["start"]), format_timestamp(s["end"]), s["text"].strip()]
             for s in result["segments"] if s["text"].strip()]
     words = [[format_timestamp(w["start"]), format_timestamp(w["end"]), w["word"].strip(), round(w["probability"], 2)]
@@ -48,9 +49,9 @@ def transcribe_audio_file(path: str | None, beam_size: float = 5, out_dir: str |
     return result["text"].strip(), rows, words, str(srt)
 
 
-def _transcribe_in_tab(path: str | None, beam_size: float, adapter: str | None = None,
+def _transcribe_in_tab(path: str | None, beam_size: float, vad: bool = True, adapter: str | None = None,
                        progress=gr.Progress(track_tqdm=True)):
-    return transcribe_audio_file(path, beam_size, adapter=adapter)
+    return transcribe_audio_file(path, beam_size, adapter=adapter, vad=bool(vad))
 
 
 def transcribe_tab() -> None:
@@ -63,6 +64,7 @@ def transcribe_tab() -> None:
         with gr.Column():
             audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="audio")
             beam = gr.Slider(1, 10, value=5, step=1, label="beam size")
+            vad = gr.Checkbox(value=True, label="skip silence and noise (voice activity detection)")
             adapter = adapter_dropdown(DEFAULT_NAME, WHISPER_ALIAS)
             button = gr.Button("transcribe", variant="primary")
         with gr.Column():
@@ -72,6 +74,6 @@ def transcribe_tab() -> None:
             srt = gr.File(label="subtitles (.srt)")
     if EXAMPLES:
         gr.Examples(EXAMPLES, inputs=[audio])
-    inputs = [audio, beam] + ([adapter] if adapter is not None else [])
+    inputs = [audio, beam, vad] + ([adapter] if adapter is not None else [])
     button.click(handler, inputs, [text, table, words, srt], api_name="transcribe", concurrency_limit=CONCURRENCY,
                  concurrency_id="transcribe")

@@ -30,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", default="transcribe", choices=TASKS, help="transcribe, or translate to English")
     parser.add_argument("--initial-prompt", default=None, help="text to condition the first window on")
     parser.add_argument("--format", default="all", choices=[*FORMATS, "all"], help="output format (default all)")
+    parser.add_argument("--vad", action="store_true",
+                        help="decode only the speech Silero VAD finds (skips silence and noise; times stay the "
+                             "recording's)")
     parser.add_argument("--word-timestamps", action="store_true",
                         help="time every word (the .json gets each segment's words with start, end and probability)")
     words = parser.add_mutually_exclusive_group()
@@ -60,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     pipe = load_pipeline("automatic-speech-recognition", args)
     options = dict(beam_size=args.beam_size, best_of=args.best_of, language=args.language, task=args.task,
                    initial_prompt=args.initial_prompt, seed=args.seed,
-                   return_timestamps="word" if args.word_timestamps else True)
+                   return_timestamps="word" if args.word_timestamps else True, vad_filter=args.vad)
     for path in args.audio:
         pipe.validate(path, **options)
     for path in args.audio:  # decoded to the end: damage anywhere is found before any work

@@ -29,6 +29,7 @@ from ..media.audio import SAMPLE_RATE, iter_audio_chunks, load_audio
 from ..tokenizers.mel import HOP_LENGTH, N_FFT, N_FRAMES, mel_filters
 from ..tokenizers.whisper_text import WhisperTokenizer
 from .whisper_decoding import TASKS, DecodingOptions, DecodingResult, decode, detect_language
+from .vad import SpeechOnly, VadOptions, speech_regions
 from .word_timing import add_word_timestamps, last_word_end
 
 TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
@@ -203,6 +204,7 @@ def transcribe(model, tokenizer: WhisperTokenizer, audio, *, sampling_rate: int 
                without_timestamps: bool = False, max_initial_timestamp: float | None = 1.0,
                silence_threshold_db: float | None = -60.0, fp16: bool = False,
                generator: torch.Generator | None = None, seed: int | None = 0, word_timestamps: bool = False,
+               vad_filter: bool = False, vad_options: VadOptions | dict | None = None,
                progress: Callable[..., Any] | None = None) -> dict:
     """Transcribe (or translate) audio of any length.
 
@@ -224,9 +226,15 @@ def transcribe(model, tokenizer: WhisperTokenizer, audio, *, sampling_rate: int 
     from the alignment heads' cross-attention: ``multimodal.generation.word_timing``), and, as in
     openai-whisper, a window that ends mid-segment is followed from its last word's end.
 
+    ``vad_filter``: only the speech that Silero VAD finds is decoded (``vad_options``: a
+    ``VadOptions`` or its fields as a dict), joined end to end, and the timestamps are mapped back
+    onto the recording; audio without speech gives an empty result. The recording is then read
+    whole rather than streamed.
+
     Returns {"text", "segments": [{"id", "seek", "start", "end", "text", "tokens", "temperature",
     "avg_logprob", "compression_ratio", "no_speech_prob"}], "language"}.
     """
+    arguments = dict(locals())
     temperatures = [temperature] if isinstance(temperature, (int, float)) else list(temperature)
     base = DecodingOptions(task=task, language=language, beam_size=beam_size, best_of=best_of, patience=patience,
                            length_penalty=length_penalty, suppress_tokens=suppress_tokens,
@@ -237,6 +245,16 @@ def transcribe(model, tokenizer: WhisperTokenizer, audio, *, sampling_rate: int 
     check_language_task(model, tokenizer, language, task)
     if initial_prompt is not None and not isinstance(initial_prompt, str):
         raise InputError(f"initial_prompt: expected None or text, found {type(initial_prompt).__name__}")
+    if not isinstance(vad_filter, bool):
+        raise InputError(f"vad_filter: expected True or False, found {vad_filter!r}")
+    if vad_filter:
+        options = vad_options_of(vad_options)
+        samples = load_audio(audio, sampling_rate)
+        speech = SpeechOnly(samples, speech_regions(samples, options))
+        if not speech.regions:
+            return {"text": "", "segments": [], "language": language or ("en" if not model.is_multilingual else None)}
+        return speech.restore(transcribe(**{**arguments, "audio": speech.audio, "sampling_rate": SAMPLE_RATE,
+                                            "vad_filter": False, "vad_options": None}))
     if generator is None and seed is not None:
         device = next(model.parameters()).device
         generator = torch.Generator(device=device).manual_seed(check_seed(seed))
@@ -371,6 +389,21 @@ def transcribe(model, tokenizer: WhisperTokenizer, audio, *, sampling_rate: int 
 
     return {"text": tokenizer.decode(all_tokens[len(initial_prompt_tokens):]), "segments": segments,
             "language": language}
+
+
+def vad_options_of(options) -> VadOptions:
+    """``VadOptions`` from None, a ``VadOptions`` or a dict of its fields; bad ones are an InputError."""
+    if options is None or isinstance(options, VadOptions):
+        options = options or VadOptions()
+    elif isinstance(options, dict):
+        try:
+            options = VadOptions(**options)
+        except TypeError as e:
+            raise InputError(f"vad_options: expected fields of VadOptions ({e})") from None
+    else:
+        raise InputError(f"vad_options: expected None, a VadOptions or a dict, found {type(options).__name__}")
+    options.validate()
+    return options
 
 
 def _advance(bar, previous_seek: int, seek: int, content_frames: int) -> None:

@@ -21,7 +21,7 @@ import torch
 from ..checkpoint import atomic_write_text
 from ..convert.whisper import DEFAULT_NAME, canonical_name, load_whisper, locate_whisper
 from ..errors import InputError, check_seed
-from ..generation.transcribe import TEMPERATURES, check_language_task, options_at, transcribe
+from ..generation.transcribe import TEMPERATURES, check_language_task, options_at, transcribe, vad_options_of
 from ..generation.whisper_decoding import DecodingOptions
 from ..tokenizers.whisper_text import WhisperTokenizer
 from .base import Pipeline
@@ -106,7 +106,9 @@ class SpeechRecognitionPipeline(Pipeline):
     ``return_timestamps="word"`` adds each segment's ``words`` ([{"word", "start", "end",
     "probability"}]) from the cross-attention of the checkpoint's alignment heads
     (``config.alignment_heads``; a checkpoint without them uses the last half of the decoder's
-    layers, all heads, as openai-whisper does).
+    layers, all heads, as openai-whisper does). ``vad_filter=True`` decodes only the speech Silero VAD
+    finds (``vad_options``: threshold, min_speech_duration_ms, min_silence_duration_ms,
+    speech_pad_ms), the times mapped back onto the recording; no speech gives an empty result.
 
     ``audio`` is a path, bytes, an array or tensor with ``sampling_rate``, a {"array",
     "sampling_rate"} dict, or a list of these (then a list of results comes back).
@@ -154,7 +156,8 @@ class SpeechRecognitionPipeline(Pipeline):
                  patience: float | None = None, length_penalty: float | None = None,
                  compression_ratio_threshold: float | None = 2.4, logprob_threshold: float | None = -1.0,
                  no_speech_threshold: float | None = 0.6, silence_threshold_db: float | None = -60.0,
-                 generator: torch.Generator | None = None, seed: int | None = 0) -> None:
+                 generator: torch.Generator | None = None, seed: int | None = 0, vad_filter: bool = False,
+                 vad_options: dict | None = None) -> None:
         items = audio if isinstance(audio, list) else [audio]
         if not items:
             raise InputError("audio: expected an audio input or a non-empty list of them, found an empty list")
@@ -185,6 +188,10 @@ class SpeechRecognitionPipeline(Pipeline):
             raise InputError(f"generator: expected None or a torch.Generator, found {type(generator).__name__}")
         if seed is not None:
             check_seed(seed)
+        if not isinstance(vad_filter, bool):
+            raise InputError(f"vad_filter: expected True or False, found {vad_filter!r}")
+        if vad_filter:
+            vad_options_of(vad_options)
         check_language_task(self.model, self.tokenizer, language, task)
         base = DecodingOptions(task=task, language=language, beam_size=beam_size, best_of=best_of,
                                patience=patience, length_penalty=length_penalty)
@@ -198,7 +205,8 @@ class SpeechRecognitionPipeline(Pipeline):
              return_timestamps: bool | str = True, patience: float | None = None, length_penalty: float | None = None,
              compression_ratio_threshold: float | None = 2.4, logprob_threshold: float | None = -1.0,
              no_speech_threshold: float | None = 0.6, silence_threshold_db: float | None = -60.0,
-             generator: torch.Generator | None = None, seed: int | None = 0):
+             generator: torch.Generator | None = None, seed: int | None = 0, vad_filter: bool = False,
+             vad_options: dict | None = None):
         options = dict(sampling_rate=sampling_rate, beam_size=beam_size, best_of=best_of, temperature=temperature,
                        language=language, task=task, initial_prompt=initial_prompt,
                        condition_on_previous_text=condition_on_previous_text,
@@ -206,7 +214,8 @@ class SpeechRecognitionPipeline(Pipeline):
                        patience=patience, length_penalty=length_penalty,
                        compression_ratio_threshold=compression_ratio_threshold,
                        logprob_threshold=logprob_threshold, no_speech_threshold=no_speech_threshold,
-                       silence_threshold_db=silence_threshold_db, generator=generator, seed=seed, fp16=self.dtype == torch.float16)
+                       silence_threshold_db=silence_threshold_db, generator=generator, seed=seed, vad_filter=vad_filter,
+                       vad_options=vad_options, fp16=self.dtype == torch.float16)
         items = audio if isinstance(audio, list) else [audio]
         results = [transcribe(self.model, self.tokenizer, item, progress=self.progress, **options) for item in items]
         return results if isinstance(audio, list) else results[0]
