@@ -287,6 +287,9 @@ def test_word_timed_subtitles_and_the_command(short_speech, pipe, tmp_path, caps
     saved = json.loads((out / "fox.json").read_text())
     assert all("words" in s for s in saved["segments"])
     assert (out / "fox.srt").read_text().count(" --> ") == len([w for s in saved["segments"] for w in s["words"]])
+    quantized = parser.parse_args([str(short_speech), "--beam-size", "1", "--output-dir", str(tmp_path / "q"),
+                                   "--quantize", "int8", "--format", "txt"])
+    assert transcribe_command.run(quantized) == 0 and "lazy" in (tmp_path / "q" / "fox.txt").read_text().lower()
     with pytest.raises(InputError, match="--highlight-words: expected --word-timestamps"):
         transcribe_command.run(parser.parse_args([str(short_speech), "--highlight-words", "--output-dir", str(out)]))
 

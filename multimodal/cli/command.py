@@ -32,7 +32,8 @@ def load_pipeline(task: str, args: argparse.Namespace):
     """The task's pipeline for ``--model`` / ``--device``, with the ``--lora`` adapters loaded."""
     from ..pipelines import pipeline
 
-    pipe = pipeline(task, model=args.model, device=args.device)
+    extra = {"quantize": args.quantize} if getattr(args, "quantize", None) else {}
+    pipe = pipeline(task, model=args.model, device=args.device, **extra)
     names = [f"adapter{i}" for i, _ in enumerate(getattr(args, "lora", None) or [], 1)]
     for name, path in zip(names, args.lora or []):
         pipe.load_lora(path, adapter_name=name, scale=args.lora_scale)

@@ -43,6 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", default=".", help="folder for the outputs (default: the current one)")
     add_overwrite_argument(parser)
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when present)")
+    parser.add_argument("--quantize", choices=["int8"], default=None,
+                        help="int8: dynamic int8 quantization on the CPU (faster, about as accurate)")
     add_lora_arguments(parser)
 
 
