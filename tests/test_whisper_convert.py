@@ -443,3 +443,35 @@ def test_default_model_wrong_hash_and_missing_package(monkeypatch, tmp_path):
 def test_default_checkpoint_generation_config_file(default_checkpoint):
     gen = json.loads((default_checkpoint / "generation_config.json").read_text())
     assert gen["suppress_tokens"][:3] == [1, 2, 7] and gen["begin_suppress_tokens"] == [220, 50256]
+
+
+def test_cross_attention_scores_ignore_other_threads_decoding(openai_ref):
+    """The scores come from the calling thread's pass only, while another thread runs the same
+    model (the app decodes two requests at once)."""
+    import threading
+
+    _, path = openai_ref
+    ours = from_openai(path)
+    mel, tokens = inputs(vocab=51864, batch=1)
+    audio = ours.embed_audio(mel)
+    with torch.no_grad():
+        _, quiet = ours.cross_attention_scores(tokens, audio)
+    other_mel, other_tokens = mel.flip(-1), tokens[:, :3]
+    stop = threading.Event()
+
+    def decode_meanwhile():
+        with torch.no_grad():
+            other = ours.embed_audio(other_mel)
+            while not stop.is_set():
+                ours.logits(other_tokens, other)
+
+    worker = threading.Thread(target=decode_meanwhile)
+    worker.start()
+    try:
+        with torch.no_grad():
+            for _ in range(5):
+                _, busy = ours.cross_attention_scores(tokens, audio)
+                assert busy.shape == quiet.shape and torch.allclose(busy, quiet, atol=1e-5)
+    finally:
+        stop.set()
+        worker.join()

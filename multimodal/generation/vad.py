@@ -11,6 +11,7 @@ Defaults follow faster-whisper's (pauses under 2 s do not split a region; 0.4 s 
 from __future__ import annotations
 
 import functools
+import threading
 import warnings
 from dataclasses import dataclass
 
@@ -38,6 +39,9 @@ class VadOptions:
                 raise InputError(f"vad {name}: expected an integer >= 0, found {value!r}")
 
 
+_MODEL_LOCK = threading.Lock()
+
+
 @functools.cache
 def _model():
     try:
@@ -59,13 +63,14 @@ def speech_regions(audio: np.ndarray, options: VadOptions | None = None) -> list
     options.validate()
     if len(audio) == 0:
         return []
-    model = _model()
-    model.reset_states()
-    found = get_speech_timestamps(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)), model,
-                                  threshold=options.threshold, sampling_rate=SAMPLE_RATE,
-                                  min_speech_duration_ms=options.min_speech_duration_ms,
-                                  min_silence_duration_ms=options.min_silence_duration_ms,
-                                  speech_pad_ms=options.speech_pad_ms)
+    with _MODEL_LOCK:  # one stateful model per process: one recording at a time
+        model = _model()
+        model.reset_states()
+        found = get_speech_timestamps(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)), model,
+                                      threshold=options.threshold, sampling_rate=SAMPLE_RATE,
+                                      min_speech_duration_ms=options.min_speech_duration_ms,
+                                      min_silence_duration_ms=options.min_silence_duration_ms,
+                                      speech_pad_ms=options.speech_pad_ms)
     return [(int(r["start"]), int(r["end"])) for r in found]
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -342,9 +343,12 @@ class Whisper(PretrainedMixin, nn.Module):
             raise InputError(f"heads: expected [layer, head] pairs within {cfg.n_text_layer} layers x "
                              f"{cfg.n_text_head} heads, found {heads}")
         scores: dict[int, torch.Tensor] = {}
+        owner = threading.get_ident()  # another thread decoding with this model meanwhile is not captured
 
         def capture(layer):
             def hook(attn, args, kwargs, output):
+                if threading.get_ident() != owner:
+                    return
                 x, context = args[0], kwargs["context"]  # normalised queries' input, audio features
                 B, L, _ = x.shape
                 q = attn.q(x).view(B, L, attn.heads, attn.head_dim).transpose(1, 2)
