@@ -382,6 +382,69 @@ def test_a_two_hour_file_transcribes_in_flat_memory(pipe, tmp_path, monkeypatch)
           f"{'n/a' if growth is None else f'{growth / 1e6:.0f} MB'}", file=sys.stderr)
 
 
+# ------------------------------------------------------------------------------------ batching
+def _recording_batches(monkeypatch) -> list[int]:
+    """Records the number of windows of every decode() call."""
+    sizes, original = [], longform.decode
+    monkeypatch.setattr(longform, "decode", lambda model, tok, mel, *a, **k: sizes.append(mel.shape[0]) or
+                        original(model, tok, mel, *a, **k))
+    return sizes
+
+
+@needs_espeak
+def test_a_batch_of_files_equals_one_by_one(tiny_en, tmp_path, monkeypatch):
+    """Three files side by side: one decode call per window round, the text of each file as decoded
+    alone; a fourth waits for a free place; an empty list is an empty answer."""
+    model, tokenizer = tiny_en
+    texts = ["The quick brown fox jumps over the lazy dog.", "Please remember to buy milk, bread and eggs.",
+             "The meeting has been moved to Thursday afternoon.", "Trains leave the station every fifteen minutes."]
+    files = [speak(t, tmp_path / f"{i}.wav") for i, t in enumerate(texts)]
+    alone = [longform.transcribe(model, tokenizer, f, beam_size=5) for f in files]
+    sizes = _recording_batches(monkeypatch)
+    batched = longform.transcribe_batch(model, tokenizer, files, batch_size=3, beam_size=5)
+    assert [r["text"] for r in batched] == [r["text"] for r in alone]
+    assert [[s["start"], s["end"]] for r in batched for s in r["segments"]] == \
+        [[s["start"], s["end"]] for r in alone for s in r["segments"]]
+    assert sizes[0] == 3 and sum(sizes) >= 4  # the first round decodes three windows in one call
+    assert longform.transcribe_batch(model, tokenizer, [], batch_size=3) == []
+
+
+@needs_espeak
+def test_a_batch_of_long_files_follows_each_files_windows(tiny_en, long_speech, short_speech, monkeypatch):
+    """A 32-s file (two windows, the second where the first's last timestamp fell) beside a short
+    one and the same long one: without conditioning on previous text every round is one batch, and
+    each file's text is its one-by-one text."""
+    model, tokenizer = tiny_en
+    options = dict(beam_size=5, condition_on_previous_text=False)
+    alone = [longform.transcribe(model, tokenizer, f, **options) for f in (long_speech, short_speech)]
+    sizes = _recording_batches(monkeypatch)
+    batched = longform.transcribe_batch(model, tokenizer, [long_speech, short_speech, long_speech], batch_size=4,
+                                        **options)
+    assert [r["text"] for r in batched] == [alone[0]["text"], alone[1]["text"], alone[0]["text"]]
+    assert sizes[:2] == [3, 2]  # round 1: all three; round 2: the two long files' second windows
+
+
+@needs_espeak
+def test_the_speech_regions_of_one_file_decode_as_a_batch(pipe, tmp_path, monkeypatch):
+    """With VAD, one recording's speech regions are transcribed side by side in pieces of up to 30 s
+    of speech: the same text as the same pieces one at a time, times on the recording."""
+    sentences = [s.strip() + "." for s in SENTENCES.split(".") if s.strip()]
+    spoken = [load_audio(speak(s, tmp_path / f"{i}.wav")) for i, s in enumerate(sentences)]
+    rng = np.random.default_rng(0)
+    quiet = lambda seconds: (rng.normal(0, 0.003, int(seconds * SAMPLE_RATE))).astype(np.float32)  # noqa: E731
+    audio = np.concatenate([part for p in spoken for part in (quiet(3), p)])
+    ends = np.cumsum([3 * SAMPLE_RATE + len(p) for p in spoken]) / SAMPLE_RATE
+    spans = [(end - len(p) / SAMPLE_RATE - 0.6, end + 0.6) for end, p in zip(ends, spoken)]
+    one = pipe(audio, sampling_rate=SAMPLE_RATE, vad_filter=True, batch_size=1)
+    sizes = _recording_batches(monkeypatch)
+    many = pipe(audio, sampling_rate=SAMPLE_RATE, vad_filter=True, batch_size=8)
+    assert many["text"] == one["text"]
+    assert all(w in many["text"].lower() for w in ("breeze", "milk", "thursday", "library", "trains"))
+    assert max(sizes) >= 2  # pieces shared a decode call
+    assert [s["id"] for s in many["segments"]] == list(range(len(many["segments"])))
+    assert all(any(a <= s["start"] <= b for a, b in spans) for s in many["segments"] if s["text"].strip())
+
+
 # ------------------------------------------------------------------------------------ pipeline
 def test_the_factory_builds_the_default_model_on_first_use(monkeypatch, tmp_path, short_speech):
     monkeypatch.setenv("MULTIMODAL_CACHE", str(tmp_path / "cache"))
@@ -456,6 +519,11 @@ def test_bad_quantize_option():
     (dict(condition_on_previous_text="yes"), "condition_on_previous_text: expected True or False"),
     (dict(no_speech_threshold=float("nan")), "no_speech_threshold: expected None or a finite number"),
     (dict(length_penalty=3), "length_penalty: expected None or a number in"),
+    (dict(batch_size=0), r"batch_size: expected None or an integer in \[1, 32\]"),
+    (dict(batch_size=-1), r"batch_size: expected None or an integer in \[1, 32\]"),
+    (dict(batch_size=33), r"batch_size: expected None or an integer in \[1, 32\]"),
+    (dict(batch_size=2.0), r"batch_size: expected None or an integer in \[1, 32\]"),
+    (dict(batch_size=True), r"batch_size: expected None or an integer in \[1, 32\]"),
 ])
 def test_bad_options_are_input_errors(pipe, kwargs, message):
     with pytest.raises(InputError, match=message):
@@ -551,6 +619,27 @@ def test_cli_writes_every_format(short_speech, tmp_path, capsys):
     with pytest.raises(InputError, match="does not exist"):
         transcribe_command.run(bad)
     assert not (tmp_path / "out2").exists()
+
+
+def test_cli_batch_size(short_speech, tmp_path, capsys):
+    """--batch-size transcribes the files side by side into the same outputs; a bad one is refused
+    before any work."""
+    parser = argparse.ArgumentParser()
+    transcribe_command.add_arguments(parser)
+    other = speak("Please remember to buy milk, bread and eggs.", tmp_path / "milk.wav")
+
+    def run(out, *extra):
+        return transcribe_command.run(parser.parse_args([str(short_speech), str(other), "--beam-size", "1",
+                                                         "--format", "txt", "--output-dir", str(out),
+                                                         "--device", "cpu", *extra]))
+
+    assert run(tmp_path / "one") == 0 and run(tmp_path / "two", "--batch-size", "2") == 0
+    for name in ("fox.txt", "milk.txt"):
+        assert (tmp_path / "two" / name).read_text() == (tmp_path / "one" / name).read_text()
+    assert "milk" in (tmp_path / "two" / "milk.txt").read_text().lower()
+    with pytest.raises(InputError, match=r"batch_size: expected None or an integer in \[1, 32\], found 0"):
+        run(tmp_path / "three", "--batch-size", "0")
+    assert not (tmp_path / "three").exists()
 
 
 def test_cli_checks_every_input_and_output_before_any_work(short_speech, tmp_path, capsys):

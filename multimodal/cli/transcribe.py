@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import InputError
+from ..generation.transcribe import MAX_BATCH
 from ..generation.whisper_decoding import MAX_BEAMS, TASKS
 from ..media.audio import iter_audio_chunks
 from ..pipelines.speech_recognition import DEFAULT_NAME, FORMATS, write_result
@@ -40,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="with --word-timestamps: .srt/.vtt cues underline each word as it is spoken")
     words.add_argument("--word-cues", action="store_true",
                        help="with --word-timestamps: .srt/.vtt get one cue per word")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help=f"decode up to N windows at once (1 to {MAX_BATCH}): the files side by side, or with "
+                             f"--vad the speech of one file in pieces of up to 30 s (default: one at a time)")
     parser.add_argument("--output-dir", default=".", help="folder for the outputs (default: the current one)")
     add_overwrite_argument(parser)
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when present)")
@@ -65,14 +69,19 @@ def run(args: argparse.Namespace) -> int:
     pipe = load_pipeline("automatic-speech-recognition", args)
     options = dict(beam_size=args.beam_size, best_of=args.best_of, language=args.language, task=args.task,
                    initial_prompt=args.initial_prompt, seed=args.seed,
-                   return_timestamps="word" if args.word_timestamps else True, vad_filter=args.vad)
+                   return_timestamps="word" if args.word_timestamps else True, vad_filter=args.vad,
+                   batch_size=args.batch_size)
     for path in args.audio:
         pipe.validate(path, **options)
     for path in args.audio:  # decoded to the end: damage anywhere is found before any work
         for _ in iter_audio_chunks(path):
             pass
+    if args.batch_size is not None and len(args.audio) > 1:  # the files side by side
+        results = dict(zip(args.audio, pipe(list(args.audio), **options)))
+    else:
+        results = None
     for path in args.audio:
-        result = pipe(path, **options)
+        result = results[path] if results is not None else pipe(path, **options)
         for output, fmt in zip(outputs[path], formats):
             try:
                 write_result(result, output, fmt, style if fmt in ("srt", "vtt") else None)

@@ -21,7 +21,8 @@ import torch
 from ..checkpoint import atomic_write_text
 from ..convert.whisper import DEFAULT_NAME, canonical_name, load_whisper, locate_whisper
 from ..errors import InputError, check_seed
-from ..generation.transcribe import TEMPERATURES, check_language_task, options_at, transcribe, vad_options_of
+from ..generation.transcribe import (TEMPERATURES, check_batch_size, check_language_task, options_at, transcribe,
+                                     transcribe_batch, vad_options_of)
 from ..generation.whisper_decoding import DecodingOptions
 from ..tokenizers.whisper_text import WhisperTokenizer
 from .base import Pipeline
@@ -112,6 +113,11 @@ class SpeechRecognitionPipeline(Pipeline):
 
     ``audio`` is a path, bytes, an array or tensor with ``sampling_rate``, a {"array",
     "sampling_rate"} dict, or a list of these (then a list of results comes back).
+
+    ``batch_size``: a list is transcribed ``batch_size`` recordings side by side (each window round
+    one batch through the encoder and the beam search; ``transcribe_batch``), with the text of
+    one-by-one decoding but for float rounding; one recording with ``vad_filter=True`` is cut into
+    pieces of at most 30 s of speech, transcribed side by side. None (default): one window at a time.
     """
 
     def __init__(self, model, tokenizer: WhisperTokenizer):
@@ -157,7 +163,8 @@ class SpeechRecognitionPipeline(Pipeline):
                  compression_ratio_threshold: float | None = 2.4, logprob_threshold: float | None = -1.0,
                  no_speech_threshold: float | None = 0.6, silence_threshold_db: float | None = -60.0,
                  generator: torch.Generator | None = None, seed: int | None = 0, vad_filter: bool = False,
-                 vad_options: dict | None = None) -> None:
+                 vad_options: dict | None = None, batch_size: int | None = None) -> None:
+        check_batch_size(batch_size)
         items = audio if isinstance(audio, list) else [audio]
         if not items:
             raise InputError("audio: expected an audio input or a non-empty list of them, found an empty list")
@@ -206,7 +213,7 @@ class SpeechRecognitionPipeline(Pipeline):
              compression_ratio_threshold: float | None = 2.4, logprob_threshold: float | None = -1.0,
              no_speech_threshold: float | None = 0.6, silence_threshold_db: float | None = -60.0,
              generator: torch.Generator | None = None, seed: int | None = 0, vad_filter: bool = False,
-             vad_options: dict | None = None):
+             vad_options: dict | None = None, batch_size: int | None = None):
         options = dict(sampling_rate=sampling_rate, beam_size=beam_size, best_of=best_of, temperature=temperature,
                        language=language, task=task, initial_prompt=initial_prompt,
                        condition_on_previous_text=condition_on_previous_text,
@@ -216,8 +223,12 @@ class SpeechRecognitionPipeline(Pipeline):
                        logprob_threshold=logprob_threshold, no_speech_threshold=no_speech_threshold,
                        silence_threshold_db=silence_threshold_db, generator=generator, seed=seed, vad_filter=vad_filter,
                        vad_options=vad_options, fp16=self.dtype == torch.float16)
+        if isinstance(audio, list) and batch_size is not None:
+            return transcribe_batch(self.model, self.tokenizer, audio, batch_size=batch_size, progress=self.progress,
+                                    **options)
         items = audio if isinstance(audio, list) else [audio]
-        results = [transcribe(self.model, self.tokenizer, item, progress=self.progress, **options) for item in items]
+        results = [transcribe(self.model, self.tokenizer, item, batch_size=batch_size, progress=self.progress,
+                              **options) for item in items]
         return results if isinstance(audio, list) else results[0]
 
 
