@@ -273,6 +273,30 @@ def test_cache_reorder_equals_recompute():
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
 
 
+def test_fanned_out_rows_share_their_inputs_cross_attention_keys():
+    """Rows fanned out with ``reorder(index, cross=False)`` (three beams for each of two inputs) keep
+    one copy of each input's cross-attention keys/values and attend to it together: the same result
+    as every row holding its own copy; a context count that does not divide the rows is refused."""
+    model = randomize(Transformer(cfg(causal=True, positions="learned", max_len=32, cross_attention=True)))
+    x, ctx = torch.randn(2, 8, W), torch.randn(2, 5, W)
+    fan_out = torch.tensor([0, 0, 0, 1, 1, 1])
+    with torch.no_grad():
+        shared, copied = model.new_cache(2, 16), model.new_cache(2, 16)
+        model(x[:, :5], context=ctx, cache=shared)
+        model(x[:, :5], context=ctx, cache=copied)
+        shared.reorder(fan_out, cross=False)
+        copied.reorder(fan_out)
+        assert shared.cross[0][0].shape[0] == 2 and copied.cross[0][0].shape[0] == 6
+        steps = x[fan_out, 5:] + 0.1 * torch.randn(6, 3, W)  # the beams now differ
+        got = model(steps, cache=shared)
+        want = model(steps, cache=copied)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    attn = randomize(Attention(cfg(), cross=True))
+    k, v = attn.context_kv(torch.randn(4, 5, W))
+    with pytest.raises(InputError, match="found 4 contexts for 6 rows"):
+        attn._attend_shared(torch.randn(6, attn.heads, 1, attn.head_dim), k, v, None, 0.0)
+
+
 def test_cache_overflow_is_an_input_error():
     model = Transformer(cfg(causal=True))
     cache = model.new_cache(1, 4)

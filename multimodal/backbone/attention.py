@@ -18,7 +18,9 @@ class KVCache:
 
     Self-attention keys/values are written at ``[length, length + L)`` as tokens arrive; the
     Transformer advances ``length`` after each forward. Cross-attention keys/values are computed once
-    per input and kept. ``reorder(index)`` gathers along the batch (beam search).
+    per input and kept. ``reorder(index)`` gathers along the batch (beam search); with
+    ``cross=False`` the cross-attention keys/values stay one per input while the rows fan out to
+    several per input (consecutive rows, as many for each), which ``Attention`` then shares.
     """
 
     def __init__(self, depth: int, batch: int, heads: int, head_dim: int, max_len: int,
@@ -219,5 +221,25 @@ class Attention(nn.Module):
                 raise InputError(f"key_padding_mask: expected shape {(B, T)}, found {tuple(key_padding_mask.shape)}")
             keep = ~key_padding_mask.bool()[:, None, None, :]  # [B, 1, 1, T]
             mask = keep if mask is None else keep & mask
-        y = attend(q, k, v, mask, is_causal, self.dropout if self.training else 0.0)
+        dropout = self.dropout if self.training else 0.0
+        if self.cross and k.shape[0] != B:
+            y = self._attend_shared(q, k, v, key_padding_mask, dropout)
+        else:
+            y = attend(q, k, v, mask, is_causal, dropout)
         return self.out(y.transpose(1, 2).reshape(B, L, W))
+
+    @staticmethod
+    def _attend_shared(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_padding_mask, dropout: float):
+        """Cross-attention of [B, H, L, D] queries whose consecutive groups of G = B / Bk rows share one
+        context ([Bk, H, S, D] keys and values: the beams of one input). Each group's queries attend
+        as one batch row, so the context is read once per group, not once per row; every query's
+        result is what it would get against its own copy."""
+        B, H, L, D = q.shape
+        Bk = k.shape[0]
+        if B % Bk or key_padding_mask is not None:
+            raise InputError(f"cross-attention: expected a context for every row or one per group of rows "
+                             f"(without key_padding_mask), found {Bk} contexts for {B} rows")
+        G = B // Bk
+        grouped = q.reshape(Bk, G, H, L, D).transpose(1, 2).reshape(Bk, H, G * L, D)
+        y = attend(grouped, k, v, None, False, dropout)
+        return y.reshape(Bk, H, G, L, D).transpose(1, 2).reshape(B, H, L, D)

@@ -13,10 +13,12 @@ The search follows the Whisper paper and openai-whisper's behaviour:
 - candidates are ranked by their summed log-probability divided by a length penalty: the length
   itself when ``length_penalty`` is None, else ((5 + length) / 6) ** length_penalty (Wu et al.).
 
-The audio is encoded once per window and the initial tokens run once per window; the cache is then
-gathered out to one row per beam or sample (``KVCache.reorder``), and beam bookkeeping reorders only
-the self-attention keys (in place, over the filled positions only), because every beam of one
-window shares the cross-attention keys.
+The audio is encoded once per window and the initial tokens run once per window; the self-attention
+cache is then gathered out to one row per beam or sample (``KVCache.reorder``), while the
+cross-attention keys and values stay one per window: the beams of a window attend to them together,
+as one batch row (``Attention._attend_shared``), so each step reads the audio's keys once per window
+rather than once per beam. Beam bookkeeping reorders only the self-attention keys (in place, over the
+filled positions only).
 
 Shapes: B windows, N = B * G decoder rows (G beams or samples per window), L tokens, V vocabulary.
 """
@@ -470,7 +472,7 @@ def decode(model, tokenizer, mel_or_features: torch.Tensor, options: DecodingOpt
     logits = logits[:, -1]
     if G > 1:
         fan_out = torch.arange(B, device=features.device).repeat_interleave(G)
-        cache.reorder(fan_out)
+        cache.reorder(fan_out, cross=False)  # the G rows of a window share its audio's keys/values
         tokens, logits = tokens[fan_out], logits[fan_out]
     sum_logprobs = torch.zeros(B * G, device=features.device)
 
