@@ -134,3 +134,19 @@ def test_the_real_app_answers_bad_uploads_with_the_projects_message(tmp_path):
         assert "/tmp" not in str(info.value) and "Errno" not in str(info.value)
     finally:
         demo.close()
+
+
+def test_a_request_past_its_time_limit_is_stopped_with_a_message(monkeypatch):
+    """The tabs run each request under ``TIME_LIMITS``: a generation that outlasts it stops at its
+    next step, and the user reads why and what to ask for instead."""
+    from multimodal.app import text_to_image
+
+    monkeypatch.setitem(app_common.TIME_LIMITS, "text-to-image", 0)
+    handler = gradio_errors(text_to_image.generate_for_tab)
+    with pytest.raises(gr.Error, match=r"time limit: this request was stopped after 0 s, its limit; "
+                                       r"ask for fewer images or steps"):
+        handler("a red circle on a white background", "SiT", "default", 5, 4.0, False, 0, 1, 1.0, 0, 1.0, None)
+    monkeypatch.setitem(app_common.TIME_LIMITS, "text-to-image", 120)
+    images, _, _ = handler("a red circle on a white background", "SiT", "default", 2, 4.0, False, 0, 1, 1.0, 0, 1.0,
+                           None)
+    assert len(images) == 1

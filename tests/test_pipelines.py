@@ -157,3 +157,30 @@ def test_unimplemented_pipeline_says_so(tmp_path):
 
 def test_shipped_folder_is_the_repository_checkpoints():
     assert paths.SHIPPED_CHECKPOINTS == Path(__file__).resolve().parent.parent / "checkpoints"
+
+
+def test_time_limit_stops_the_work_at_a_step(tiny_pipeline, monkeypatch):
+    """Under ``time_limit`` a pipeline's work stops with an InputError at the first progress step
+    past the deadline, in this thread only; outside it (and after it) nothing is limited."""
+    import threading
+
+    from multimodal.pipelines import base
+
+    p = multimodal.pipeline(TASK)
+    p.set_progress_bar_config(disable=True)
+    clock = iter(range(0, 1000, 10))  # every look at the clock is 10 s later
+    monkeypatch.setattr(base.time, "monotonic", lambda: next(clock))
+    runs = LinearPipeline.runs
+    with base.time_limit(25, "ask for fewer steps"):
+        with pytest.raises(InputError, match=r"time limit: this request was stopped after 25 s, its limit; "
+                                             r"ask for fewer steps"):
+            p([1.0, 2.0])
+        other = []
+        worker = threading.Thread(target=lambda: other.append(p([1.0, 2.0])))
+        worker.start()
+        worker.join()
+        assert other == [[5.5, 10.5]]  # another thread's request has its own limit (none)
+    assert LinearPipeline.runs == runs + 2
+    assert p([1.0, 2.0]) == [5.5, 10.5]
+    with base.time_limit(None):
+        assert p([1.0, 2.0]) == [5.5, 10.5]

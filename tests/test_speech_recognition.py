@@ -190,6 +190,8 @@ def test_vad_decodes_only_speech(pipe, short_speech):
         pipe(audio, sampling_rate=SAMPLE_RATE, vad_filter=True, vad_options={"threshold": 2})
     with pytest.raises(InputError, match="vad_options: expected fields of VadOptions"):
         pipe(audio, sampling_rate=SAMPLE_RATE, vad_filter=True, vad_options={"loudness": 2})
+    with pytest.raises(InputError, match=r"vad max_speech_duration_s: expected a number of seconds > 1, found 0"):
+        pipe(audio, sampling_rate=SAMPLE_RATE, vad_filter=True, vad_options={"max_speech_duration_s": 0})
 
 
 def _openai_with_alignment_heads(model):

@@ -127,6 +127,24 @@ def test_cache_reorder_follows_beams():
     assert torch.allclose(step[:, 0], full[:, 5], atol=1e-4)
 
 
+def test_logits_at_chosen_positions():
+    """positions=[...] gives the full forward's logits at those positions only (a prompt's SOT and
+    last token), with and without a cache; bad positions are an InputError."""
+    model = tiny_model()
+    mel, tokens = mel_and_tokens(length=7)
+    with torch.no_grad():
+        audio = model.embed_audio(mel)
+        full = model.logits(tokens, audio)
+        some = model.logits(tokens, audio, positions=[1, -1])
+        cached = model.logits(tokens, audio, cache=model.new_cache(2), positions=[1, 6])
+    assert some.shape == (2, 2, TINY.n_vocab)
+    torch.testing.assert_close(some, full[:, [1, 6]], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(cached, full[:, [1, 6]], atol=1e-4, rtol=1e-4)
+    for bad in ([], [7], [-8], [True], "1", [1.0]):
+        with pytest.raises(InputError, match="positions: expected None or a non-empty list of indices into the 7"):
+            model.logits(tokens, audio, positions=bad)
+
+
 def test_float16_and_bfloat16_run():
     model = tiny_model().to(torch.bfloat16)
     mel, tokens = mel_and_tokens()

@@ -29,6 +29,10 @@ LOG = logging.getLogger("multimodal.app")
 QUEUE_MAX_SIZE = 32
 MAX_FILE_SIZE = "25mb"
 REQUEST_FOLDER_TTL = 600  # seconds a request's output folder is kept for its download
+# Seconds one request may run (checked at each step of the work, see ``pipelines.base.time_limit``),
+# per tab: room for the largest request each tab accepts on a 2-core CPU, short of holding a tab for
+# many minutes. (A classification is one forward pass of milliseconds: it has no steps to stop at.)
+TIME_LIMITS = {"transcribe": 300, "text-to-image": 120}
 
 
 def app_pipeline(task: str, model: str | None = None) -> Pipeline:

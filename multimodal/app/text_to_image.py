@@ -12,8 +12,9 @@ from PIL import Image
 from ..errors import InputError, check_seed
 from ..lora import adapter_base, available_adapters
 from ..paths import available_models, resolve_model
+from ..pipelines.base import time_limit
 from ..pipelines.text_to_image import ImagePipelineOutput
-from .common import NO_ADAPTER, app_pipeline, gradio_errors
+from .common import NO_ADAPTER, TIME_LIMITS, app_pipeline, gradio_errors
 
 # Model choices: the diffusion models, and the token GPT where its checkpoint is present.
 DIFFUSION_MODELS = {"SiT": "text2image-sit", "DiT": "text2image-dit"}
@@ -87,8 +88,9 @@ def generate_for_tab(prompt: str, model: str, sampler: str, steps: float, guidan
     """The tab's handler: (gallery images, the notes about the prompt as Markdown, the seed used).
     With ``randomize``, a fresh seed is drawn, used and shown, so that any picture can be made again."""
     seed = random.randint(0, RANDOM_SEEDS - 1) if randomize else seed
-    images = generate_images(prompt, model, sampler, steps, guidance, seed, count, temperature, top_k, top_p,
-                             adapter)
+    with time_limit(TIME_LIMITS["text-to-image"], "ask for fewer images or steps"):
+        images = generate_images(prompt, model, sampler, steps, guidance, seed, count, temperature, top_k, top_p,
+                                 adapter)
     notes = "\n".join(f"- ⚠️ {line}" for line in images.warnings)
     return list(images), notes, seed
 

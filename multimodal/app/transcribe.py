@@ -14,8 +14,9 @@ import gradio as gr
 
 from ..errors import InputError
 from ..media.audio import SAMPLE_RATE, load_audio
+from ..pipelines.base import time_limit
 from ..pipelines.speech_recognition import DEFAULT_NAME, format_timestamp, write_result
-from .common import adapted_pipeline, adapter_dropdown, gradio_errors, request_folder
+from .common import TIME_LIMITS, adapted_pipeline, adapter_dropdown, gradio_errors, request_folder
 
 WHISPER_ALIAS = "tiny.en"  # what adapters for the default Whisper name as their base
 MAX_SECONDS = 600  # the longest recording the app transcribes (the command takes any length)
@@ -51,7 +52,8 @@ def transcribe_audio_file(path: str | None, beam_size: float = 5, out_dir: str |
 
 def _transcribe_in_tab(path: str | None, beam_size: float, vad: bool = True, adapter: str | None = None,
                        progress=gr.Progress(track_tqdm=True)):
-    return transcribe_audio_file(path, beam_size, adapter=adapter, vad=bool(vad))
+    with time_limit(TIME_LIMITS["transcribe"], "try a shorter recording or a smaller beam size"):
+        return transcribe_audio_file(path, beam_size, adapter=adapter, vad=bool(vad))
 
 
 def transcribe_tab() -> None:

@@ -437,8 +437,8 @@ def transcribe(model, tokenizer: WhisperTokenizer, audio, *, sampling_rate: int 
     onto the recording; audio without speech gives an empty result. The recording is then read
     whole rather than streamed.
 
-    ``batch_size`` (with ``vad_filter``): the speech regions are grouped into pieces of at most 30 s
-    of speech, and each piece is transcribed on its own, ``batch_size`` pieces side by side
+    ``batch_size`` (with ``vad_filter``): the speech regions (split at a pause where one is longer
+    than a window) are grouped into pieces of at most 30 s of speech, and each piece is transcribed on its own, ``batch_size`` pieces side by side
     (``transcribe_batch``); ``batch_size=1`` decodes the same pieces one at a time. Without
     ``vad_filter`` one recording has nothing to batch (each window starts where the last one's
     words ended), and ``batch_size`` only sets the batch of the fallback decodes.
@@ -494,9 +494,13 @@ def transcribe_batch(model, tokenizer: WhisperTokenizer, audios: Sequence, *, ba
 
     Each recording follows exactly the steps ``transcribe`` takes alone (its windows, fallbacks,
     prompts and seed), so the text equals one-by-one decoding but for float rounding, which a batch
-    of another size can change (``benchmarks/asr_batch.py`` reports how often). Windows batch
-    together when their decoding options are equal: always for the first window of each recording
-    (recordings up to 30 s are one window), and for later ones with
+    of another size can change (``benchmarks/asr_batch.py`` reports how often). An int8 model
+    (``Whisper.quantize_int8``) is the exception: torch's dynamic quantization scales the
+    activations of each call as one tensor, so the other windows of a batch change a window's
+    arithmetic, and its batched transcript can differ from its one-by-one one by more than rounding.
+
+    Windows batch together when their decoding options are equal: always for the first window of
+    each recording (recordings up to 30 s are one window), and for later ones with
     ``condition_on_previous_text=False`` (otherwise each window's prompt is its own recording's
     text). ``progress`` counts recordings. With one ``generator`` given, the recordings share it (their
     fallback samples then depend on the order); by default each gets its own, seeded with ``seed``."""
@@ -572,7 +576,12 @@ def _transcribe_regions(model, tokenizer, audio, sampling_rate, vad, batch_size,
                         progress) -> dict:
     """One recording's speech pieces (``speech_pieces``), transcribed side by side and joined."""
     samples = load_audio(audio, sampling_rate)
-    pieces = [SpeechOnly(samples, piece) for piece in speech_pieces(speech_regions(samples, vad))]
+    # Regions longer than a window are split at a pause (as faster-whisper's batched pipeline does),
+    # leaving room for the padding on either side: otherwise a long stretch of speech without a 2-s
+    # pause would be one piece, decoded window after window with nothing to batch.
+    longest = min(vad.max_speech_duration_s, CHUNK_LENGTH - 2 * vad.speech_pad_ms / 1000 - 0.5)
+    regions = speech_regions(samples, replace(vad, max_speech_duration_s=longest))
+    pieces = [SpeechOnly(samples, piece) for piece in speech_pieces(regions)]
     options = {f.name: getattr(base, f.name) for f in fields(base) if f.name in (
         "language", "task", "beam_size", "best_of", "patience", "length_penalty", "suppress_tokens", "suppress_blank",
         "without_timestamps", "max_initial_timestamp", "fp16")}

@@ -28,6 +28,7 @@ class VadOptions:
     min_speech_duration_ms: int = 250  # shorter bursts are dropped
     min_silence_duration_ms: int = 2000  # shorter pauses do not end a region
     speech_pad_ms: int = 400  # kept on each side of a region
+    max_speech_duration_s: float = float("inf")  # longer regions are split at their longest pause
 
     def validate(self) -> None:
         if isinstance(self.threshold, bool) or not isinstance(self.threshold, (int, float)) \
@@ -37,6 +38,9 @@ class VadOptions:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise InputError(f"vad {name}: expected an integer >= 0, found {value!r}")
+        value = self.max_speech_duration_s
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 1:
+            raise InputError(f"vad max_speech_duration_s: expected a number of seconds > 1, found {value!r}")
 
 
 _MODEL_LOCK = threading.Lock()
@@ -70,7 +74,8 @@ def speech_regions(audio: np.ndarray, options: VadOptions | None = None) -> list
                                       threshold=options.threshold, sampling_rate=SAMPLE_RATE,
                                       min_speech_duration_ms=options.min_speech_duration_ms,
                                       min_silence_duration_ms=options.min_silence_duration_ms,
-                                      speech_pad_ms=options.speech_pad_ms)
+                                      speech_pad_ms=options.speech_pad_ms,
+                                      max_speech_duration_s=options.max_speech_duration_s)
     return [(int(r["start"]), int(r["end"])) for r in found]
 
 

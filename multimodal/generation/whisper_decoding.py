@@ -466,8 +466,8 @@ def decode(model, tokenizer, mel_or_features: torch.Tensor, options: DecodingOpt
     # The last sampled token is never fed back, hence the cache's length.
     cache = model.new_cache(B, min(n_ctx, sample_begin + sample_len))
     tokens = torch.tensor(initial, device=features.device)  # [B, sample_begin]
-    logits = model.logits(tokens, features, cache=cache)  # [B, sample_begin, V]
-    no_speech = (logits[:, sot_index].float().softmax(dim=-1)[:, tokenizer.no_speech].tolist()
+    logits = model.logits(tokens, features, cache=cache, positions=[sot_index, sample_begin - 1])  # [B, 2, V]
+    no_speech = (logits[:, 0].float().softmax(dim=-1)[:, tokenizer.no_speech].tolist()
                  if tokenizer.no_speech is not None else [math.nan] * B)
     logits = logits[:, -1]
     if G > 1:

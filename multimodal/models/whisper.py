@@ -186,8 +186,10 @@ class TextDecoder(nn.Module):
         self.output: nn.Module | None = None  # an int8 copy of the tied embedding (``quantize_int8``)
 
     def forward(self, tokens: torch.Tensor, audio_features: torch.Tensor | None,
-                cache: KVCache | None = None) -> torch.Tensor:
+                cache: KVCache | None = None, positions: list[int] | None = None) -> torch.Tensor:
         x = self.transformer(self.token_embedding(tokens), context=audio_features, cache=cache)
+        if positions is not None:
+            x = x[:, positions]
         if self.output is not None:
             return self.output(x).float()
         # Tied output embedding; logits in float32 as openai-whisper returns them, so that
@@ -280,7 +282,7 @@ class Whisper(PretrainedMixin, nn.Module):
         return self.decoder.transformer.new_cache(batch, max_len)
 
     def logits(self, tokens: torch.Tensor, audio_features: torch.Tensor | None,
-               cache: KVCache | None = None) -> torch.Tensor:
+               cache: KVCache | None = None, positions: list[int] | None = None) -> torch.Tensor:
         """Next-token logits ``[B, L, n_vocab]`` (float32) for ``tokens`` ``[B, L]`` (integer ids).
 
         Without a cache, ``tokens`` is the whole sequence from position 0. With a cache, ``tokens``
@@ -288,6 +290,10 @@ class Whisper(PretrainedMixin, nn.Module):
         cache's first call ``audio_features`` ``[B, S, n_audio_state]`` is required and its
         cross-attention keys/values are stored in the cache; later calls may pass None (features
         passed then are ignored: the cache's are used until ``cache.reset()``).
+
+        ``positions``: only the logits at these indices of ``tokens`` (``[B, len(positions), n_vocab]``);
+        the projection onto the vocabulary is most of a step's work, and a decoder prompt needs it at
+        one or two of its positions.
         """
         cfg = self.config
         if not isinstance(tokens, torch.Tensor) or tokens.ndim != 2 or tokens.numel() == 0:
@@ -322,7 +328,12 @@ class Whisper(PretrainedMixin, nn.Module):
             audio_features = audio_features.to(device=self.device, dtype=self.dtype)
         else:
             audio_features = None  # the cache's keys/values are used
-        return self.decoder(tokens.to(device=self.device, dtype=torch.long), audio_features, cache)
+        if positions is not None and (not isinstance(positions, (list, tuple)) or not positions or any(
+                isinstance(i, bool) or not isinstance(i, int) or not -L <= i < L for i in positions)):
+            raise InputError(f"positions: expected None or a non-empty list of indices into the {L} tokens, "
+                             f"found {positions!r}")
+        return self.decoder(tokens.to(device=self.device, dtype=torch.long), audio_features, cache,
+                            None if positions is None else list(positions))
 
     def forward(self, mel: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """Teacher-forced logits ``[B, L, n_vocab]`` for mel ``[B, n_mels, T]`` and tokens ``[B, L]``."""

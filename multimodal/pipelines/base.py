@@ -18,6 +18,9 @@ A pipeline subclass implements three methods:
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
 from pathlib import Path
 
 import torch
@@ -143,7 +146,9 @@ class Pipeline:
         self._progress_bar_config = kwargs
 
     def progress(self, iterable=None, total: int | None = None, desc: str | None = None) -> tqdm:
-        return tqdm(iterable, **{"total": total, "desc": desc, **self._progress_bar_config})
+        """A progress bar over the pipeline's steps; each step also checks this thread's
+        ``time_limit``."""
+        return _TimedBar(iterable, **{"total": total, "desc": desc, **self._progress_bar_config})
 
     # -------------------------------------------------------------------------------- calling
     def validate(self, *args, **kwargs) -> None:
@@ -156,3 +161,41 @@ class Pipeline:
         self.validate(*args, **kwargs)
         with torch.no_grad():
             return self._run(*args, **kwargs)
+
+
+# ------------------------------------------------------------------------------- time limits
+_LIMIT = threading.local()
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float | None, advice: str = "ask for less work"):
+    """Within the block, pipeline work in this thread stops with an ``InputError`` once ``seconds``
+    have passed (None: no limit). The check runs at every step of a pipeline's progress (a diffusion
+    step, a generated token, a transcribed window), so the step under way finishes first. The app
+    wraps each request in one; ``advice`` ends the message (what to ask for instead)."""
+    previous = getattr(_LIMIT, "deadline", None)
+    _LIMIT.deadline = None if seconds is None else (time.monotonic() + seconds, seconds, advice)
+    try:
+        yield
+    finally:
+        _LIMIT.deadline = previous
+
+
+def check_time_limit() -> None:
+    """Raise ``InputError`` when this thread's ``time_limit`` has passed."""
+    deadline = getattr(_LIMIT, "deadline", None)
+    if deadline is not None and time.monotonic() > deadline[0]:
+        raise InputError(f"time limit: this request was stopped after {deadline[1]:g} s, its limit; {deadline[2]}")
+
+
+class _TimedBar(tqdm):
+    """tqdm that checks ``time_limit`` at every step."""
+
+    def update(self, n=1):
+        check_time_limit()
+        return super().update(n)
+
+    def __iter__(self):
+        for item in super().__iter__():
+            check_time_limit()
+            yield item
