@@ -2,11 +2,15 @@
 
 As a script (under ``python -m torch.distributed.run --nproc_per_node 2``) it trains the tiny
 classifier with DDP and, after every step, has rank 0 write the weights to
-``OUT_DIR/step{N}.safetensors``; the test compares them with single-process training.
+``OUT_DIR/step{N}.safetensors``; the test compares them with single-process training. With
+``fsdp`` it trains with FSDP2 instead and rank 0 writes the (gathered) EMA weights after every
+step; with ``fsdp resume`` it resumes the run's sharded checkpoint and writes the EMA weights it
+loaded to ``OUT_DIR/resumed.safetensors``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 
@@ -62,17 +66,20 @@ def ddp_config(out_dir: str, max_steps: int) -> TrainConfig:
                        grad_clip=0.5, ema_decay=0.9, eval_every=1, save_every=0, log_every=1, seed=3, device="cpu")
 
 
-def run(out_dir: str, max_steps: int, progress: bool = False) -> Trainer:
-    """Train with a snapshot of the weights after every step (works with and without torchrun)."""
+def run(out_dir: str, max_steps: int, progress: bool = False, parallel: str = "ddp", resume: bool = False) -> Trainer:
+    """Train with a snapshot of the weights after every step (works with and without torchrun): of
+    the trained weights with DDP, of the EMA (the evaluated weights, gathered whole) with FSDP."""
     trainer = None
 
-    def snapshot(_eval_model):
-        # eval_fn sees the EMA; the snapshot is of the trained weights themselves
-        save_tensors(f"{out_dir}/step{trainer.step}.safetensors", trainer.model.state_dict())
+    def snapshot(eval_model):
+        # eval_fn sees the EMA; the DDP snapshot is of the trained weights themselves
+        weights = eval_model.state_dict() if parallel == "fsdp" else trainer.model.state_dict()
+        save_tensors(f"{out_dir}/step{trainer.step}.safetensors", weights)
         return {}
 
-    trainer = Trainer(make_model(), ddp_config(out_dir, max_steps), classification_loss, dataset=make_dataset(),
-                      eval_fn=snapshot, progress=progress)
+    config = dataclasses.replace(ddp_config(out_dir, max_steps), parallel=parallel)
+    trainer = Trainer(make_model(), config, classification_loss, dataset=make_dataset(), eval_fn=snapshot,
+                      progress=progress, resume=resume)
     trainer.train()
     return trainer
 
@@ -80,7 +87,11 @@ def run(out_dir: str, max_steps: int, progress: bool = False) -> Trainer:
 if __name__ == "__main__":
     torch.set_num_threads(1)
     out_dir, max_steps = sys.argv[1], int(sys.argv[2])
-    trainer = run(out_dir, max_steps)
+    parallel = "fsdp" if "fsdp" in sys.argv[3:] else "ddp"
+    resume = "resume" in sys.argv[3:]
+    trainer = run(out_dir, max_steps, parallel=parallel, resume=resume)
     if trainer.is_main:  # proves the run really was distributed
         with open(f"{out_dir}/world.json", "w") as f:
-            json.dump({"world_size": trainer.dist.world_size}, f)
+            json.dump({"world_size": trainer.dist.world_size, "parallel": parallel}, f)
+        if resume:
+            save_tensors(f"{out_dir}/resumed.safetensors", trainer.eval_model.state_dict())

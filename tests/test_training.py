@@ -4,6 +4,7 @@ logs and best-model selection, and bad input."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import math
@@ -18,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from multimodal.checkpoint import count_parameters, load_tensor_metadata, load_tensors
+from multimodal.checkpoint import count_parameters, load_tensor_metadata, load_tensors, load_tree
 from multimodal.errors import InputError
 from multimodal.training import TrainConfig, Trainer, add_train_args, split_batch, train_config_from_args
 from multimodal.training import runs
@@ -141,7 +142,7 @@ def test_ddp_two_processes_match_single_process(tmp_path):
            str(HERE / "_ddp_worker.py"), str(ddp_dir), "3"]
     proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert json.loads((ddp_dir / "world.json").read_text()) == {"world_size": 2}
+    assert json.loads((ddp_dir / "world.json").read_text()) == {"world_size": 2, "parallel": "ddp"}
 
     single = W.run(str(single_dir), 3)
     assert single.dist.world_size == 1
@@ -155,6 +156,61 @@ def test_ddp_two_processes_match_single_process(tmp_path):
         assert a["step"] == b["step"]
         if a["kind"] == "train":
             assert a["loss"] == pytest.approx(b["loss"], abs=1e-5)
+
+
+def _torchrun(*args, timeout: int = 240) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(name, None)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(HERE / "_ddp_worker.py"), *map(str, args)]
+    proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not built in")
+def test_fsdp_two_processes_match_single_process_and_resume_on_one_and_two(tmp_path):
+    """FSDP2 on 2 gloo ranks, global batch 8 = 2 ranks x 2 micro-steps x 2 examples, with grad
+    clipping and EMA: the EMA weights after each step and the logged loss equal single-process
+    training; the sharded checkpoint it writes resumes whole in one process and sharded on two."""
+    fsdp_dir, single_dir = tmp_path / "fsdp", tmp_path / "single"
+    fsdp_dir.mkdir()
+    _torchrun(fsdp_dir, 3, "fsdp")
+    assert json.loads((fsdp_dir / "world.json").read_text()) == {"world_size": 2, "parallel": "fsdp"}
+    assert (fsdp_dir / "checkpoint" / "dcp" / ".metadata").is_file()
+    assert not (fsdp_dir / "checkpoint" / "model.safetensors").exists()  # shards, not whole weights
+
+    single = W.run(str(single_dir), 3, parallel="fsdp")  # one process: FSDP has nothing to shard
+    assert single.dist.world_size == 1
+    for step in (1, 2, 3):
+        assert_same_state(load_tensors(single_dir / f"step{step}.safetensors"),
+                          load_tensors(fsdp_dir / f"step{step}.safetensors"), atol=1e-5)
+    for a, b in zip(read_log(fsdp_dir), read_log(single_dir)):
+        assert a["step"] == b["step"]
+        if a["kind"] == "train":
+            assert a["loss"] == pytest.approx(b["loss"], abs=1e-5)
+            assert a["grad_norm"] == pytest.approx(b["grad_norm"], abs=1e-5)
+
+    # on one process: the shards load whole, weights, EMA and optimizer state alike
+    one = Trainer(W.make_model(seed=9), dataclasses.replace(W.ddp_config(str(fsdp_dir), 3), parallel="fsdp"),
+                  W.classification_loss, dataset=W.make_dataset(), resume=True, progress=False)
+    assert one.step == 3 and one.dist.world_size == 1
+    assert_same_state(one.model.state_dict(), load_tensors(single_dir / "checkpoint" / "model.safetensors"), atol=1e-5)
+    assert_same_state(one.ema_model.state_dict(), load_tensors(single_dir / "checkpoint" / "ema.safetensors"),
+                      atol=1e-5)
+    loaded = one.optimizer.state_dict()["state"]
+    expected = load_tree(single_dir / "checkpoint" / "state.safetensors")["optimizer"]["state"]
+    assert len(loaded) == len(expected) == len(list(one.model.parameters()))
+    for i, moments in loaded.items():
+        for name in ("exp_avg", "exp_avg_sq"):
+            torch.testing.assert_close(moments[name], expected[str(i)][name] if str(i) in expected else expected[i][name],
+                                       atol=1e-5, rtol=1e-4)
+
+    # on two processes: resharded, the same EMA weights
+    _torchrun(fsdp_dir, 3, "fsdp", "resume")
+    assert_same_state(load_tensors(fsdp_dir / "resumed.safetensors"),
+                      load_tensors(single_dir / "checkpoint" / "ema.safetensors"), atol=1e-5)
 
 
 # ------------------------------------------------------------------------------------- learning

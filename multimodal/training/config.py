@@ -13,7 +13,8 @@ from ..errors import expect
 
 # Fields a resumed run may change: they move files, set how often things happen or how fast a step
 # runs, but never change the arithmetic of a step. Every other field must match the checkpoint.
-FREE_ON_RESUME = ("out_dir", "eval_every", "save_every", "log_every", "num_workers", "compile", "device")
+FREE_ON_RESUME = ("out_dir", "eval_every", "save_every", "log_every", "num_workers", "compile", "device", "parallel")
+PARALLEL = ("ddp", "fsdp")
 
 
 def _help(text: str, default):
@@ -43,6 +44,8 @@ class TrainConfig(Config):
     compile: bool = _help("torch.compile the model for training", False)
     num_workers: int = _help("DataLoader worker processes", 0)
     device: str = _help("auto (CUDA when present), cpu, cuda or cuda:N", "auto")
+    parallel: str = _help("under torchrun: ddp (a full copy per rank) or fsdp (FSDP2: parameters, gradients and "
+                          "optimizer state sharded over the ranks, sharded checkpoints)", "ddp")
 
     def __post_init__(self):
         self.betas = tuple(self.betas)
@@ -62,6 +65,7 @@ class TrainConfig(Config):
         expect(self.ema_decay is None or 0 < self.ema_decay < 1, "TrainConfig.ema_decay", "a number in (0, 1) or none",
                self.ema_decay)
         expect(self.amp in ("auto", "bf16", "none"), "TrainConfig.amp", "auto, bf16 or none", repr(self.amp))
+        expect(self.parallel in PARALLEL, "TrainConfig.parallel", " or ".join(PARALLEL), repr(self.parallel))
         expect(self.select_mode in ("max", "min"), "TrainConfig.select_mode", "max or min", repr(self.select_mode))
         expect(self.batch_size % self.grad_accum == 0, "TrainConfig.batch_size",
                f"a multiple of grad_accum ({self.grad_accum})", self.batch_size)

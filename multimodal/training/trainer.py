@@ -4,7 +4,8 @@ A model brings three things: the ``nn.Module``, ``loss_fn(model, batch) -> (loss
 ``loss`` is the mean over the batch, and its data, either a map-style ``Dataset`` or a
 ``batch_fn(step, rank, world_size) -> batch`` for generated or streamed data. The trainer owns
 everything else: AdamW with warmup and cosine decay, gradient accumulation and clipping, bf16
-autocast on CUDA, an EMA of the weights, torchrun DDP, evaluation and best-model selection,
+autocast on CUDA, an EMA of the weights, torchrun DDP or FSDP2 (``sharded``), evaluation and
+best-model selection,
 metrics.jsonl + loss.png, and atomic checkpoints that resume bit-exactly.
 
 Exact resume rests on one rule: the data of optimizer step ``s`` is a function of ``s`` alone
@@ -41,6 +42,7 @@ from ..checkpoint import (WEIGHTS_NAME, atomic_write_text, check_state_dict, fin
 from ..errors import InputError, expect
 from .batching import StepSampler, split_batch, to_device
 from .config import FREE_ON_RESUME, TrainConfig, lr_factor
+from . import sharded
 from .distributed import Distributed, gather_rng_states, rng_state, seed_everything, set_rng_state, setup_distributed
 from .runs import (BEST_DIR, CHECKPOINT_DIR, EMA_NAME, METRICS_NAME, PLOT_NAME, STATE_NAME, TRAIN_CONFIG_NAME,
                    plot_losses)
@@ -107,16 +109,25 @@ class Trainer:
 
         seed_everything(config.seed + self.dist.rank)  # ranks draw different dropout masks
         self.model = model.to(self.device)
+        self.ema_model = None
+        if config.ema_decay is not None:
+            self.ema_model = copy.deepcopy(self.model).eval().requires_grad_(False)
         self._ddp = None
-        if self.dist.enabled:  # wrapping broadcasts rank 0's weights, so every rank starts equal
+        self._fsdp = config.parallel == "fsdp" and self.dist.enabled
+        self._whole: nn.Module | None = None  # FSDP: rank 0's unsharded copy, to evaluate and publish
+        if self._fsdp:
+            if self.is_main:
+                self._whole = copy.deepcopy(self.ema_model or self.model).eval().requires_grad_(False)
+            bf16 = config.amp == "bf16" or (config.amp == "auto" and self.device.type == "cuda")
+            sharded.shard(self.model, bf16)
+            if self.ema_model is not None:
+                sharded.shard(self.ema_model, bf16)
+        elif self.dist.enabled:  # wrapping broadcasts rank 0's weights, so every rank starts equal
             self._ddp = DistributedDataParallel(self.model, device_ids=[self.device.index]
                                                 if self.device.type == "cuda" else None)
         self._train_module = self._ddp or self.model
         if config.compile:
             self._train_module = torch.compile(self._train_module)
-        self.ema_model = None
-        if config.ema_decay is not None:
-            self.ema_model = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.optimizer = torch.optim.AdamW(param_groups(self.model, config.weight_decay), lr=config.lr,
                                            betas=config.betas)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, config))
@@ -144,8 +155,17 @@ class Trainer:
 
     @property
     def eval_model(self) -> nn.Module:
-        """The weights one evaluates and samples with: the EMA when it is on."""
+        """The weights one evaluates and samples with: the EMA when it is on. Under FSDP, rank 0's
+        whole copy of them as of the last evaluation (or the end of ``train``)."""
+        if self._fsdp:
+            return self._whole
         return self.ema_model if self.ema_model is not None else self.model
+
+    def _gather_eval_weights(self) -> None:
+        """FSDP: gather the evaluated weights whole into rank 0's copy (every rank takes part)."""
+        state = sharded.full_state_dict(self.ema_model if self.ema_model is not None else self.model)
+        if self.is_main:
+            self._whole.load_state_dict(state)
 
     def final_model(self, load: Callable[[Path], nn.Module]) -> nn.Module:
         """After ``train``: the weights selection kept in best/ (read by ``load(folder)``), else the
@@ -215,13 +235,18 @@ class Trainer:
                     summary.update(record)
                     window, window_steps, window_start = {}, 0, time.perf_counter()
                 paused = time.perf_counter()
-                if self.eval_fn is not None and self.is_main and (_due(self.step, cfg.eval_every) or done):
-                    summary.update(self.evaluate())
+                if self.eval_fn is not None and (_due(self.step, cfg.eval_every) or done):
+                    if self._fsdp:
+                        self._gather_eval_weights()
+                    if self.is_main:
+                        summary.update(self.evaluate())
                 if _due(self.step, cfg.save_every) or done:
                     self.save_checkpoint()
                 window_start += time.perf_counter() - paused  # throughput counts training time only
         finally:
             bar.close()
+        if self._fsdp:
+            self._gather_eval_weights()  # what final_model and eval_model give after training
         self.dist.close()
         return {"step": self.step, **summary}
 
@@ -230,8 +255,10 @@ class Trainer:
         totals: dict[str, torch.Tensor] = {}
         for i, batch in enumerate(micro_batches):
             batch = to_device(batch, self.device)
-            # DDP all-reduces gradients at every backward; only the last micro-step needs it.
+            # DDP and FSDP reduce gradients at every backward; only the last micro-step needs it.
             sync = self._ddp.no_sync() if self._ddp is not None and i < A - 1 else contextlib.nullcontext()
+            if self._fsdp:
+                self.model.set_requires_gradient_sync(i == A - 1)
             with sync:
                 with self._autocast():
                     loss, metrics = self._call_loss(batch)
@@ -244,7 +271,8 @@ class Trainer:
                 v = v.detach().float() if isinstance(v, torch.Tensor) else torch.tensor(float(v))
                 totals[k] = totals.get(k, 0) + v.to(self.device) / A
         if cfg.grad_clip is not None:  # DDP has averaged the gradients, so this is the global norm
-            totals["grad_norm"] = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip).detach()
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip).detach()
+            totals["grad_norm"] = norm.full_tensor() if hasattr(norm, "full_tensor") else norm  # FSDP: a DTensor
         self.last_lr = self.scheduler.get_last_lr()[0]  # the lr this step used, for the log
         self.optimizer.step()
         self.scheduler.step()
@@ -365,18 +393,25 @@ class Trainer:
 
     # ------------------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> None:
-        """Write out_dir/checkpoint as a whole: into a temporary folder, then renamed into place."""
+        """Write out_dir/checkpoint as a whole: into a temporary folder, then renamed into place.
+        Under FSDP every rank writes its shards of the weights, EMA and optimizer state (``sharded``)."""
         rng = gather_rng_states(self.dist)  # every rank takes part
+        final = self.out_dir / CHECKPOINT_DIR
+        if self._fsdp:
+            tmp = fresh_tmp_dir(final) if self.is_main else final.with_name(f".{final.name}.tmp")
+            dist.barrier()  # the folder is fresh before any rank writes into it
+            sharded.save(tmp / sharded.DCP_DIR, self.model, self.optimizer, self.ema_model)
+            dist.barrier()
         if not self.is_main:
             return
-        final = self.out_dir / CHECKPOINT_DIR
-        tmp = fresh_tmp_dir(final)
-        save_tensors(tmp / WEIGHTS_NAME, self._weights(self.model), metadata={"step": str(self.step)})
-        if self.ema_model is not None:
-            save_tensors(tmp / EMA_NAME, self._weights(self.ema_model))
+        if not self._fsdp:
+            tmp = fresh_tmp_dir(final)
+            save_tensors(tmp / WEIGHTS_NAME, self._weights(self.model), metadata={"step": str(self.step)})
+            if self.ema_model is not None:
+                save_tensors(tmp / EMA_NAME, self._weights(self.ema_model))
         save_tree(tmp / STATE_NAME, {
             "step": self.step, "world_size": self.dist.world_size, "dataset_len": self.dataset_len,
-            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "optimizer": None if self._fsdp else self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "rng": rng, "best": self.best, "best_step": self.best_step,
         })
         atomic_write_text(tmp / TRAIN_CONFIG_NAME, self.config.to_json() + "\n")
@@ -394,15 +429,23 @@ class Trainer:
         if changed:
             raise InputError(f"resume: expected the config that {folder} was trained with, "
                              f"found changes: {'; '.join(changed)}")
-        self._load_weights(self.model, folder / WEIGHTS_NAME)
-        if self.ema_model is not None:
-            self._load_weights(self.ema_model, folder / EMA_NAME)
+        shards = folder / sharded.DCP_DIR
+        if shards.is_dir():  # written by FSDP ranks: resharded for however many processes run now
+            sharded.load(shards, self.model, self.optimizer, self.ema_model)
+        elif self._fsdp:
+            raise InputError(f"resume: expected a sharded checkpoint (written with parallel='fsdp') to resume "
+                             f"under FSDP, found whole weights in {folder}; resume it with parallel='ddp'")
+        else:
+            self._load_weights(self.model, folder / WEIGHTS_NAME)
+            if self.ema_model is not None:
+                self._load_weights(self.ema_model, folder / EMA_NAME)
         state = load_tree(folder / STATE_NAME)
         try:
             if state["dataset_len"] != self.dataset_len:
                 raise InputError(f"resume: expected the dataset of the checkpoint ({state['dataset_len']} examples), "
                                  f"found {self.dataset_len}")
-            self.optimizer.load_state_dict(state["optimizer"])
+            if not shards.is_dir():
+                self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
             self.step, self.best, self.best_step = int(state["step"]), state["best"], state["best_step"]
             rng = state["rng"]
