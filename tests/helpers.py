@@ -125,7 +125,8 @@ class DecisionMargins:
                 if margins._pending is not None:
                     gaps = torch.minimum(gaps, margins._pending)
                 running = (tokens[:, -1] != sampler.eot).tolist()
-                margins._record(list(range(len(running))), gaps, running)
+                G = len(running) // len(sampler.windows)  # rows per window; windows that ended have left
+                margins._record([sampler.windows[r // G] for r in range(len(running))], gaps, running)
             margins._pending = None
             return original["sample"](sampler, tokens, logits, sum_logprobs)
 
@@ -156,7 +157,7 @@ class DecisionMargins:
                 if margins._pending is not None:
                     gap = min(gap, float(margins._pending[g * K:(g + 1) * K].min()))
                 gaps.append(gap)
-            margins._record(list(range(groups)), torch.tensor(gaps))
+            margins._record(search.windows or list(range(groups)), torch.tensor(gaps))
             margins._pending = None
             return original["beam"](search, tokens, logits, sum_logprobs)
 

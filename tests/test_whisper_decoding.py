@@ -134,6 +134,27 @@ def test_decode_equals_openai_whisper(case, tiny, mels, english_tokenizer):
         assert_same_decisions(got, want, margins, english_tokenizer, beams="beam_size" in options)
 
 
+@pytest.mark.numerics
+@pytest.mark.parametrize("case", ["greedy", "beam5"])
+def test_windows_that_end_leave_the_batch_and_the_rest_decode_as_alone(case, tiny, english_tokenizer, monkeypatch):
+    """A batch of windows: those whose search has ended leave it (the cache keeps the others' rows
+    and audio), and every window decodes as it does alone (as far as its choices were clear)."""
+    from multimodal.backbone import KVCache
+
+    kept = []
+    original = KVCache.keep
+    monkeypatch.setattr(KVCache, "keep", lambda cache, rows, contexts: kept.append(len(contexts)) or
+                        original(cache, rows, contexts))
+    options = DecodingOptions(**CASES[case])
+    mels = torch.randn(3, 80, 3000, generator=torch.Generator().manual_seed(3))  # windows of 43, 36 and 1 tokens
+    with DecisionMargins() as margins:
+        together = decode(tiny[0], english_tokenizer, mels, options)
+    assert kept and kept[0] < 3  # a window left while others went on
+    alone = [decode(tiny[0], english_tokenizer, mels[i:i + 1], options)[0] for i in range(3)]
+    assert len({len(r.tokens) for r in alone}) > 1
+    assert_same_decisions(together, alone, margins, english_tokenizer, beams="beam_size" in CASES[case])
+
+
 def test_the_random_model_makes_decoding_non_trivial(tiny, mels, english_tokenizer):
     """The comparisons above mean something: outputs differ by window, are varied, some end before
     the length limit, and carry timestamps."""

@@ -62,6 +62,14 @@ class KVCache:
             self.cross = [None if kv is None else (kv[0].index_select(0, index), kv[1].index_select(0, index))
                           for kv in self.cross]
 
+    def keep(self, rows: torch.Tensor, contexts: torch.Tensor) -> None:
+        """Keep self-attention rows ``rows`` and cross-attention contexts ``contexts`` (by index): the
+        sequences that go on when others of a batch have ended."""
+        self.reorder(rows, cross=False)
+        contexts = contexts.to(self.k[0].device)
+        self.cross = [None if kv is None else (kv[0].index_select(0, contexts), kv[1].index_select(0, contexts))
+                      for kv in self.cross]
+
     def reset(self) -> None:
         self.length = 0
         self.cross = [None] * len(self.cross)

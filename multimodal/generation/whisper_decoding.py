@@ -223,8 +223,9 @@ def rank(candidates: list[list[tuple[list[int], float]]], length_penalty: float 
 class Sampler:
     """Greedy (temperature 0) or sampling: every row continues its own sequence."""
 
-    def __init__(self, temperature: float, eot: int, generator: torch.Generator | None = None):
+    def __init__(self, temperature: float, eot: int, generator: torch.Generator | None = None, groups: int = 1):
         self.temperature, self.eot, self.generator = temperature, eot, generator
+        self.windows = list(range(groups))  # the windows the rows hold now, each as many consecutive rows
 
     def step(self, tokens, logits, sum_logprobs):
         """tokens [N, L], logits [N, V], sum_logprobs [N] (updated in place) -> (tokens [N, L+1],
@@ -241,12 +242,20 @@ class Sampler:
         tokens = torch.cat([tokens, next_tokens[:, None]], dim=1)
         return tokens, None, bool((next_tokens == self.eot).all())
 
-    def finish(self, tokens, sum_logprobs, groups: int):
-        """-> per window, its candidates (token list up to EOT, summed logprob)."""
-        tokens = F.pad(tokens, (0, 1), value=self.eot).tolist()
-        sums = sum_logprobs.tolist()
-        G = len(tokens) // groups
-        return [[(tokens[i], sums[i]) for i in range(g * G, (g + 1) * G)] for g in range(groups)]
+    def windows_done(self, tokens) -> list[bool]:
+        """Whether each window (consecutive groups of rows) has ended in every row."""
+        ended = (tokens[:, -1] == self.eot).tolist()
+        G = len(ended) // len(self.windows)
+        return [all(ended[g * G:(g + 1) * G]) for g in range(len(self.windows))]
+
+    def keep(self, windows: list[int]) -> None:
+        """The rows now hold only these of their windows (by position)."""
+        self.windows = [self.windows[g] for g in windows]
+
+    def finish(self, rows: list[list[list[int]]], sums: list[list[float]]):
+        """Each window's rows (token lists) and summed logprobs -> per window, its candidates (token
+        list up to EOT, summed logprob)."""
+        return [[(row + [self.eot], lp) for row, lp in zip(r, s)] for r, s in zip(rows, sums)]
 
 
 class BeamSearch:
@@ -257,7 +266,8 @@ class BeamSearch:
     def __init__(self, beam_size: int, eot: int, patience: float | None = None):
         self.beam_size, self.eot = beam_size, eot
         self.max_candidates = round(beam_size * (patience or 1.0))
-        self.finished: list[dict[tuple[int, ...], float]] | None = None
+        self.finished: list[dict[tuple[int, ...], float]] | None = None  # per window
+        self.windows: list[int] | None = None  # the windows the rows hold now, in order
 
     def step(self, tokens, logits, sum_logprobs):
         K = self.beam_size
@@ -266,6 +276,7 @@ class BeamSearch:
         first = self.finished is None  # every beam of a window still holds the same sequence
         if first:
             self.finished = [{} for _ in range(groups)]
+            self.windows = list(range(groups))
         logprobs = F.log_softmax(logits.float(), dim=-1)
         top_lp, top_ids = logprobs.topk(K + 1, dim=-1)  # [N, K+1]
         scores = (sum_logprobs[:, None] + top_lp).view(groups, K, K + 1)
@@ -295,7 +306,7 @@ class BeamSearch:
                     kept += 1
                     if kept == K:
                         break
-            finished = self.finished[g]
+            finished = self.finished[self.windows[g]]
             for sequence, score in newly_finished.items():  # already best first
                 if len(finished) >= self.max_candidates:
                     break
@@ -304,19 +315,28 @@ class BeamSearch:
         sum_logprobs.copy_(torch.tensor(new_sums, dtype=sum_logprobs.dtype, device=sum_logprobs.device))
         tokens = torch.tensor(new_tokens, dtype=tokens.dtype, device=tokens.device)
         source_index = torch.tensor(sources, device=tokens.device)
-        done = all(len(f) >= self.max_candidates for f in self.finished)
+        done = all(len(self.finished[w]) >= self.max_candidates for w in self.windows)
         return tokens, source_index, done
 
-    def finish(self, tokens, sum_logprobs, groups: int):
+    def windows_done(self, tokens) -> list[bool]:
+        """Whether each window of the rows has collected its finished candidates."""
+        return [len(self.finished[w]) >= self.max_candidates for w in self.windows]
+
+    def keep(self, windows: list[int]) -> None:
+        """The rows now hold only these of their windows (by position)."""
+        self.windows = [self.windows[g] for g in windows]
+
+    def finish(self, rows: list[list[list[int]]], sums: list[list[float]]):
+        """Each window's beams (token lists) and summed logprobs at the end -> per window, its
+        candidates (token list up to EOT, summed logprob)."""
         K = self.beam_size
         if self.finished is None:
-            self.finished = [{} for _ in range(groups)]
-        rows, sums = tokens.tolist(), sum_logprobs.tolist()
+            self.finished = [{} for _ in rows]
         out = []
-        for g, finished in enumerate(self.finished):
+        for finished, r, s in zip(self.finished, rows, sums):
             if len(finished) < K:  # not enough finished: the best unfinished beams, ended here
-                for j in sorted(range(K), key=lambda j: sums[g * K + j], reverse=True):
-                    finished[tuple(rows[g * K + j] + [self.eot])] = sums[g * K + j]
+                for j in sorted(range(K), key=lambda j: s[j], reverse=True):
+                    finished[tuple(r[j] + [self.eot])] = s[j]
                     if len(finished) >= K:
                         break
             out.append([(list(seq), lp) for seq, lp in finished.items()])
@@ -459,7 +479,7 @@ def decode(model, tokenizer, mel_or_features: torch.Tensor, options: DecodingOpt
         search = BeamSearch(options.beam_size, tokenizer.eot, options.patience)
         G = options.beam_size
     else:
-        search = Sampler(options.temperature, tokenizer.eot, generator)
+        search = Sampler(options.temperature, tokenizer.eot, generator, groups=B)
         G = options.best_of or 1
 
     # The initial tokens run once per window; then the cache fans out to G rows per window.
@@ -476,6 +496,19 @@ def decode(model, tokenizer, mel_or_features: torch.Tensor, options: DecodingOpt
         tokens, logits = tokens[fan_out], logits[fan_out]
     sum_logprobs = torch.zeros(B * G, device=features.device)
 
+    # A window whose search has ended leaves the batch (its rows are kept aside), so the others' steps
+    # no longer carry it. Not while sampling: the remaining rows would draw other random numbers.
+    can_leave = options.beam_size is not None or options.temperature == 0
+    active = list(range(B))  # the windows the rows hold, G consecutive rows each
+    rows_at_end: list[list[list[int]] | None] = [None] * B
+    sums_at_end: list[list[float] | None] = [None] * B
+
+    def set_aside(positions: list[int]) -> None:
+        rows, sums = tokens.tolist(), sum_logprobs.tolist()
+        for g in positions:
+            rows_at_end[active[g]] = rows[g * G:(g + 1) * G]
+            sums_at_end[active[g]] = sums[g * G:(g + 1) * G]
+
     for step in range(sample_len):
         if step > 0:
             logits = model.logits(tokens[:, -1:], None, cache=cache)[:, -1]
@@ -486,8 +519,19 @@ def decode(model, tokenizer, mel_or_features: torch.Tensor, options: DecodingOpt
             cache.reorder(source, cross=False)  # beams of one window share its audio
         if done or tokens.shape[1] > n_ctx:
             break
+        if can_leave and len(active) > 1:
+            ended = search.windows_done(tokens)
+            if any(ended):
+                set_aside([g for g, e in enumerate(ended) if e])
+                keep = [g for g, e in enumerate(ended) if not e]
+                rows = torch.tensor([g * G + j for g in keep for j in range(G)], device=tokens.device)
+                cache.keep(rows, torch.tensor(keep, device=tokens.device))
+                tokens, sum_logprobs = tokens[rows], sum_logprobs[rows]
+                search.keep(keep)
+                active = [active[g] for g in keep]
 
-    candidates = search.finish(tokens, sum_logprobs, B)
+    set_aside(list(range(len(active))))
+    candidates = search.finish(rows_at_end, sums_at_end)
     results = []
     for b, group in enumerate(candidates):
         group = [(seq[sample_begin:seq.index(tokenizer.eot, sample_begin)], lp) for seq, lp in group]
