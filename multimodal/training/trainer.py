@@ -119,9 +119,10 @@ class Trainer:
             if self.is_main:
                 self._whole = copy.deepcopy(self.ema_model or self.model).eval().requires_grad_(False)
             bf16 = config.amp == "bf16" or (config.amp == "auto" and self.device.type == "cuda")
-            sharded.shard(self.model, bf16)
+            whole = {name for name, p in self.model.named_parameters() if not p.requires_grad}
+            sharded.shard(self.model, bf16, whole)
             if self.ema_model is not None:
-                sharded.shard(self.ema_model, bf16)
+                sharded.shard(self.ema_model, bf16, whole)
         elif self.dist.enabled:  # wrapping broadcasts rank 0's weights, so every rank starts equal
             self._ddp = DistributedDataParallel(self.model, device_ids=[self.device.index]
                                                 if self.device.type == "cuda" else None)
