@@ -119,6 +119,16 @@ def test_training_mode_drops_conditions_at_the_configured_rate():
     assert bool((is_null ^ is_cond).all()) and 16 < int(is_null.sum()) < 48
 
 
+def test_the_null_token_gets_a_gradient_even_when_no_row_is_dropped():
+    """Sharded training reduces every parameter's gradient on every rank alike: the null text token
+    takes part in each step (a zero gradient when no row dropped its text), and the output is
+    unchanged by it."""
+    model = randomize(DiT(DiTConfig(**TINY, context_dim=12, class_dropout_prob=0.0))).train()
+    x, t, ctx = latents(), torch.tensor([10, 400, 900]), text()
+    model(x, t, context=ctx).square().mean().backward()
+    assert model.null_context.grad is not None and torch.count_nonzero(model.null_context.grad) == 0
+
+
 def test_text_padding_pooling_and_the_null_token():
     model = randomize(DiT(DiTConfig(**TINY, context_dim=12)))
     x, t, ctx = latents(), torch.tensor([10, 400, 900]), text()

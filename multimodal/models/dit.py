@@ -288,12 +288,13 @@ class DiT(PretrainedMixin, nn.Module):
         if pooled is None:
             keep = (~mask).unsqueeze(-1).to(context.dtype)
             pooled = (context * keep).sum(1) / keep.sum(1).clamp(min=1)
-        if drop.any():
-            first = torch.arange(T, device=context.device) == 0
-            null = null.to(context.dtype)
-            context = torch.where((drop[:, None] & first[None])[..., None], null, context)
-            mask = torch.where(drop[:, None], ~first[None], mask)
-            pooled = torch.where(drop[:, None], null, pooled)
+        # Always through torch.where, even when no row is dropped: the null token then gets a (zero)
+        # gradient at every step, which sharded training (FSDP) needs on every rank alike.
+        first = torch.arange(T, device=context.device) == 0
+        null = null.to(context.dtype)
+        context = torch.where((drop[:, None] & first[None])[..., None], null, context)
+        mask = torch.where(drop[:, None], ~first[None], mask)
+        pooled = torch.where(drop[:, None], null, pooled)
         return context, mask, pooled
 
     # ------------------------------------------------------------------------------ forward
