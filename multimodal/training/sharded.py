@@ -24,7 +24,8 @@ from ..backbone.blocks import Block
 
 DCP_DIR = "dcp"  # the sharded checkpoint's folder inside checkpoint/
 # Methods of the models' roots that training losses call besides forward (TextToImage.loss,
-# Whisper.logits): under FSDP each gathers the root's parameters as forward does.
+# Whisper.logits): under FSDP each gathers the root's parameters as forward does, under DDP each
+# runs through DDP's forward (``trainer._ThroughDDP``).
 ENTRY_POINTS = ("loss", "logits")
 
 

@@ -124,11 +124,12 @@ class Trainer:
             if self.ema_model is not None:
                 sharded.shard(self.ema_model, bf16, whole)
         elif self.dist.enabled:  # wrapping broadcasts rank 0's weights, so every rank starts equal
-            self._ddp = DistributedDataParallel(self.model, device_ids=[self.device.index]
+            self._ddp = DistributedDataParallel(_Methods(self.model), device_ids=[self.device.index]
                                                 if self.device.type == "cuda" else None)
-        self._train_module = self._ddp or self.model
-        if config.compile:
-            self._train_module = torch.compile(self._train_module)
+        if self._ddp is not None:  # loss_fn gets the model, its forward and entry points run through DDP
+            self._train_module = _ThroughDDP(torch.compile(self._ddp) if config.compile else self._ddp, self.model)
+        else:
+            self._train_module = torch.compile(self.model) if config.compile else self.model
         self.optimizer = torch.optim.AdamW(param_groups(self.model, config.weight_decay), lr=config.lr,
                                            betas=config.betas)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, config))
@@ -508,6 +509,35 @@ class Trainer:
         self.history.append(record)
         with open(self.out_dir / METRICS_NAME, "a") as f:
             f.write(json.dumps(record) + "\n")
+
+
+class _Methods(nn.Module):
+    """The model, with a forward that calls any of its methods: what DDP wraps, so that a loss calling
+    ``model.loss(...)`` or ``model.logits(...)`` still goes through DDP's forward (which prepares the
+    gradient all-reduce) rather than around it."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, method: str, *args, **kwargs):
+        return self.model(*args, **kwargs) if method == "forward" else getattr(self.model, method)(*args, **kwargs)
+
+
+class _ThroughDDP:
+    """What ``loss_fn`` gets under DDP: the model as itself (its config and attributes), whose
+    forward and entry points (``sharded.ENTRY_POINTS``) run through DDP."""
+
+    def __init__(self, ddp, model: nn.Module):
+        self._ddp, self._model = ddp, model
+
+    def __call__(self, *args, **kwargs):
+        return self._ddp("forward", *args, **kwargs)
+
+    def __getattr__(self, name: str):
+        if name in sharded.ENTRY_POINTS and callable(getattr(self._model, name, None)):
+            return lambda *args, **kwargs: self._ddp(name, *args, **kwargs)
+        return getattr(self._model, name)
 
 
 def _due(step: int, every: int) -> bool:
