@@ -93,8 +93,13 @@ def find_dir(final: Path) -> Path | None:
     return final if final.is_dir() else old if old.is_dir() else None
 
 
+def tmp_dir_of(final: Path) -> Path:
+    """The temporary folder a folder ``final`` is written into before ``publish_dir`` renames it."""
+    return final.with_name(f".{final.name}.tmp")
+
+
 def fresh_tmp_dir(final: Path) -> Path:
-    tmp = final.with_name(f".{final.name}.tmp")
+    tmp = tmp_dir_of(final)
     shutil.rmtree(tmp, ignore_errors=True)  # left over from a save that was killed
     tmp.mkdir(parents=True)
     return tmp

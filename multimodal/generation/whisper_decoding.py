@@ -220,7 +220,18 @@ def rank(candidates: list[list[tuple[list[int], float]]], length_penalty: float 
     return best
 
 
-class Sampler:
+class _Search:
+    """What both searches share: the windows their rows hold now (each as many consecutive rows),
+    which shrink as windows that have ended leave the batch."""
+
+    windows: list[int] | None = None
+
+    def keep(self, windows: list[int]) -> None:
+        """The rows now hold only these of their windows (by position)."""
+        self.windows = [self.windows[g] for g in windows]
+
+
+class Sampler(_Search):
     """Greedy (temperature 0) or sampling: every row continues its own sequence."""
 
     def __init__(self, temperature: float, eot: int, generator: torch.Generator | None = None, groups: int = 1):
@@ -248,17 +259,13 @@ class Sampler:
         G = len(ended) // len(self.windows)
         return [all(ended[g * G:(g + 1) * G]) for g in range(len(self.windows))]
 
-    def keep(self, windows: list[int]) -> None:
-        """The rows now hold only these of their windows (by position)."""
-        self.windows = [self.windows[g] for g in windows]
-
     def finish(self, rows: list[list[list[int]]], sums: list[list[float]]):
         """Each window's rows (token lists) and summed logprobs -> per window, its candidates (token
         list up to EOT, summed logprob)."""
         return [[(row + [self.eot], lp) for row, lp in zip(r, s)] for r, s in zip(rows, sums)]
 
 
-class BeamSearch:
+class BeamSearch(_Search):
     """Beam search with patience (Kasai et al., 2022): each step keeps the ``beam_size`` best
     unfinished continuations of each window and sets aside the finished ones ranked above them,
     until ``round(beam_size * patience)`` finished candidates are collected for every window."""
@@ -267,7 +274,6 @@ class BeamSearch:
         self.beam_size, self.eot = beam_size, eot
         self.max_candidates = round(beam_size * (patience or 1.0))
         self.finished: list[dict[tuple[int, ...], float]] | None = None  # per window
-        self.windows: list[int] | None = None  # the windows the rows hold now, in order
 
     def step(self, tokens, logits, sum_logprobs):
         K = self.beam_size
@@ -321,10 +327,6 @@ class BeamSearch:
     def windows_done(self, tokens) -> list[bool]:
         """Whether each window of the rows has collected its finished candidates."""
         return [len(self.finished[w]) >= self.max_candidates for w in self.windows]
-
-    def keep(self, windows: list[int]) -> None:
-        """The rows now hold only these of their windows (by position)."""
-        self.windows = [self.windows[g] for g in windows]
 
     def finish(self, rows: list[list[list[int]]], sums: list[list[float]]):
         """Each window's beams (token lists) and summed logprobs at the end -> per window, its

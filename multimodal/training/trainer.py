@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ..checkpoint import (WEIGHTS_NAME, atomic_write_text, check_state_dict, find_dir,
-                          fresh_tmp_dir, load_tensors, load_tree, publish_dir, save_tensors, save_tree)
+                          fresh_tmp_dir, load_tensors, load_tree, publish_dir, save_tensors, save_tree, tmp_dir_of)
 from ..errors import InputError, expect
 from .batching import StepSampler, split_batch, to_device
 from .config import FREE_ON_RESUME, TrainConfig, lr_factor
@@ -400,7 +400,7 @@ class Trainer:
         rng = gather_rng_states(self.dist)  # every rank takes part
         final = self.out_dir / CHECKPOINT_DIR
         if self._fsdp:
-            tmp = fresh_tmp_dir(final) if self.is_main else final.with_name(f".{final.name}.tmp")
+            tmp = fresh_tmp_dir(final) if self.is_main else tmp_dir_of(final)
             dist.barrier()  # the folder is fresh before any rank writes into it
             sharded.save(tmp / sharded.DCP_DIR, self.model, self.optimizer, self.ema_model)
             dist.barrier()
