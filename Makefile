@@ -13,9 +13,9 @@ SHELL := /bin/bash
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 BOOTSTRAP_PYTHON := $(shell command -v python3.11 || command -v python3)
-# Debian packages the tests need (soundfile's wheel bundles libsndfile): espeak-ng speaks test sentences;
-# chromium and its driver run the app in a real browser (tests/test_browser.py).
-DEB_PACKAGES := espeak-ng chromium chromium-driver
+# Debian packages the tests need (soundfile's wheel bundles libsndfile): espeak-ng speaks test sentences and
+# sox trims and resamples them; chromium and its driver run the app in a real browser (tests/test_browser.py).
+DEB_PACKAGES := espeak-ng sox chromium chromium-driver
 # Debian packages the benchmarks' data needs: Fashion-MNIST, and the held-out voices and real
 # recordings of the ASR evaluation set (pico, in non-free, is used when installed; see DATA.md); sox,
 # WordNet's examples and festival's kal / ked voices for the speech-digits corpus.

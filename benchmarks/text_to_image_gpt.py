@@ -2,9 +2,10 @@
 
 1. **Sweep** (``--sweep``): classifier-free guidance, temperature and top-p for each ``--gpt`` folder
    on the 64 validation prompts (``validation_prompts()``, disjoint from the evaluation list, seen
-   combinations only, 2 images each). The setting with the best seen accuracy is chosen per model.
+   combinations only, ``--sweep-images-per-prompt`` images each). The setting with the best seen accuracy is chosen per model.
 2. **Evaluation**: the chosen setting (or ``--guidance/--temperature/--top-p``) on
-   ``world.evaluation_prompts()`` (31 held-out combinations, 64 seen; ``--images-per-prompt`` each),
+   ``world.evaluation_prompts()`` (31 held-out combinations, 64 seen; ``--images-per-prompt`` each;
+   one image more or less moves a seen accuracy by 1/(64 x images), so 2 per prompt is a rough view),
    with the same seed as ``benchmarks/text_to_image.py``: prompt accuracy seen / held out under the
    world judge, Fréchet distance, seconds per image (codes and decoding, batch of all prompts), and
    the codebook usage of the codes written. The VQ-VAE's ceiling is the judge on real renders
@@ -73,7 +74,8 @@ def main(argv=None) -> None:
     parser.add_argument("--guidance", type=float, default=3.0)
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--top-p", type=float, default=None)
-    parser.add_argument("--images-per-prompt", type=int, default=2)
+    parser.add_argument("--images-per-prompt", type=int, default=2, help="images of each evaluation prompt")
+    parser.add_argument("--sweep-images-per-prompt", type=int, default=2, help="images of each validation prompt")
     parser.add_argument("--diffusion", nargs="*", default=["text2image-sit", "text2image-dit"],
                         help="diffusion checkpoints scored and timed beside the GPT (25 steps, default sampler)")
     parser.add_argument("--threads", type=int, default=2)
@@ -89,7 +91,7 @@ def main(argv=None) -> None:
     chosen = {where: dict(guidance_scale=args.guidance, temperature=args.temperature, top_p=args.top_p)
               for where in args.gpt}
     if args.sweep:
-        prompts = _prompts(validation_prompts(), 2)
+        prompts = _prompts(validation_prompts(), args.sweep_images_per_prompt)
         real, features = _real(judge, prompts)
         sweep = {}
         for where, model in models.items():
@@ -105,7 +107,8 @@ def main(argv=None) -> None:
             sweep[where] = {"rows": rows, "chosen": chosen[where]}
             print(f"{where}: chosen {chosen[where]} (validation seen {100 * best['seen_accuracy']:.1f} %)")
         write_results(f"{args.results}_sweep", {"command": command, "judge": judge.description,
-                                                  "prompts": "validation_prompts() x 2", "models": sweep})
+                                                  "prompts": f"validation_prompts() x {args.sweep_images_per_prompt}",
+                                                  "models": sweep})
 
     prompts = _prompts(evaluation_prompts(), args.images_per_prompt)
     real, features = _real(judge, prompts)

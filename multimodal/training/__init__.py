@@ -2,7 +2,7 @@
 
 ``config`` (TrainConfig and its flags), ``batching`` (the data of each step), ``trainer`` (the loop),
 ``runs`` (run and model folders, model cards), ``distributed`` (torchrun); one recipe per model:
-``vit``, ``autoencoder``, ``text2image``, ``whisper``.
+``vit``, ``autoencoder``, ``text2image``, ``whisper``, ``vqvae``, ``text2codes``, ``speech_codec``, ``lora``.
 """
 
 from .batching import split_batch
