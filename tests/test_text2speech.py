@@ -1,0 +1,135 @@
+"""Text to speech: the text front end, the delay-pattern GPT (tiny) and its sampler."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from multimodal.errors import InputError
+from multimodal.generation.autoregressive import generate_delayed
+from multimodal.models.text2speech_gpt import TextToSpeechGPT, TextToSpeechGPTConfig
+from multimodal.tokenizers import phonemes
+
+TINY = TextToSpeechGPTConfig(codebook_size=16, levels=3, voices=("a", "b"), front_end="characters", text_length=12,
+                             max_frames=10, width=64, depth=2, heads=4, cond_drop=0.0)
+
+
+def tiny(seed: int = 0, **changes) -> TextToSpeechGPT:
+    torch.manual_seed(seed)
+    return TextToSpeechGPT(TINY.replace(**changes)).eval()
+
+
+# ------------------------------------------------------------------------------------ front end
+def test_speakable_text_reads_digits_and_skips_what_cannot_be_said():
+    assert phonemes.speakable("Call 4071 now!") == "Call four zero seven one now!"
+    assert phonemes.speakable("café — naïve 🙂 ok") == "cafe naive ok"
+    assert phonemes.speakable("well-known  A/B test") == "well known A B test"
+    assert phonemes.speakable("Привет, world") == ", world"
+    for bad in ("", "   ", "🙂🙂", "Привет", "…!?"):
+        with pytest.raises(InputError, match="text: expected something speakable"):
+            phonemes.speakable(bad)
+    with pytest.raises(InputError, match="text: expected a string"):
+        phonemes.speakable(42)
+
+
+def test_sentences_fit_the_window_and_keep_every_word():
+    text = "First sentence here. " + ", ".join(["a clause of words"] * 12) + "! Last one?"
+    pieces = phonemes.sentences(text, max_chars=40)
+    assert all(len(p) <= 40 for p in pieces) and pieces[0] == "First sentence here." and pieces[-1] == "Last one?"
+    assert " ".join(pieces).replace(",", "").split() == phonemes.speakable(text).replace(",", "").split()
+
+
+def test_phonemes_are_printable_ascii_ids_and_back():
+    symbols = phonemes.phonemize("four two")
+    assert symbols and all(32 <= ord(c) <= 126 for c in symbols) and " " in symbols
+    ids = phonemes.encode(symbols)
+    assert phonemes.decode(ids) == symbols and max(ids) < phonemes.VOCAB
+    assert phonemes.front_end("Four", "characters") == "four"
+    with pytest.raises(InputError, match="front_end"):
+        phonemes.front_end("four", "graphemes")
+
+
+# -------------------------------------------------------------------------------- delay pattern
+def test_delay_and_undelay_round_trip_with_eos_and_empty_where_the_pattern_says():
+    model = tiny()
+    codes = torch.randint(0, 16, (2, 3, 5))
+    frames = torch.tensor([5, 3])
+    tokens = model.delay(codes, frames)
+    assert tokens.shape == (2, 5 + 2, 3)
+    for i, n in enumerate(frames.tolist()):
+        assert torch.equal(model.undelay(tokens[i], n), codes[i, :, :n])
+        assert tokens[i, n, 0] == model.eos_id and (tokens[i, n + 1:, 0] == model.empty_id).all()
+        for level in range(3):
+            assert (tokens[i, :level, level] == model.empty_id).all()
+            assert (tokens[i, n + max(level, 1):, level] == model.empty_id).all()  # level 0: EOS at n
+
+
+# ------------------------------------------------------------------------------------- sampler
+def _inputs(model, texts=("hi there", "bye"), voices=("a", "b")):
+    return torch.tensor([model.voice_id(v) for v in voices]), model.text_ids(list(texts))
+
+
+def test_generation_through_the_cache_equals_recomputing_and_seeds_hold():
+    model = tiny()
+    v, t = _inputs(model)
+    kwargs = dict(temperature=1.0, top_p=0.9, max_frames=8)
+    cached = generate_delayed(model, v, t, generator=torch.Generator().manual_seed(3), **kwargs)
+    full = generate_delayed(model, v, t, generator=torch.Generator().manual_seed(3), use_cache=False, **kwargs)
+    assert all(torch.equal(a, b) for a, b in zip(cached, full))
+    again = generate_delayed(model, v, t, generator=torch.Generator().manual_seed(3), **kwargs)
+    assert all(torch.equal(a, b) for a, b in zip(cached, again))
+    for codes in cached:
+        assert codes.shape[0] == 3 and 1 <= codes.shape[1] <= 8 and int(codes.max()) < 16 and int(codes.min()) >= 0
+    # a row does not depend on the rest of the batch
+    gens = [torch.Generator().manual_seed(s) for s in (5, 6)]
+    both = generate_delayed(model, v, t, generator=gens, **kwargs)
+    alone = generate_delayed(model, v[1:], t[1:], generator=[torch.Generator().manual_seed(6)], **kwargs)
+    assert torch.equal(both[1], alone[0])
+
+
+def test_guidance_runs_against_the_empty_text_and_greedy_is_argmax():
+    model = tiny()
+    v, t = _inputs(model)
+    greedy = generate_delayed(model, v, t, top_k=1, max_frames=6)
+    assert all(torch.equal(a, b) for a, b in zip(greedy, generate_delayed(model, v, t, top_k=1, max_frames=6,
+                                                                          generator=torch.Generator().manual_seed(9))))
+    guided = generate_delayed(model, v, t, top_k=1, max_frames=6, guidance_scale=3.0)
+    guided_cache = generate_delayed(model, v, t, top_k=1, max_frames=6, guidance_scale=3.0, use_cache=False)
+    assert all(torch.equal(a, b) for a, b in zip(guided, guided_cache))
+    # the first frame of greedy decoding is the argmax of the first step's logits
+    with torch.no_grad():
+        first = model.logits(model.prefix(v, t))[:, -1]
+    assert torch.equal(greedy[0][0, 0], first[0, 0, :16].argmax())
+
+
+def test_the_gpt_learns_to_say_two_texts_in_two_voices():
+    model = tiny(seed=1)
+    model.train()
+    texts, voices = ["one two", "three"], ["a", "b"]
+    v, t = _inputs(model, texts, voices)
+    g = torch.Generator().manual_seed(0)
+    codes = torch.randint(0, 16, (2, 3, 6), generator=g)
+    frames = torch.tensor([6, 4])
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(150):
+        loss = model.loss(v, t, codes, frames)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss.detach()) < 0.05
+    out = generate_delayed(model.eval(), v, t, top_k=1)
+    assert torch.equal(out[0], codes[0]) and torch.equal(out[1], codes[1, :, :4])  # EOS where it was taught
+
+
+def test_bad_sampling_and_text_are_input_errors():
+    model = tiny()
+    v, t = _inputs(model)
+    for kwargs, match in ((dict(temperature=0), "temperature"), (dict(top_p=1.5), "top_p"), (dict(top_k=-1), "top_k"),
+                          (dict(max_frames=0), "max_frames"), (dict(max_frames=11), "max_frames"),
+                          (dict(guidance_scale=float("nan")), "guidance")):
+        with pytest.raises(InputError, match=match):
+            generate_delayed(model, v, t, **kwargs)
+    with pytest.raises(InputError, match="voice: expected one of a, b"):
+        model.voice_id("slt")
+    with pytest.raises(InputError, match="at most 12 symbols"):
+        model.text_ids(["a much longer text than twelve"])
