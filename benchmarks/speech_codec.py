@@ -9,26 +9,31 @@ codec with its first 1..levels levels. WER with Whisper's English normaliser, ov
 synthetic voices and the real recordings apart.
 
     python -m benchmarks.speech_codec --codec runs/speech-vq/model [--limit 40] [--write-checkpoint]
+    python -m benchmarks.speech_codec --codec runs/speech-vq/model --ship checkpoints/speech-vq
 
 Results: ``benchmarks/results/speech_codec.json``; with ``--write-checkpoint`` also the codec folder's
-``evaluation.json``.
+``evaluation.json`` and its MODEL_CARD.md rewritten with them. ``--ship DEST`` first writes DEST: the
+codec in float16 with its training.json, and measures that copy (the weights users get).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
 import torch
 
-from multimodal.checkpoint import atomic_write_text
+from multimodal.checkpoint import atomic_write_text, fresh_tmp_dir, publish_dir
 from multimodal.data import speech_eval
 from multimodal.media.audio import load_audio
 from multimodal.models.speech_codec import SpeechCodec
 from multimodal.paths import resolve_model
 from multimodal.tokenizers.mel import log_mel_spectrogram, log_mel_to_audio
+from multimodal.training.runs import read_training
+from multimodal.training.speech_codec import model_card
 
 from .asr import build_systems, normaliser, wer
 from .common import markdown_table, write_results
@@ -48,6 +53,17 @@ def eval_entries(manifest: str | None, limit: int | None) -> list[dict]:
     return entries
 
 
+def ship(source: Path, dest: Path) -> Path:
+    """``dest``: the codec of ``source`` in float16, its training.json and card notes."""
+    tmp = fresh_tmp_dir(dest)
+    SpeechCodec.from_pretrained(source).save_pretrained(tmp, dtype=torch.float16)
+    for name in ("training.json", "card_notes.md"):
+        if (source / name).is_file():
+            shutil.copyfile(source / name, tmp / name)
+    publish_dir(tmp, dest)
+    return dest
+
+
 def is_real(entry: dict) -> bool:
     return not any(entry["source"].startswith(v) for v in ("flite", "festival", "pico"))
 
@@ -59,11 +75,15 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--limit", type=int, default=None, help="N utterances spread over the sources")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--write-checkpoint", action="store_true", help="write evaluation.json into the codec folder")
+    p.add_argument("--ship", default=None, help="write the codec in float16 to this folder and measure that copy")
     p.add_argument("--results", default="speech_codec", help="results file name in benchmarks/results/")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     command = " ".join(["python -m benchmarks.speech_codec", *(sys.argv[1:] if argv is None else argv)])
     folder = resolve_model(args.codec)
+    if args.ship:
+        folder = ship(folder, Path(args.ship))
+        args.write_checkpoint = True
     codec = SpeechCodec.from_pretrained(folder).eval()
     entries = eval_entries(args.manifest, args.limit)
     print(f"{len(entries)} utterances: {speech_eval.summary(entries)}")
@@ -107,6 +127,7 @@ def main(argv: list[str] | None = None) -> dict:
     path = write_results(args.results, result)
     if args.write_checkpoint:
         atomic_write_text(folder / "evaluation.json", json.dumps(result, indent=2) + "\n")
+        atomic_write_text(folder / "MODEL_CARD.md", model_card(read_training(folder), folder))
     print(f"wrote {path}")
     return result
 

@@ -218,10 +218,29 @@ def model_card(info: dict, folder: Path | None = None) -> str:
         f"On {info['val_clips']} validation clips of the training voices (texts held out of training). Mel L1: mean "
         "absolute error of the normalised log-mel frames ((log10 + 4) / 4). Usage: distinct codes of a level over "
         "the evaluation pass divided by the codebook size; perplexity: exp(entropy) of its histogram."])
+    heard = _intelligibility(folder)
+    if heard:
+        evaluation += "\n\n" + heard
     details = [f"Loss: {c.vq.loss} on the log-mel frames + {q.beta} x commitment; EMA codebooks (decay {q.decay}), "
                f"quantizer dropout {q.quantizer_dropout}."]
     return build_model_card("Speech codec (log-mel residual VQ)", summary, info, usage=usage, details=details,
                             unit="crops", evaluation=evaluation, notes=card_notes(folder))
+
+
+def _intelligibility(folder: Path | None) -> str:
+    """The card's section from ``evaluation.json`` (``benchmarks/speech_codec.py``), if the folder has one."""
+    if folder is None or not (Path(folder) / "evaluation.json").is_file():
+        return ""
+    e = json.loads((Path(folder) / "evaluation.json").read_text())
+    groups = [g for g in ("all", "held-out voices", "real recordings") if g in e["conditions"]["original"]]
+    rows = [(name, "" if row["bitrate"] is None else f"{row['bitrate']:g}",
+             *(f"{100 * row[g]['wer']:.2f} %" for g in groups)) for name, row in e["conditions"].items()]
+    return "\n".join([
+        f"Intelligibility: word error rate of {e['recogniser']} on {e['utterances']} utterances of the speech "
+        f"evaluation set ({e['sources']}), none of them in the training data, as they are, through the vocoder "
+        "alone, and through this codec with its first n levels:", "",
+        *markdown_table(("audio", "bit/s", *groups), rows, "l" + "r" * (1 + len(groups))), "",
+        f"`{e['command']}`"])
 
 
 # --------------------------------------------------------------------------------------------- CLI
