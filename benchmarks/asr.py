@@ -187,6 +187,21 @@ def machine_busy() -> list[str]:
     return [line.split(" ", 1)[1] for line in out.splitlines() if line.strip() and str(os.getpid()) not in line]
 
 
+def eval_entries(manifest: str | None, limit: int | None) -> tuple[Path, list[dict]]:
+    """The speech evaluation set's manifest (built first if missing) and its entries, or ``limit`` of
+    them spread over the sources (not the first voice only)."""
+    path = Path(manifest) if manifest else speech_eval.default_dir() / "manifest.jsonl"
+    if not path.is_file():
+        print(f"building the evaluation set in {path.parent} …")
+        path, notes = speech_eval.build(path.parent)
+        for note in notes:
+            print(f"note: {note}")
+    entries = speech_eval.read_manifest(path)
+    if limit and limit < len(entries):
+        entries = [entries[round(i * len(entries) / limit)] for i in range(limit)]
+    return path, entries
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--manifest", default=None, help="eval manifest (default: build/reuse <cache>/speech-eval)")
@@ -212,17 +227,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     busy_before = machine_busy()
 
-    manifest = Path(args.manifest) if args.manifest else speech_eval.default_dir() / "manifest.jsonl"
-    if not manifest.is_file():
-        print(f"building the evaluation set in {manifest.parent} …")
-        manifest, notes = speech_eval.build(manifest.parent)
-        for note in notes:
-            print(f"note: {note}")
-    entries = speech_eval.read_manifest(manifest)
-    limit = 8 if args.quick and args.limit is None else args.limit
-    if limit:
-        # a spread over the sources, not the first voice only
-        entries = [entries[round(i * len(entries) / limit)] for i in range(limit)] if limit < len(entries) else entries
+    manifest, entries = eval_entries(args.manifest, 8 if args.quick and args.limit is None else args.limit)
     audios = [load_audio(e["audio"]) for e in entries]
     audio_seconds = sum(len(a) for a in audios) / SAMPLE_RATE
     print(f"{manifest}: {speech_eval.summary(entries)}")

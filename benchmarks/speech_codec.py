@@ -35,22 +35,8 @@ from multimodal.tokenizers.mel import log_mel_spectrogram, log_mel_to_audio
 from multimodal.training.runs import read_training
 from multimodal.training.speech_codec import model_card
 
-from .asr import build_systems, normaliser, wer
+from .asr import build_systems, eval_entries, normaliser, wer
 from .common import markdown_table, write_results
-
-
-def eval_entries(manifest: str | None, limit: int | None) -> list[dict]:
-    """The speech evaluation set's entries (built first if missing), or ``limit`` spread over its sources."""
-    path = Path(manifest) if manifest else speech_eval.default_dir() / "manifest.jsonl"
-    if not path.is_file():
-        print(f"building the evaluation set in {path.parent} …")
-        path, notes = speech_eval.build(path.parent)
-        for note in notes:
-            print(f"note: {note}")
-    entries = speech_eval.read_manifest(path)
-    if limit and limit < len(entries):
-        entries = [entries[round(i * len(entries) / limit)] for i in range(limit)]
-    return entries
 
 
 def ship(source: Path, dest: Path) -> Path:
@@ -85,7 +71,7 @@ def main(argv: list[str] | None = None) -> dict:
         folder = ship(folder, Path(args.ship))
         args.write_checkpoint = True
     codec = SpeechCodec.from_pretrained(folder).eval()
-    entries = eval_entries(args.manifest, args.limit)
+    _, entries = eval_entries(args.manifest, args.limit)
     print(f"{len(entries)} utterances: {speech_eval.summary(entries)}")
     recognise = build_systems(["ours"], beam_size=5, threads=args.threads)["ours"]
     norm = normaliser()
