@@ -1,4 +1,5 @@
-"""``multimodal generate image``: a PNG drawn from a text prompt (a grid for several images)."""
+"""``multimodal generate image``: a PNG drawn from a text prompt (a grid for several images);
+``multimodal generate speech``: a WAV (or FLAC, OGG…) of a text read aloud."""
 
 from __future__ import annotations
 
@@ -17,10 +18,55 @@ from .command import Command, add_lora_arguments, add_overwrite_argument, check_
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     kinds = parser.add_subparsers(dest="kind", title="what to generate", required=True)
     add_image_arguments(kinds.add_parser("image", help="an image from a text prompt (DiT, SiT or the token GPT)"))
+    add_speech_arguments(kinds.add_parser("speech", help="speech from text (the text-to-speech GPT)"))
 
 
 def run(args: argparse.Namespace) -> int | None:
-    return run_image(args)
+    return run_speech(args) if args.kind == "speech" else run_image(args)
+
+
+def add_speech_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``multimodal generate speech``."""
+    from ..pipelines.text_to_speech import DEFAULT_MODEL as SPEECH_MODEL
+
+    parser.add_argument("text", help='what to say, e.g. "call four zero seven one" (digits are read one by one)')
+    parser.add_argument("-o", "--output", default="out.wav",
+                        help="audio file to write; the extension picks the format (default out.wav)")
+    parser.add_argument("--voice", default=None, help="one of the model's voices (default: its first; "
+                                                      "`multimodal pipelines` lists them)")
+    parser.add_argument("--seed", type=int, default=None, help="random seed (default: random)")
+    parser.add_argument("--temperature", type=float, default=None, help="softmax temperature (default: the model's)")
+    parser.add_argument("--top-k", type=int, default=None, help="sample from the k most likely codes")
+    parser.add_argument("--top-p", type=float, default=None,
+                        help="sample from the smallest set of codes whose probability reaches p")
+    parser.add_argument("--guidance-scale", "--guidance", dest="guidance", type=float, default=None,
+                        help="classifier-free guidance scale (default: the model's)")
+    parser.add_argument("--model", default=None, help=f"checkpoint folder or name (default {SPEECH_MODEL})")
+    add_overwrite_argument(parser)
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when present)")
+    add_lora_arguments(parser)
+
+
+def run_speech(args: argparse.Namespace) -> int:
+    """``multimodal generate speech``: one audio file."""
+    from ..media.audio import audio_format, write_audio
+
+    output = Path(args.output)
+    audio_format(output)
+    check_outputs([output], overwrite=args.overwrite, option="--output")
+    if args.seed is not None:
+        check_seed(args.seed, "--seed")
+    pipe = load_pipeline("text-to-speech", args)
+    options = dict(voice=args.voice, generator=args.seed, temperature=args.temperature, top_k=args.top_k,
+                   top_p=args.top_p, guidance_scale=args.guidance)
+    pipe.validate(args.text, **options)  # before any work
+    out = pipe(args.text, **options)
+    try:
+        write_audio(output, out["audio"], out["sampling_rate"])
+    except OSError as e:
+        raise write_error(output, e) from None
+    print(f"wrote {len(out['audio']) / out['sampling_rate']:.2f} s of speech to {output}")
+    return 0
 
 
 def add_image_arguments(parser: argparse.ArgumentParser) -> None:
@@ -101,4 +147,5 @@ def _options(args: argparse.Namespace, autoregressive: bool) -> dict:
     return options
 
 
-COMMAND = Command("generate", "generate an image from text (a PNG; a grid for several)", add_arguments, run)
+COMMAND = Command("generate", "generate an image (a PNG; a grid for several) or speech (a WAV) from text",
+                  add_arguments, run)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..training import autoencoder, lora, speech_codec, text2codes, text2image, vit, vqvae, whisper
+from ..training import autoencoder, lora, speech_codec, text2codes, text2image, text2speech, vit, vqvae, whisper
 from .command import Command
 
 # (help, add_arguments, run) for each model, by name.
@@ -24,6 +24,8 @@ TRAINABLE = {
                    text2codes.add_train_text2codes_arguments, text2codes.run_train_text2codes),
     "speech-codec": ("a speech codec (log-mel residual VQ) on the training voices' speech",
                      speech_codec.add_train_speech_codec_arguments, speech_codec.run_train_speech_codec),
+    "text2speech": ("a text -> speech codes GPT on the training voices (needs a trained speech-codec)",
+                    text2speech.add_train_text2speech_arguments, text2speech.run_train_text2speech),
     "lora": ("a LoRA adapter for a Whisper or ViT model (--base), with that model's recipe options",
              lora.add_train_lora_arguments, lora.run_train_lora),
 }

@@ -15,6 +15,12 @@ a voice's name must mean one voice, since text-to-speech is asked for it by name
   a {background} background`` of training combinations only (``world``; held-out colour/object
   pairs are never spoken here), and WordNet usage examples (``sentence``). Each voice reads its own
   random draw of each kind; texts whose hash falls in the validation share go to ``val.jsonl``.
+
+For the speech codec, which must encode any voice, ``build_codec_variety`` (``--variety N``) adds
+``variety.jsonl``: N texts read by random training voices (espeak-ng accents and variants, male and
+female, random speeds and pitches; flite; festival) through random sox effects, plus copies of the
+named voices' training clips raised by 3-9 semitones (sox ``pitch``), so that the codec meets the
+pitch range of voices higher than the named ones. Text-to-speech never trains on it.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from typing import Sequence
 from ..checkpoint import atomic_write_text
 from ..errors import InputError
 from ..paths import cache_dir
-from .speech_digits import DIGIT_WORDS, SAMPLE_RATE, synthesize, wordnet_sentences
+from .speech_digits import DIGIT_WORDS, SAMPLE_RATE, synthesize, tts_rows, wordnet_sentences
 from .world_captions import BACKGROUNDS, CANONICAL_TEMPLATE, COLOURS, OBJECTS, is_held_out
 
 CORPUS_NAME = "speech-tts"
@@ -165,6 +171,42 @@ def build_speech_tts(out: str | os.PathLike | None = None, *, voices: Sequence[s
     return paths
 
 
+def build_codec_variety(out: str | os.PathLike | None = None, *, clips: int = 2000, raised: int = 1000,
+                        seed: int = 0, workers: int = 2) -> Path:
+    """Write ``variety.jsonl`` (+ ``variety/``) into ``out`` (default the corpus folder, whose
+    ``train.jsonl`` must exist): ``clips`` texts by random voices with random effects, and
+    ``raised`` pitch-raised copies of training clips. Clips already written are kept."""
+    out = Path(out) if out is not None else corpus_dir()
+    train = out / "train.jsonl"
+    if not train.is_file():
+        raise InputError(f"out: expected the corpus' train.jsonl at {train} (build_speech_tts first), found none")
+    rows = [json.loads(line) for line in train.read_text().splitlines() if line.strip()]
+    rng = random.Random(f"variety-{seed}")
+    texts = [r["text"] for r in rng.sample(rows, min(clips, len(rows)))]
+    variety = tts_rows(texts, out / "variety", "tts", seed=seed, workers=workers)
+
+    def raise_pitch(job):
+        i, row = job
+        cents = random.Random(f"{seed}-raise-{i}").randint(300, 900)
+        dest = out / "variety" / f"raised_{i:05d}_{cents}_{Path(row['audio']).stem}.wav"
+        if not dest.exists():
+            tmp = dest.with_suffix(".tmp.wav")
+            cmd = ["sox", row["audio"], "-b", "16", str(tmp), "pitch", str(cents), "rate", str(SAMPLE_RATE),
+                   "gain", "-n", "-3"]
+            result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+            if result.returncode != 0:
+                raise InputError(f"sox: expected exit status 0, found {result.returncode}: {result.stderr[:300]}")
+            tmp.replace(dest)
+        return {"audio": str(dest), "text": row["text"], "source": f"{row['voice']}+{cents}c"}
+
+    named = [r for r in rows if not r["voice"].startswith("espeak")]
+    with ThreadPoolExecutor(workers) as pool:
+        variety += list(pool.map(raise_pitch, enumerate(rng.sample(named, min(raised, len(named))))))
+    path = out / "variety.jsonl"
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in variety))
+    return path
+
+
 def speech_tts_manifests() -> dict[str, Path]:
     """The corpus' manifests, built with the defaults first if missing."""
     out = corpus_dir()
@@ -182,9 +224,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--sentences", type=int, default=400, help="WordNet sentences per voice")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--variety", type=int, default=0, metavar="N",
+                        help="also write variety.jsonl for the speech codec: N random-voice clips and N/2 "
+                             "pitch-raised copies (default 0: none)")
     args = parser.parse_args(argv)
     paths = build_speech_tts(args.out, voices=args.voices, digits=args.digits, world=args.world,
                              sentences=args.sentences, seed=args.seed, workers=args.workers)
+    if args.variety:
+        paths["variety"] = build_codec_variety(args.out, clips=args.variety, raised=args.variety // 2,
+                                               seed=args.seed, workers=args.workers)
     for name, path in paths.items():
         print(f"{name}: {path} ({sum(1 for _ in open(path))} clips)")
 

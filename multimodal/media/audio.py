@@ -493,6 +493,18 @@ def _chunks(decoded: _Decoded, size: int) -> Iterator[np.ndarray]:
 _EXTENSION_FORMATS = {"aif": ("AIFF", None), "oga": ("OGG", None), "opus": ("OGG", "OPUS")}
 
 
+def audio_format(path: str | os.PathLike) -> tuple[str, str | None]:
+    """(soundfile format, default subtype) for a file name's extension; an InputError when soundfile
+    writes no such format (check an output name with it before any work)."""
+    path = Path(path)
+    ext = path.suffix.lower().lstrip(".")
+    fmt, default_subtype = _EXTENSION_FORMATS.get(ext, (ext.upper(), None))
+    if not ext or fmt not in sf.available_formats():
+        raise InputError(f"{path}: expected a file name ending in an extension soundfile writes "
+                         f"(.wav, .flac, .ogg, .mp3, .aiff …), found {path.suffix or 'none'}")
+    return fmt, default_subtype
+
+
 def write_audio(path: str | os.PathLike, array, sampling_rate: int, *, subtype: str | None = None) -> Path:
     """Write samples to an audio file whose format follows the extension (.wav, .flac, .ogg, .mp3,
     .aiff …), atomically (a temporary name, then a rename). ``array``: [samples] or 2-D with the
@@ -500,11 +512,7 @@ def write_audio(path: str | os.PathLike, array, sampling_rate: int, *, subtype: 
     ``subtype``: soundfile's (``"PCM_16"``, ``"PCM_24"``, ``"FLOAT"``, ``"PCM_U8"`` …); the
     format's default when None. Returns the path."""
     path = Path(path)
-    ext = path.suffix.lower().lstrip(".")
-    fmt, default_subtype = _EXTENSION_FORMATS.get(ext, (ext.upper(), None))
-    if fmt not in sf.available_formats():
-        raise InputError(f"{path}: expected a file name ending in an extension soundfile writes "
-                         f"(.wav, .flac, .ogg, .mp3, .aiff …), found {path.suffix or 'none'}")
+    fmt, default_subtype = audio_format(path)
     subtype = subtype or default_subtype
     if subtype is not None and not sf.check_format(fmt, subtype):
         raise InputError(f"subtype: expected one of {', '.join(sf.available_subtypes(fmt))} for {fmt}, "

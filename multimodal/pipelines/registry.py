@@ -14,6 +14,7 @@ from .base import Pipeline
 from .image_classification import DEFAULT_MODEL as CLASSIFIER, ImageClassificationPipeline
 from .speech_recognition import DEFAULT_NAME as RECOGNISER, SpeechRecognitionPipeline
 from .text_to_image import DEFAULT_MODEL as TEXT_TO_IMAGE, TextToImagePipeline
+from .text_to_speech import DEFAULT_MODEL as TEXT_TO_SPEECH, TextToSpeechPipeline
 
 
 @dataclass(frozen=True)
@@ -64,3 +65,5 @@ def pipeline(task: str, model: str | None = None, **kwargs) -> Pipeline:
 register_pipeline("automatic-speech-recognition", SpeechRecognitionPipeline, default_model=RECOGNISER)
 register_pipeline("image-classification", ImageClassificationPipeline, default_model=CLASSIFIER)
 register_pipeline("text-to-image", TextToImagePipeline, default_model=TEXT_TO_IMAGE)
+register_pipeline("text-to-speech", TextToSpeechPipeline, default_model=TEXT_TO_SPEECH)
+register_pipeline("text-to-audio", TextToSpeechPipeline, default_model=TEXT_TO_SPEECH)

@@ -34,6 +34,7 @@ def speakable(text) -> str:
     """What of ``text`` is read aloud (see the module docstring); an InputError when nothing is."""
     if not isinstance(text, str):
         raise InputError(f"text: expected a string, found {type(text).__name__}")
+    original = text
     text = unicodedata.normalize("NFKD", text)
     text = "".join(c for c in text if not unicodedata.combining(c))  # é -> e
     text = re.sub(r"\d", lambda m: f" {DIGIT_WORDS[int(m.group())]} ", text)
@@ -42,7 +43,7 @@ def speakable(text) -> str:
     text = re.sub(r"\s+", " ", text).strip()
     text = re.sub(r"\s+([.,;:!?])", r"\1", text)
     if not re.search(r"[A-Za-z]", text):
-        raise InputError(f"text: expected something speakable (letters or digits), found {_preview(text)!r}")
+        raise InputError(f"text: expected something speakable (letters or digits), found {_preview(original)!r}")
     return text
 
 

@@ -7,8 +7,9 @@
 
 (Python: ``train_speech_codec(out_dir, steps=..., config=SpeechCodecConfig(...), ...)``.)
 
-**Data.** The training voices of ``multimodal.data.speech_tts`` (built on first use; ``--manifest``
-names other JSONL manifests of ``{"audio": path}``). Every clip's log-mel frames are computed once
+**Data.** The training voices of ``multimodal.data.speech_tts`` and its codec variety set (random
+training voices and effects, pitch-raised clips; both built on first use; ``--manifest`` names other
+JSONL manifests of ``{"audio": path}``). Every clip's log-mel frames are computed once
 and held in memory (float16); the batch of optimizer step ``s`` is ``batch_size`` random crops of
 ``crop_frames`` frames drawn by a generator seeded by ``(seed, s, rank)``, so a resumed run sees
 the crops an uninterrupted one would. Clips shorter than a crop are padded with their own floor.
@@ -156,10 +157,11 @@ def train_speech_codec(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, steps: int
     expect(isinstance(config, SpeechCodecConfig), "config", "a SpeechCodecConfig", repr(config))
     expect(isinstance(crop_frames, int) and crop_frames > 0, "crop_frames", "a positive number of frames", crop_frames)
     if manifests is None or val_manifests is None:
-        from ..data.speech_tts import speech_tts_manifests  # builds the corpus on first use
+        from ..data.speech_tts import build_codec_variety, corpus_dir, speech_tts_manifests  # built on first use
 
         built = speech_tts_manifests()
-        manifests = manifests or [built["train"]]
+        variety = corpus_dir() / "variety.jsonl"
+        manifests = manifests or [built["train"], variety if variety.is_file() else build_codec_variety()]
         val_manifests = val_manifests or [built["val"]]
     fields = {**RECIPE_TRAIN.to_dict(), **train_options, "out_dir": str(out_dir), "max_steps": steps,
               "batch_size": batch_size, "lr": lr, "seed": seed}
@@ -256,7 +258,8 @@ def add_train_speech_codec_arguments(parser: argparse.ArgumentParser) -> argpars
                        help=f"probability that a step trains fewer levels (default {q.quantizer_dropout})")
     data = parser.add_argument_group("data")
     data.add_argument("--manifest", nargs="+", default=None,
-                      help="JSONL manifests of training clips (default: the speech-tts corpus, built on first use)")
+                      help="JSONL manifests of training clips (default: the speech-tts corpus and its variety set, built "
+                           "on first use)")
     data.add_argument("--val-manifest", nargs="+", default=None, help="JSONL manifests of validation clips")
     data.add_argument("--crop-frames", type=int, default=CROP_FRAMES, help=f"frames per crop (default {CROP_FRAMES})")
     data.add_argument("--max-clips", type=int, default=None, help="use only the first N training clips")

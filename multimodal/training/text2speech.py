@@ -1,0 +1,295 @@
+"""Training text-to-speech: ``multimodal train text2speech``.
+
+::
+
+    multimodal train text2speech --codec checkpoints/speech-vq --out-dir runs/text2speech-gpt --max-steps 6000
+    multimodal train text2speech --codec checkpoints/speech-vq --out-dir runs/text2speech-gpt --resume
+
+(Python: ``train_text2speech(out_dir, codec=..., steps=..., config=TextToSpeechGPTConfig(...), ...)``.)
+
+**Data.** The named training voices of ``multimodal.data.speech_tts`` (``train.jsonl``, built on
+first use; never the held-out voices, digit strings or colour/object pairs). The frozen codec codes
+every clip once and the front end turns every text into symbol ids once; both are kept in
+``code_cache.safetensors`` in the run folder (reused on resume). The batch of optimizer step ``s``
+is ``batch_size`` clips drawn with replacement by a generator seeded by ``(seed, s, rank)``, padded
+to the longest; clips of more than ``max_frames`` code frames are left out (counted in
+training.json).
+
+**Loss.** Cross-entropy of every level's codes and of level 0's end of speech, under the delay
+pattern (``TextToSpeechGPT.loss``); the text is dropped with probability ``cond_drop`` for
+classifier-free guidance. Evaluations log the teacher-forced loss on the validation clips.
+
+Run folder: the trainer's files, ``text2speech_run.json``, the code cache and ``model/`` (a
+``TextToSpeech`` folder: the GPT, the codec in ``codec/``, training.json and MODEL_CARD.md).
+Intelligibility is measured by ``benchmarks/text_to_speech.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..checkpoint import count_parameters
+from ..errors import InputError, expect
+from ..media.audio import load_audio
+from ..models.speech_codec import SpeechCodec
+from ..models.text2speech import TextToSpeech, TextToSpeechConfig
+from ..models.text2speech_gpt import TextToSpeechGPTConfig
+from ..paths import resolve_model
+from ..tokenizers import phonemes
+from .batching import step_generator
+from .config import TrainConfig, add_train_args, train_config_from_args
+from .runs import MODEL_DIR, build_model_card, card_notes, check_resume_settings, command_line, markdown_table, \
+    publish_model, run_file
+from .trainer import Trainer
+
+RECIPE_MODEL = TextToSpeechGPTConfig(width=256, depth=6, heads=8, text_length=160, max_frames=400, cond_drop=0.1)
+RECIPE_TRAIN = TrainConfig(out_dir="runs/text2speech-gpt", max_steps=6000, batch_size=32, lr=1e-3, weight_decay=0.05,
+                           warmup_steps=300, min_lr_ratio=0.05, grad_clip=1.0, ema_decay=None, eval_every=1000,
+                           save_every=250, log_every=50)
+CODE_CACHE_NAME = "code_cache.safetensors"
+
+
+def _unwrap(model) -> TextToSpeech:
+    model = getattr(model, "_orig_mod", model)
+    return getattr(model, "module", model)
+
+
+def read_rows(manifest: str | Path) -> list[dict]:
+    """The rows of a JSONL manifest of ``{"audio", "text", "voice"}`` (relative audio paths are
+    relative to the manifest)."""
+    manifest = Path(manifest)
+    if not manifest.is_file():
+        raise InputError(f"manifest: expected a JSONL file, found nothing at {manifest}")
+    rows = []
+    for i, line in enumerate(manifest.read_text().splitlines()):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            audio, text, voice = row["audio"], row["text"], row["voice"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise InputError(f"manifest: expected {{\"audio\", \"text\", \"voice\"}} on line {i + 1} of "
+                             f"{manifest}") from None
+        path = Path(audio)
+        rows.append({"audio": str(path if path.is_absolute() else manifest.parent / path), "text": text,
+                     "voice": voice})
+    if not rows:
+        raise InputError(f"manifest: expected at least one clip in {manifest}, found none")
+    return rows
+
+
+@torch.no_grad()
+def encode_rows(model: TextToSpeech, rows: Sequence[dict]) -> dict[str, torch.Tensor]:
+    """Clips -> {"codes": int16 [levels, total frames], "offsets": [n + 1], "text_ids": [n, text_length],
+    "voice_ids": [n]}: each clip's codes (frames offsets[i]:offsets[i + 1]) and its text's ids."""
+    codes, offsets = [], [0]
+    for row in rows:
+        c = model.codes_of(torch.from_numpy(load_audio(row["audio"]))[None])[0].cpu()
+        codes.append(c.to(torch.int16))
+        offsets.append(offsets[-1] + c.shape[-1])
+    text_ids = torch.cat([model.gpt.text_ids([phonemes.speakable(r["text"])]).cpu() for r in rows])
+    voice_ids = torch.tensor([model.gpt.voice_id(r["voice"]) for r in rows], dtype=torch.long)
+    return {"codes": torch.cat(codes, dim=1).contiguous(), "offsets": torch.tensor(offsets, dtype=torch.long),
+            "text_ids": text_ids.contiguous(), "voice_ids": voice_ids}
+
+
+def load_or_encode(path: Path, model: TextToSpeech, rows: Sequence[dict]) -> dict[str, torch.Tensor]:
+    """``encode_rows``, read from ``path`` when this run already wrote it."""
+    if path.is_file():
+        cache = load_file(path)
+        expect(cache["voice_ids"].shape[0] == len(rows), "code_cache", f"the {len(rows)} clips this run was started "
+               "with", cache["voice_ids"].shape[0])
+        return cache
+    cache = encode_rows(model, rows)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    save_file(cache, str(tmp))
+    tmp.replace(path)
+    return cache
+
+
+def collate(cache: dict[str, torch.Tensor], index: Sequence[int]) -> dict[str, torch.Tensor]:
+    """Clips ``index`` of a cache, their codes padded to the longest: {"codes" [b, levels, T], "frames" [b],
+    "text_ids", "voice_ids"}."""
+    offsets = cache["offsets"]
+    pieces = [cache["codes"][:, offsets[i]:offsets[i + 1]].long() for i in index]
+    frames = torch.tensor([p.shape[1] for p in pieces], dtype=torch.long)
+    codes = torch.zeros(len(pieces), pieces[0].shape[0], int(frames.max()), dtype=torch.long)
+    for j, p in enumerate(pieces):
+        codes[j, :, :p.shape[1]] = p
+    index = torch.as_tensor(list(index), dtype=torch.long)
+    return {"codes": codes, "frames": frames, "text_ids": cache["text_ids"][index].long(),
+            "voice_ids": cache["voice_ids"][index].long()}
+
+
+def make_batch_fn(cache: dict[str, torch.Tensor], keep: torch.Tensor, batch_size: int, seed: int):
+    """batch_fn(step, rank, world_size): ``batch_size // world_size`` clips of ``keep`` drawn with
+    replacement by the step's own generator, plus a generator for the text dropout."""
+    def batch_fn(step: int, rank: int, world_size: int):
+        generator = step_generator(seed, step, rank)
+        picks = keep[torch.randint(len(keep), (batch_size // world_size,), generator=generator)]
+        return {**collate(cache, picks.tolist()), "seed": torch.randint(2 ** 62, (), generator=generator)}
+    return batch_fn
+
+
+def loss_fn(model, batch):
+    generator = torch.Generator().manual_seed(int(batch["seed"]))
+    gpt = _unwrap(model).gpt
+    device = gpt.head.weight.device
+    return gpt.loss(batch["voice_ids"].to(device), batch["text_ids"].to(device), batch["codes"].to(device),
+                    batch["frames"].to(device), generator), {}
+
+
+def make_eval_fn(batch: dict[str, torch.Tensor]):
+    @torch.no_grad()
+    def eval_fn(model) -> dict[str, float]:
+        gpt = _unwrap(model).eval().gpt
+        device = gpt.head.weight.device
+        saved, gpt.config.cond_drop = gpt.config.cond_drop, 0.0
+        try:
+            loss = gpt.loss(batch["voice_ids"].to(device), batch["text_ids"].to(device), batch["codes"].to(device),
+                            batch["frames"].to(device))
+        finally:
+            gpt.config.cond_drop = saved
+        return {"val_loss": float(loss)}
+    return eval_fn
+
+
+def train_text2speech(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, codec: str | Path,
+                      steps: int = RECIPE_TRAIN.max_steps, batch_size: int = RECIPE_TRAIN.batch_size,
+                      lr: float = RECIPE_TRAIN.lr, seed: int = 0, resume: bool = False,
+                      config: TextToSpeechGPTConfig | None = None, manifest: str | Path | None = None,
+                      val_manifest: str | Path | None = None, max_clips: int | None = None, progress: bool = True,
+                      command: str | None = None, **train_options: Any) -> dict:
+    """Train a ``TextToSpeech`` GPT over the codes of the codec folder ``codec`` and write
+    ``out_dir/model`` (see the module docstring). Returns the numbers of training.json."""
+    codec_folder = resolve_model(codec)
+    speech_codec = SpeechCodec.from_pretrained(codec_folder)
+    if manifest is None or val_manifest is None:
+        from ..data.speech_tts import speech_tts_manifests  # builds the corpus on first use
+
+        built = speech_tts_manifests()
+        manifest, val_manifest = manifest or built["train"], val_manifest or built["val"]
+    rows = read_rows(manifest)[:max_clips]
+    val_rows = read_rows(val_manifest)[:64]
+    voices = tuple(sorted({r["voice"] for r in rows}))
+    config = (config or RECIPE_MODEL).replace(codebook_size=speech_codec.codebook_size, voices=voices)
+    config = config.replace(levels=min(config.levels, speech_codec.levels))
+    fields = {**RECIPE_TRAIN.to_dict(), **train_options, "out_dir": str(out_dir), "max_steps": steps,
+              "batch_size": batch_size, "lr": lr, "seed": seed}
+    train_config = TrainConfig.from_dict(fields, where="train_options")
+    out_dir = Path(out_dir)
+    run = {"model": config.to_dict(), "codec": str(codec_folder.resolve()), "manifest": str(manifest),
+           "clips": len(rows)}
+    if resume:
+        check_resume_settings(run_file(out_dir, "text2speech"), run, "the model, codec and data",
+                              configs={"model": TextToSpeechGPTConfig})
+    torch.manual_seed(train_config.seed)
+    model = TextToSpeech(TextToSpeechConfig(gpt=config), speech_codec)
+    cache = load_or_encode(out_dir / CODE_CACHE_NAME, model, rows)
+    lengths = cache["offsets"].diff()
+    keep = torch.nonzero(lengths <= config.max_frames).flatten()
+    expect(len(keep) > 0, "manifest", f"clips of at most {config.max_frames} code frames", "none")
+    val_rows = [r for r in val_rows if r["voice"] in voices]
+    val = collate(encode_rows(model, val_rows), range(len(val_rows)))
+    expect(int(val["frames"].max()) <= config.max_frames, "val_manifest",
+           f"clips of at most {config.max_frames} code frames", int(val["frames"].max()))
+    trainer = Trainer(model, train_config, loss_fn, batch_fn=make_batch_fn(cache, keep, train_config.batch_size,
+                                                                            train_config.seed),
+                      eval_fn=make_eval_fn(val), resume=resume, progress=progress)
+    summary, seconds = trainer.train_run(run_file(out_dir, "text2speech"), run)
+    if not trainer.is_main:
+        return summary
+    final = trainer.eval_model.eval()
+    seconds_of_audio = float(lengths[keep].sum()) / speech_codec.frame_rate
+    training = {
+        "command": command or f"train_text2speech({str(out_dir)!r}, codec={str(codec)!r}, steps={steps}, "
+                              f"batch_size={batch_size}, lr={lr}, seed={seed})",
+        "data": f"{len(keep)} clips ({seconds_of_audio / 3600:.2f} h) of {manifest}, voices {', '.join(voices)}; "
+                f"{len(rows) - len(keep)} clips longer than {config.max_frames} code frames left out",
+        **trainer.run_record(seconds),
+        "parameters": {"gpt": count_parameters(final.gpt), "codec (frozen)": count_parameters(final.codec)},
+        "codec": str(codec), "val_clips": len(val_rows),
+        "eval": {k: v for k, v in summary.items() if k == "val_loss"},
+        "final_train": {k: summary[k] for k in ("loss",) if k in summary},
+        "model": final.config.to_dict(),
+    }
+    folder = publish_model(out_dir / MODEL_DIR, final, training, lambda tmp: model_card(training, tmp))
+    return {**training, "model_dir": str(folder)}
+
+
+def model_card(info: dict, folder: Path | None = None) -> str:
+    """MODEL_CARD.md of a text-to-speech GPT from its training.json (and the folder's
+    evaluation.json, written by ``benchmarks/text_to_speech.py``, when present)."""
+    c = TextToSpeechConfig.from_dict(info["model"])
+    g = c.gpt
+    summary = (f"Text to speech: a token GPT on the shared backbone ({g.depth} causal blocks, width {g.width}, "
+               f"{g.heads} heads, learned positions) writes {g.levels} residual levels of the speech codec in "
+               f"`codec/` ({g.codebook_size} codes per level) by MusicGen's delay pattern, after a voice "
+               f"({', '.join(g.voices)}) and up to {g.text_length} {g.front_end} symbols of text; the codec decodes "
+               f"them to 16 kHz audio. Trained with the text dropped {100 * g.cond_drop:.0f} % of the time for "
+               f"classifier-free guidance.")
+    usage = ("`multimodal.pipeline(\"text-to-speech\", model=this_folder)(\"call four zero seven\", voice=\"kal\", "
+             "generator=torch.Generator().manual_seed(0))` -> `{\"audio\": float32 [samples], \"sampling_rate\": "
+             "16000}`; command line: `multimodal generate speech \"...\" -o out.wav --model this_folder`.")
+    lines = [f"Teacher-forced loss on {info['val_clips']} validation clips: "
+             f"{info['eval'].get('val_loss', float('nan')):.3f} nats per token.", ""]
+    judged = Path(folder) / "evaluation.json" if folder is not None else None
+    if judged is not None and judged.is_file():
+        ev = json.loads(judged.read_text())
+        lines += [f"Intelligibility, judged by {ev['recogniser']} (`{ev['command']}`):", "",
+                  *markdown_table(("texts", "voice", "words", "word error rate"),
+                                  [(r["kind"], r["voice"], str(r["words"]), f"{100 * r['wer']:.1f} %")
+                                   for r in ev["rows"]], "llrr"), ""]
+    return build_model_card("Text to speech (codec-token GPT)", summary, info, usage=usage,
+                            details=[f"Front end: {g.front_end} (`multimodal.tokenizers.phonemes`)."],
+                            unit="clips", evaluation="\n".join(lines), notes=card_notes(folder))
+
+
+# --------------------------------------------------------------------------------------------- CLI
+def add_train_text2speech_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Arguments of ``multimodal train text2speech``: the codec, the GPT and every TrainConfig flag."""
+    m = RECIPE_MODEL
+    parser.add_argument("--codec", required=True, help="the speech codec folder or name whose codes the GPT writes")
+    model = parser.add_argument_group("GPT")
+    for name, default in (("width", m.width), ("depth", m.depth), ("heads", m.heads), ("levels", m.levels),
+                          ("text-length", m.text_length), ("max-frames", m.max_frames)):
+        model.add_argument(f"--{name}", type=int, default=default, help=f"(default {default})")
+    model.add_argument("--front-end", choices=phonemes.FRONT_ENDS, default=m.front_end, help=f"(default {m.front_end})")
+    model.add_argument("--dropout", type=float, default=m.dropout, help=f"(default {m.dropout})")
+    model.add_argument("--cond-drop", type=float, default=m.cond_drop,
+                       help=f"probability of the empty text in training (default {m.cond_drop})")
+    data = parser.add_argument_group("data")
+    data.add_argument("--manifest", default=None,
+                      help="JSONL manifest of {audio, text, voice} (default: the speech-tts corpus, built on first use)")
+    data.add_argument("--val-manifest", default=None, help="JSONL manifest of validation clips")
+    data.add_argument("--max-clips", type=int, default=None, help="use only the first N training clips")
+    add_train_args(parser, RECIPE_TRAIN)
+    parser.set_defaults(_command_parser=parser)
+    return parser
+
+
+def run_train_text2speech(args: argparse.Namespace) -> dict:
+    """``multimodal train text2speech``: train, write ``<out-dir>/model`` and print where."""
+    config = RECIPE_MODEL.replace(width=args.width, depth=args.depth, heads=args.heads, levels=args.levels,
+                                  text_length=args.text_length, max_frames=args.max_frames, front_end=args.front_end,
+                                  dropout=args.dropout, cond_drop=args.cond_drop)
+    config = TextToSpeechGPTConfig.from_dict(config.to_dict())
+    fields = train_config_from_args(args).to_dict()
+    named = {k: fields.pop(k) for k in ("out_dir", "max_steps", "batch_size", "lr", "seed")}
+    result = train_text2speech(named["out_dir"], codec=args.codec, steps=named["max_steps"],
+                               batch_size=named["batch_size"], lr=named["lr"], seed=named["seed"], resume=args.resume,
+                               config=config, manifest=args.manifest, val_manifest=args.val_manifest,
+                               max_clips=args.max_clips, progress=args.progress,
+                               command=command_line(args, "multimodal train text2speech"), **fields)
+    if "model_dir" in result:
+        print(", ".join(f"{k} {v:.3f}" for k, v in result["eval"].items()))
+        print(f"model: {result['model_dir']}")
+    return result
