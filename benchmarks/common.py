@@ -11,6 +11,7 @@ import datetime
 import gc
 import json
 import os
+import shutil
 import platform
 import statistics
 import time
@@ -19,7 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from multimodal.checkpoint import atomic_write_text
+from multimodal.checkpoint import atomic_write_text, fresh_tmp_dir, publish_dir
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -93,3 +94,15 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
     line = lambda vs: "| " + " | ".join(v.ljust(w) for v, w in zip(vs, widths)) + " |"  # noqa: E731
     return "\n".join([line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|",
                       *(line(r) for r in cells)])
+
+
+def ship_float16(model_class, source: Path, dest: Path) -> Path:
+    """``dest``: the checkpoint ``source`` of ``model_class`` stored in float16 (what users get), with
+    its training.json and card notes."""
+    tmp = fresh_tmp_dir(dest)
+    model_class.from_pretrained(source).save_pretrained(tmp, dtype=torch.float16)
+    for name in ("training.json", "card_notes.md"):
+        if (source / name).is_file():
+            shutil.copyfile(source / name, tmp / name)
+    publish_dir(tmp, dest)
+    return dest

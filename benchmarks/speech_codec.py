@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 
 import torch
 
-from multimodal.checkpoint import atomic_write_text, fresh_tmp_dir, publish_dir
+from multimodal.checkpoint import atomic_write_text
 from multimodal.data import speech_eval
 from multimodal.media.audio import load_audio
 from multimodal.models.speech_codec import SpeechCodec
@@ -36,18 +35,7 @@ from multimodal.training.runs import read_training
 from multimodal.training.speech_codec import model_card
 
 from .asr import build_systems, eval_entries, normaliser, wer
-from .common import markdown_table, write_results
-
-
-def ship(source: Path, dest: Path) -> Path:
-    """``dest``: the codec of ``source`` in float16, its training.json and card notes."""
-    tmp = fresh_tmp_dir(dest)
-    SpeechCodec.from_pretrained(source).save_pretrained(tmp, dtype=torch.float16)
-    for name in ("training.json", "card_notes.md"):
-        if (source / name).is_file():
-            shutil.copyfile(source / name, tmp / name)
-    publish_dir(tmp, dest)
-    return dest
+from .common import markdown_table, ship_float16, write_results
 
 
 def is_real(entry: dict) -> bool:
@@ -68,7 +56,7 @@ def main(argv: list[str] | None = None) -> dict:
     command = " ".join(["python -m benchmarks.speech_codec", *(sys.argv[1:] if argv is None else argv)])
     folder = resolve_model(args.codec)
     if args.ship:
-        folder = ship(folder, Path(args.ship))
+        folder = ship_float16(SpeechCodec, folder, Path(args.ship))
         args.write_checkpoint = True
     codec = SpeechCodec.from_pretrained(folder).eval()
     _, entries = eval_entries(args.manifest, args.limit)

@@ -206,3 +206,38 @@ def test_generate_speech_writes_audio_and_refuses_bad_input_before_work(folder, 
         assert cli.main(argv) == 2
         assert match in capsys.readouterr().err
         assert not target.exists() and not (tmp_path / "x.txt").exists()
+
+
+# ------------------------------------------------------------------------------------------ app
+def test_the_app_tab_speaks_with_seeds_and_sends_the_audio_to_the_recogniser(pipe, monkeypatch):
+    import gradio as gr
+
+    import app
+    from multimodal.app import text_to_speech as tab
+
+    heard = {}
+
+    class Recogniser:
+        def __call__(self, audio, sampling_rate):
+            heard.update(audio=audio, rate=sampling_rate)
+            return {"text": " call four two "}
+
+    pipes = {"text-to-speech": pipe, "automatic-speech-recognition": Recogniser()}
+    monkeypatch.setattr(tab, "app_pipeline", lambda task, model=None: pipes[task])
+    monkeypatch.setattr(tab, "available_models", lambda: [tab.DEFAULT_MODEL])
+    demo = app.build()
+    assert "Text → Speech" in [b.label for b in demo.blocks.values() if isinstance(b, gr.Tab)]
+    voices = [b for b in demo.blocks.values() if isinstance(b, gr.Dropdown) and b.label == "voice"]
+    assert [c[0] for c in voices[0].choices] == ["a", "b"]
+
+    (rate, samples), seed = tab.speak_for_tab("call 42", "b", False, 7, 1.0)
+    again = tab.speak("call 42", "b", 7, 1.0)
+    assert rate == RATE and seed == 7 and samples.dtype == np.int16 and np.array_equal(samples, again[1])
+    want = pipe("call 42", voice="b", generator=torch.Generator().manual_seed(7))["audio"]
+    np.testing.assert_allclose(samples / 32767, want, atol=1 / 32767)
+    assert tab.hear((rate, samples)) == "call four two"
+    assert heard["rate"] == RATE and heard["audio"].dtype == np.float32 and np.abs(heard["audio"]).max() <= 1.0
+    with pytest.raises(InputError, match="text"):
+        tab.speak("x" * (tab.MAX_CHARS + 1), "a")
+    with pytest.raises(InputError, match="audio"):
+        tab.hear(None)

@@ -19,14 +19,15 @@ from typing import Callable  # noqa: E402
 import gradio as gr  # noqa: E402
 
 from .. import __version__, pipelines  # noqa: E402
-from . import classify, text_to_image, transcribe  # noqa: E402
+from . import classify, text_to_image, text_to_speech, transcribe  # noqa: E402
 from .common import MAX_FILE_SIZE, QUEUE_MAX_SIZE, app_pipeline, gradio_errors  # noqa: E402
 
-COMING = "text-to-audio"
+COMING = "text-to-video"
 INTRO = ("Small models trained here, all on one shared transformer backbone, running on this machine: "
          "**Transcribe** speech to text (Whisper tiny.en), **Classify** clothing photos (a ViT on Fashion-MNIST), "
-         "and draw 32x32 pictures from text with **Text → Image** (SiT, DiT and a token GPT trained on a "
-         "captioned world of coloured objects). Each tab says what its model knows and has examples to try. "
+         "draw 32x32 pictures from text with **Text → Image** (SiT, DiT and a token GPT trained on a captioned "
+         "world of coloured objects) and read text aloud with **Text → Speech** (a codec-token GPT). Each tab "
+         "says what its model knows and has examples to try. "
          "Requests queue when the machine is busy.")
 
 
@@ -82,5 +83,6 @@ def main() -> None:
 register_tab("automatic-speech-recognition", "Transcribe", transcribe.transcribe_tab)
 register_tab("image-classification", "Classify", classify.classify_tab)
 register_tab("text-to-image", "Text → Image", text_to_image.text_to_image_tab)
+register_tab("text-to-speech", "Text → Speech", text_to_speech.text_to_speech_tab)
 
 __all__ = ["Tab", "app_pipeline", "build", "gradio_errors", "main", "register_tab", "tabs"]

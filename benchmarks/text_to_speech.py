@@ -1,0 +1,178 @@
+"""Intelligibility and speed of text to speech, judged by our recogniser.
+
+Texts, none of them read in training:
+
+- ``digits``: digit strings from the evaluation share (``speech_tts.digit_strings(training=False)``),
+  given as digits ("4071"); scored as digit accuracy: 1 - the edit distance between the digits
+  spoken and the digits heard, over the digits spoken (the recogniser's output normalised by
+  Whisper's English normaliser, which writes spoken numbers as digits).
+- ``world``: canonical phrases of the captioned world of training combinations (``world seen``,
+  drawn at random: a given phrase may have been read in training by some voice) and of the
+  held-out colour/object pairs (``world held-out``, never spoken in training); word error rate.
+- ``sentence``: WordNet usage examples from the corpus' validation share (never in train.jsonl);
+  word error rate.
+
+Every text is spoken by every voice of the model with a fixed seed per text. The recogniser is our
+Whisper tiny.en (beam 5); ``--ears ours faster-whisper-int8`` adds faster-whisper (CTranslate2, the
+bench extra) as an independent ear. WER after Whisper's English normaliser. Speed: the real-time factor
+(seconds of audio per second of generation) for a text of about 10 seconds, and the peak resident
+memory after a one-sentence and after a sixteen-sentence text (memory flat in text length: pieces
+are generated eight at a time).
+
+    python -m benchmarks.text_to_speech --model runs/tts/model [--per-kind 20] [--write-checkpoint]
+    python -m benchmarks.text_to_speech --model runs/tts/model --ship checkpoints/text2speech-gpt
+
+Results: ``benchmarks/results/text_to_speech.json``; with ``--write-checkpoint`` also the model
+folder's ``evaluation.json`` and its MODEL_CARD.md rewritten with them. ``--ship DEST`` first writes
+DEST: the model (GPT and codec) in float16 with its training.json, and measures that copy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import resource
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from multimodal.checkpoint import atomic_write_text
+from multimodal.data.speech_digits import wordnet_sentences
+from multimodal.data.speech_tts import _is_val, digit_strings, world_phrases
+from multimodal.models.text2speech import TextToSpeech
+from multimodal.paths import resolve_model
+from multimodal.training.runs import read_training
+from multimodal.training.text2speech import model_card
+
+from .asr import build_systems, normaliser, wer
+from .common import markdown_table, ship_float16, write_results
+
+LONG_TEXT = ("The red bag is on the blue background. Call four zero seven one after nine. "
+             "A green star sits on a white background. Please read the numbers slowly and clearly.")
+
+
+def edit_distance(a: list[str], b: list[str]) -> int:
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, y in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
+    return row[-1]
+
+
+def texts_to_judge(per_kind: int, seed: int) -> dict[str, list[str]]:
+    rng = random.Random(f"tts-bench-{seed}")
+    sentences = [s for s in wordnet_sentences(seed=0) if _is_val(s, 0.05)]
+    return {"digits": digit_strings(per_kind, seed=seed, training=False, lengths=(3, 8)),
+            "world seen": rng.sample(world_phrases(), per_kind),
+            "world held-out": rng.sample(world_phrases(held_out=True), min(per_kind, len(world_phrases(True)))),
+            "sentence": rng.sample(sentences, per_kind)}
+
+
+def score(kind: str, texts: list[str], heard: list[str], norm) -> dict:
+    """Digit strings: digit errors (edit distance) over digits spoken, and whole strings right;
+    other texts: word errors over words, after ``norm``."""
+    if kind == "digits":
+        spoken = [list(re.sub(r"\D", "", t)) for t in texts]
+        got = [list(re.sub(r"\D", "", norm(h))) for h in heard]
+        errors = sum(edit_distance(s, g) for s, g in zip(spoken, got))
+        words = sum(len(s) for s in spoken)
+        return {"words": words, "errors": errors, "wer": errors / words,
+                "strings_right": sum(s == g for s, g in zip(spoken, got)) / len(texts)}
+    rate, errors, words = wer([norm(t) for t in texts], [norm(h) for h in heard])
+    return {"words": words, "errors": errors, "wer": rate}
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.text_to_speech", description=__doc__.split("\n")[0])
+    p.add_argument("--model", default="text2speech-gpt", help="text-to-speech folder or name")
+    p.add_argument("--per-kind", type=int, default=20, help="texts of each kind (each spoken by every voice)")
+    p.add_argument("--voices", nargs="+", default=None, help="voices to judge (default: all of the model's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ears", nargs="+", default=["ours"], choices=["ours", "faster-whisper-int8", "openai-whisper"],
+                   help="recognisers that judge (default: ours; faster-whisper is an independent ear)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--write-checkpoint", action="store_true", help="write evaluation.json into the model folder")
+    p.add_argument("--ship", default=None, help="write the model in float16 to this folder and measure that copy")
+    p.add_argument("--results", default="text_to_speech", help="results file name in benchmarks/results/")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    command = " ".join(["python -m benchmarks.text_to_speech", *(sys.argv[1:] if argv is None else argv)])
+    folder = resolve_model(args.model)
+    if args.ship:
+        folder = ship_float16(TextToSpeech, folder, Path(args.ship))
+        args.write_checkpoint = True
+    model = TextToSpeech.from_pretrained(folder).eval()
+    voices = args.voices or list(model.voices)
+    ears = build_systems(args.ears, beam_size=5, threads=args.threads)
+    norm = normaliser()
+    texts = texts_to_judge(args.per_kind, args.seed)
+
+    heard: dict[str, dict[tuple[str, str], list[str]]] = {ear: {} for ear in ears}
+    examples = []
+    for voice in voices:
+        for kind, items in texts.items():
+            for ear in ears:
+                heard[ear][voice, kind] = []
+            for i, text in enumerate(items):
+                audio = model.speak([text], voice=voice, generator=torch.Generator().manual_seed(args.seed * 1000 + i))[0]
+                for ear, recognise in ears.items():
+                    heard[ear][voice, kind].append(recognise(audio))
+                if i < 2:
+                    examples.append({"voice": voice, "kind": kind, "text": text,
+                                     **{f"heard by {ear}": heard[ear][voice, kind][-1] for ear in ears}})
+                print(f"{voice} {kind}: {text!r} -> {heard[args.ears[0]][voice, kind][-1]!r}", flush=True)
+
+    rows, table = [], []
+    for ear in ears:
+        mine = []
+        for voice in voices:
+            for kind, items in texts.items():
+                row = score(kind, items, heard[ear][voice, kind], norm)
+                mine.append({"kind": kind, "voice": voice, **row})
+        for kind in texts:
+            errors = sum(r["errors"] for r in mine if r["kind"] == kind)
+            words = sum(r["words"] for r in mine if r["kind"] == kind)
+            mine.append({"kind": kind, "voice": "all", "words": words, "errors": errors, "wer": errors / words})
+        rows += [{"recogniser": ear, **r} for r in mine]
+        table += [[ear, r["kind"], r["voice"], str(r["words"]), f"{100 * r['wer']:.1f} %"] for r in mine]
+
+    # speed and memory
+    model.speak(["Warm up."], voice=voices[0], generator=torch.Generator().manual_seed(0))
+    start = time.perf_counter()
+    audio = model.speak([LONG_TEXT], voice=voices[0], generator=torch.Generator().manual_seed(0))[0]
+    seconds = time.perf_counter() - start
+    speed = {"text": LONG_TEXT, "audio_seconds": len(audio) / model.sampling_rate, "generation_seconds": seconds,
+             "real_time_factor": len(audio) / model.sampling_rate / seconds, "threads": args.threads}
+    short = "Call four zero seven one after nine."
+    model.speak([short], voice=voices[0], generator=torch.Generator().manual_seed(0))
+    memory = {"peak_rss_mb_after_1_sentence": peak_rss_mb()}
+    model.speak([" ".join([short] * 16)], voice=voices[0], generator=torch.Generator().manual_seed(0))
+    memory["peak_rss_mb_after_16_sentences"] = peak_rss_mb()
+
+    print()
+    print(markdown_table(["recogniser", "texts", "voice", "words", "errors / words"], table))
+    print(f"real-time factor {speed['real_time_factor']:.2f} ({speed['audio_seconds']:.1f} s of audio in "
+          f"{seconds:.1f} s); peak RSS {memory}")
+    result = {"command": command, "model": str(folder), "recogniser": "ours (whisper tiny.en, beam 5)",
+              "recognisers": list(ears), "texts_per_kind": args.per_kind,
+              "rows": [r for r in rows if r["recogniser"] == "ours"], "all_rows": rows, "speed": speed,
+              "memory": memory, "examples": examples}
+    path = write_results(args.results, result)
+    if args.write_checkpoint:
+        atomic_write_text(folder / "evaluation.json", json.dumps(result, indent=2) + "\n")
+        atomic_write_text(folder / "MODEL_CARD.md", model_card(read_training(folder), folder))
+    print(f"wrote {path}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
