@@ -11,8 +11,8 @@
 first use; never the held-out voices, digit strings or colour/object pairs). The frozen codec codes
 every clip once and the front end turns every text into symbol ids once; both are kept in
 ``code_cache.safetensors`` in the run folder (reused on resume). The batch of optimizer step ``s``
-is ``batch_size`` clips drawn with replacement by a generator seeded by ``(seed, s, rank)``, padded
-to the longest; clips of more than ``max_frames`` code frames are left out (counted in
+is ``batch_size`` clips drawn with replacement by a generator seeded by ``(seed, s, rank)`` from a
+random window of clips of neighbouring lengths, padded to the longest; clips of more than ``max_frames`` code frames are left out (counted in
 training.json).
 
 **Loss.** Cross-entropy of every level's codes and of level 0's end of speech, under the delay
@@ -129,12 +129,22 @@ def collate(cache: dict[str, torch.Tensor], index: Sequence[int]) -> dict[str, t
             "voice_ids": cache["voice_ids"][index].long()}
 
 
+LENGTH_WINDOW = 8  # a batch's clips come from this many batch sizes of clips of neighbouring lengths
+
+
 def make_batch_fn(cache: dict[str, torch.Tensor], keep: torch.Tensor, batch_size: int, seed: int):
     """batch_fn(step, rank, world_size): ``batch_size // world_size`` clips of ``keep`` drawn with
-    replacement by the step's own generator, plus a generator for the text dropout."""
+    replacement by the step's own generator from a random window of ``LENGTH_WINDOW * batch_size``
+    clips of neighbouring lengths (so that little of a batch is padding), plus a generator for the
+    text dropout."""
+    lengths = cache["offsets"].diff()[keep]
+    by_length = keep[torch.argsort(lengths, stable=True)]
+    window = min(len(by_length), LENGTH_WINDOW * batch_size)
+
     def batch_fn(step: int, rank: int, world_size: int):
         generator = step_generator(seed, step, rank)
-        picks = keep[torch.randint(len(keep), (batch_size // world_size,), generator=generator)]
+        start = int(torch.randint(len(by_length) - window + 1, (), generator=generator))
+        picks = by_length[start + torch.randint(window, (batch_size // world_size,), generator=generator)]
         return {**collate(cache, picks.tolist()), "seed": torch.randint(2 ** 62, (), generator=generator)}
     return batch_fn
 
