@@ -12,6 +12,10 @@ Texts, none of them read in training:
 - ``sentence``: WordNet usage examples from the corpus' validation share (never in train.jsonl);
   word error rate.
 
+What the codec alone costs (``--codec-clips N``): N validation clips of each voice from the corpus
+(``speech_tts``' val.jsonl, texts never in training), recognised as the voice read them and after the
+codec's encode -> decode: the best the GPT could do in that voice.
+
 Every text is spoken by every voice of the model with a fixed seed per text. The recogniser is our
 Whisper tiny.en (beam 5); ``--ears ours faster-whisper-int8`` adds faster-whisper (CTranslate2, the
 bench extra) as an independent ear. WER after Whisper's English normaliser. Speed: the real-time factor
@@ -42,7 +46,9 @@ import torch
 
 from multimodal.checkpoint import atomic_write_text
 from multimodal.data.speech_digits import wordnet_sentences
+from multimodal.data import speech_tts
 from multimodal.data.speech_tts import _is_val, digit_strings, world_phrases
+from multimodal.media.audio import load_audio
 from multimodal.models.text2speech import TextToSpeech
 from multimodal.paths import resolve_model
 from multimodal.training.runs import read_training
@@ -77,7 +83,7 @@ def score(kind: str, texts: list[str], heard: list[str], norm) -> dict:
     """Digit strings: digit errors (edit distance) over digits spoken, and whole strings right;
     other texts: word errors over words, after ``norm``."""
     if kind == "digits":
-        spoken = [list(re.sub(r"\D", "", t)) for t in texts]
+        spoken = [list(re.sub(r"\D", "", norm(t))) for t in texts]
         got = [list(re.sub(r"\D", "", norm(h))) for h in heard]
         errors = sum(edit_distance(s, g) for s, g in zip(spoken, got))
         words = sum(len(s) for s in spoken)
@@ -85,6 +91,34 @@ def score(kind: str, texts: list[str], heard: list[str], norm) -> dict:
                 "strings_right": sum(s == g for s, g in zip(spoken, got)) / len(texts)}
     rate, errors, words = wer([norm(t) for t in texts], [norm(h) for h in heard])
     return {"words": words, "errors": errors, "wer": rate}
+
+
+def codec_ceiling(model: TextToSpeech, voices: list[str], per_voice: int, recognise, norm) -> dict:
+    """Word error rate (digit strings: digit errors) of ``per_voice`` validation clips of each voice (speech_tts' val.jsonl: texts never
+    in training) as the voice read them and after the model's codec (its levels): the best the GPT
+    could do in that voice."""
+    rows = [json.loads(line) for line in (speech_tts.corpus_dir() / "val.jsonl").read_text().splitlines() if line]
+    out = {}
+    for voice in voices:
+        clips = [r for r in rows if r["voice"] == voice][:per_voice]
+        if not clips:
+            continue
+        texts, as_read, coded = [], [], []
+        for row in clips:
+            audio = load_audio(row["audio"])
+            texts.append(row["text"])
+            as_read.append(recognise(audio))
+            coded.append(recognise(model.codec.decode(model.codes_of(torch.from_numpy(audio)[None]))[0].numpy()))
+        kinds = {row.get("kind", "sentence") for row in clips}
+        scores = {}
+        for name, heard in (("original", as_read), ("codec", coded)):
+            parts = [score(k, [t for t, r in zip(texts, clips) if r.get("kind", "sentence") == k],
+                           [h for h, r in zip(heard, clips) if r.get("kind", "sentence") == k], norm) for k in kinds]
+            scores[name] = (sum(p["errors"] for p in parts), sum(p["words"] for p in parts))
+        words = scores["original"][1]
+        out[voice] = {"clips": len(clips), "words": words, "original_wer": scores["original"][0] / words,
+                      "codec_wer": scores["codec"][0] / words}
+    return out
 
 
 def peak_rss_mb() -> float:
@@ -101,6 +135,8 @@ def main(argv: list[str] | None = None) -> dict:
                    help="recognisers that judge (default: ours; faster-whisper is an independent ear)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--write-checkpoint", action="store_true", help="write evaluation.json into the model folder")
+    p.add_argument("--codec-clips", type=int, default=10,
+                   help="validation clips per voice through the codec alone (0: skip; needs the speech-tts corpus)")
     p.add_argument("--ship", default=None, help="write the model in float16 to this folder and measure that copy")
     p.add_argument("--results", default="text_to_speech", help="results file name in benchmarks/results/")
     args = p.parse_args(argv)
@@ -145,6 +181,13 @@ def main(argv: list[str] | None = None) -> dict:
         rows += [{"recogniser": ear, **r} for r in mine]
         table += [[ear, r["kind"], r["voice"], str(r["words"]), f"{100 * r['wer']:.1f} %"] for r in mine]
 
+    # what the codec alone costs the training voices: their validation clips as read, and through the codec
+    ceiling = codec_ceiling(model, voices, args.codec_clips, ears[args.ears[0]], norm) if args.codec_clips else None
+    if ceiling:
+        for voice, row in ceiling.items():
+            table.append([args.ears[0], "codec round trip (recorded clips)", voice, str(row["words"]),
+                          f"{100 * row['codec_wer']:.1f} % (as read: {100 * row['original_wer']:.1f} %)"])
+
     # speed and memory
     model.speak(["Warm up."], voice=voices[0], generator=torch.Generator().manual_seed(0))
     start = time.perf_counter()
@@ -165,7 +208,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"command": command, "model": str(folder), "recogniser": "ours (whisper tiny.en, beam 5)",
               "recognisers": list(ears), "texts_per_kind": args.per_kind,
               "rows": [r for r in rows if r["recogniser"] == "ours"], "all_rows": rows, "speed": speed,
-              "memory": memory, "examples": examples}
+              "memory": memory, "codec_round_trip": ceiling, "examples": examples}
     path = write_results(args.results, result)
     if args.write_checkpoint:
         atomic_write_text(folder / "evaluation.json", json.dumps(result, indent=2) + "\n")
