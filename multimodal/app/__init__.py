@@ -25,9 +25,9 @@ from .common import MAX_FILE_SIZE, QUEUE_MAX_SIZE, app_pipeline, gradio_errors  
 COMING = "text-to-video"
 INTRO = ("Small models trained here, all on one shared transformer backbone, running on this machine: "
          "**Transcribe** speech to text (Whisper tiny.en), **Classify** clothing photos (a ViT on Fashion-MNIST), "
-         "draw 32x32 pictures from text with **Text → Image** (SiT, DiT and a token GPT trained on a captioned "
-         "world of coloured objects) and read text aloud with **Text → Speech** (a codec-token GPT). Each tab "
-         "says what its model knows and has examples to try. "
+         "and draw 32x32 pictures from text with **Text → Image** (SiT, DiT and a token GPT trained on a "
+         "captioned world of coloured objects). **Text → Speech** reads text aloud where a text-to-speech "
+         "checkpoint is installed. Each tab says what its model knows and has examples to try. "
          "Requests queue when the machine is busy.")
 
 
