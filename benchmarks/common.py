@@ -12,6 +12,7 @@ import gc
 import json
 import os
 import shutil
+import sys
 import platform
 import statistics
 import time
@@ -21,6 +22,8 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from multimodal.checkpoint import atomic_write_text, fresh_tmp_dir, publish_dir
+from multimodal.paths import resolve_model
+from multimodal.training.runs import read_training
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -106,3 +109,34 @@ def ship_float16(model_class, source: Path, dest: Path) -> Path:
             shutil.copyfile(source / name, tmp / name)
     publish_dir(tmp, dest)
     return dest
+
+
+def add_checkpoint_benchmark_args(p, what: str, results: str) -> None:
+    """The flags of a benchmark that judges one checkpoint: --threads, --write-checkpoint, --ship,
+    --results."""
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--write-checkpoint", action="store_true", help=f"write evaluation.json into the {what} folder")
+    p.add_argument("--ship", default=None, help=f"write the {what} in float16 to this folder and measure that copy")
+    p.add_argument("--results", default=results, help="results file name in benchmarks/results/")
+
+
+def checkpoint_to_judge(args, argv, module: str, model_class, model: str) -> tuple[str, Path]:
+    """(the command line, the folder to judge) of such a benchmark: threads set, and with ``--ship``
+    the float16 copy written first (and evaluation.json written into it at the end)."""
+    torch.set_num_threads(args.threads)
+    command = " ".join([f"python -m benchmarks.{module}", *(sys.argv[1:] if argv is None else argv)])
+    folder = resolve_model(model)
+    if args.ship:
+        folder = ship_float16(model_class, folder, Path(args.ship))
+        args.write_checkpoint = True
+    return command, folder
+
+
+def publish_judgement(args, folder: Path, result: dict, model_card) -> Path:
+    """Write the results file and, with ``--write-checkpoint``, the folder's evaluation.json and its
+    MODEL_CARD.md rebuilt by ``model_card(training, folder)``."""
+    path = write_results(args.results, result)
+    if args.write_checkpoint:
+        atomic_write_text(folder / "evaluation.json", json.dumps(result, indent=2) + "\n")
+        atomic_write_text(folder / "MODEL_CARD.md", model_card(read_training(folder), folder))
+    return path

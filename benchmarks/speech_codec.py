@@ -19,23 +19,17 @@ codec in float16 with its training.json, and measures that copy (the weights use
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-from pathlib import Path
 
 import torch
 
-from multimodal.checkpoint import atomic_write_text
 from multimodal.data import speech_eval
 from multimodal.media.audio import load_audio
 from multimodal.models.speech_codec import SpeechCodec
-from multimodal.paths import resolve_model
 from multimodal.tokenizers.mel import log_mel_spectrogram, log_mel_to_audio
-from multimodal.training.runs import read_training
 from multimodal.training.speech_codec import model_card
 
 from .asr import build_systems, eval_entries, normaliser, wer
-from .common import markdown_table, ship_float16, write_results
+from .common import add_checkpoint_benchmark_args, checkpoint_to_judge, markdown_table, publish_judgement
 
 
 def is_real(entry: dict) -> bool:
@@ -47,17 +41,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--codec", required=True, help="speech codec folder or name")
     p.add_argument("--manifest", default=None, help="eval manifest (default: build/reuse <cache>/speech-eval)")
     p.add_argument("--limit", type=int, default=None, help="N utterances spread over the sources")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--write-checkpoint", action="store_true", help="write evaluation.json into the codec folder")
-    p.add_argument("--ship", default=None, help="write the codec in float16 to this folder and measure that copy")
-    p.add_argument("--results", default="speech_codec", help="results file name in benchmarks/results/")
+    add_checkpoint_benchmark_args(p, "codec", "speech_codec")
     args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    command = " ".join(["python -m benchmarks.speech_codec", *(sys.argv[1:] if argv is None else argv)])
-    folder = resolve_model(args.codec)
-    if args.ship:
-        folder = ship_float16(SpeechCodec, folder, Path(args.ship))
-        args.write_checkpoint = True
+    command, folder = checkpoint_to_judge(args, argv, "speech_codec", SpeechCodec, args.codec)
     codec = SpeechCodec.from_pretrained(folder).eval()
     _, entries = eval_entries(args.manifest, args.limit)
     print(f"{len(entries)} utterances: {speech_eval.summary(entries)}")
@@ -98,10 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"command": command, "codec": str(folder), "utterances": len(entries),
               "sources": speech_eval.summary(entries), "recogniser": "ours (whisper tiny.en, beam 5)",
               "conditions": rows}
-    path = write_results(args.results, result)
-    if args.write_checkpoint:
-        atomic_write_text(folder / "evaluation.json", json.dumps(result, indent=2) + "\n")
-        atomic_write_text(folder / "MODEL_CARD.md", model_card(read_training(folder), folder))
+    path = publish_judgement(args, folder, result, model_card)
     print(f"wrote {path}")
     return result
 

@@ -38,24 +38,19 @@ import json
 import random
 import re
 import resource
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-from multimodal.checkpoint import atomic_write_text
 from multimodal.data.speech_digits import wordnet_sentences
 from multimodal.data import speech_tts
 from multimodal.data.speech_tts import _is_val, digit_strings, world_phrases
 from multimodal.media.audio import load_audio
 from multimodal.models.text2speech import TextToSpeech
-from multimodal.paths import resolve_model
-from multimodal.training.runs import read_training
 from multimodal.training.text2speech import model_card
 
 from .asr import build_systems, normaliser, wer
-from .common import markdown_table, ship_float16, write_results
+from .common import add_checkpoint_benchmark_args, checkpoint_to_judge, markdown_table, publish_judgement
 
 LONG_TEXT = ("The red bag is on the blue background. Call four zero seven one after nine. "
              "A green star sits on a white background. Please read the numbers slowly and clearly.")
@@ -133,19 +128,11 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ears", nargs="+", default=["ours"], choices=["ours", "faster-whisper-int8", "openai-whisper"],
                    help="recognisers that judge (default: ours; faster-whisper is an independent ear)")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--write-checkpoint", action="store_true", help="write evaluation.json into the model folder")
     p.add_argument("--codec-clips", type=int, default=10,
                    help="validation clips per voice through the codec alone (0: skip; needs the speech-tts corpus)")
-    p.add_argument("--ship", default=None, help="write the model in float16 to this folder and measure that copy")
-    p.add_argument("--results", default="text_to_speech", help="results file name in benchmarks/results/")
+    add_checkpoint_benchmark_args(p, "model", "text_to_speech")
     args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    command = " ".join(["python -m benchmarks.text_to_speech", *(sys.argv[1:] if argv is None else argv)])
-    folder = resolve_model(args.model)
-    if args.ship:
-        folder = ship_float16(TextToSpeech, folder, Path(args.ship))
-        args.write_checkpoint = True
+    command, folder = checkpoint_to_judge(args, argv, "text_to_speech", TextToSpeech, args.model)
     model = TextToSpeech.from_pretrained(folder).eval()
     voices = args.voices or list(model.voices)
     ears = build_systems(args.ears, beam_size=5, threads=args.threads)
@@ -209,10 +196,7 @@ def main(argv: list[str] | None = None) -> dict:
               "recognisers": list(ears), "texts_per_kind": args.per_kind,
               "rows": [r for r in rows if r["recogniser"] == "ours"], "all_rows": rows, "speed": speed,
               "memory": memory, "codec_round_trip": ceiling, "examples": examples}
-    path = write_results(args.results, result)
-    if args.write_checkpoint:
-        atomic_write_text(folder / "evaluation.json", json.dumps(result, indent=2) + "\n")
-        atomic_write_text(folder / "MODEL_CARD.md", model_card(read_training(folder), folder))
+    path = publish_judgement(args, folder, result, model_card)
     print(f"wrote {path}")
     return result
 
