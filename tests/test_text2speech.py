@@ -50,7 +50,7 @@ def test_phonemes_are_printable_ascii_ids_and_back():
 
 
 # -------------------------------------------------------------------------------- delay pattern
-def test_delay_and_undelay_round_trip_with_eos_and_empty_where_the_pattern_says():
+def test_delay_and_undelay_round_trip_with_empty_where_the_pattern_says():
     model = tiny()
     codes = torch.randint(0, 16, (2, 3, 5))
     frames = torch.tensor([5, 3])
@@ -58,10 +58,46 @@ def test_delay_and_undelay_round_trip_with_eos_and_empty_where_the_pattern_says(
     assert tokens.shape == (2, 5 + 2, 3)
     for i, n in enumerate(frames.tolist()):
         assert torch.equal(model.undelay(tokens[i], n), codes[i, :, :n])
-        assert tokens[i, n, 0] == model.eos_id and (tokens[i, n + 1:, 0] == model.empty_id).all()
         for level in range(3):
             assert (tokens[i, :level, level] == model.empty_id).all()
-            assert (tokens[i, n + max(level, 1):, level] == model.empty_id).all()  # level 0: EOS at n
+            assert (tokens[i, n + level:, level] == model.empty_id).all()
+
+
+def test_each_frame_says_the_symbol_whose_span_holds_it():
+    model = tiny()
+    v, t = _inputs(model, ["ab c"], ["a"])
+    states, _ = model.encode(v, t)
+    durations = torch.zeros_like(t)
+    durations[0, -4:] = torch.tensor([2, 1, 0, 3])  # a: frames 0-1, b: 2, the space: none, c: 3-5
+    cond = model.frame_condition(states, durations, 8)
+    owner = [-4, -4, -3, -1, -1, -1]
+    progress = [0, 1 / 2, 0, 0, 1 / 3, 2 / 3]
+    with torch.no_grad():
+        for f, (j, p) in enumerate(zip(owner, progress)):
+            expected = states[0, j] + model.progress_embed(torch.tensor([float(p)]))
+            assert torch.allclose(cond[0, f], expected, atol=1e-6)
+        assert torch.equal(cond[0, 6], model.tail) and torch.equal(cond[0, 7], model.tail)
+        dropped = model.frame_condition(states, durations, 8, drop=torch.tensor([True]))
+        assert torch.allclose(dropped[0, 0], model.null + model.progress_embed(torch.tensor([0.0])), atol=1e-6)
+
+
+def test_a_text_is_encoded_the_same_beside_a_longer_one():
+    model = tiny()
+    v, t = _inputs(model, ["hi there", "bye"], ["a", "b"])
+    with torch.no_grad():
+        both, log_both = model.encode(v, t)
+        alone, log_alone = model.encode(v[1:], t[1:])
+    assert torch.allclose(both[1, -3:], alone[0, -3:], atol=1e-5)
+    assert torch.allclose(log_both[1, -3:], log_alone[0, -3:], atol=1e-5)
+
+
+def test_predicted_durations_are_whole_frames_with_every_sounding_symbol_heard():
+    model = tiny()
+    v, t = _inputs(model, ["ab c", "b"], ["a", "b"])
+    log_frames = torch.full(t.shape, -3.0)  # rounds to 0 frames
+    log_frames[0, -4] = float(torch.log1p(torch.tensor(2.6)))  # 3 frames
+    d = model.durations(log_frames, t)
+    assert d[0, -4:].tolist() == [3, 1, 0, 1] and d[1, -1] == 1 and d[:, :-4].sum() == 0
 
 
 # ------------------------------------------------------------------------------------- sampler
@@ -78,8 +114,10 @@ def test_generation_through_the_cache_equals_recomputing_and_seeds_hold():
     assert all(torch.equal(a, b) for a, b in zip(cached, full))
     again = generate_delayed(model, v, t, generator=torch.Generator().manual_seed(3), **kwargs)
     assert all(torch.equal(a, b) for a, b in zip(cached, again))
-    for codes in cached:
-        assert codes.shape[0] == 3 and 1 <= codes.shape[1] <= 8 and int(codes.max()) < 16 and int(codes.min()) >= 0
+    with torch.no_grad():
+        planned = model.durations(model.encode(v, t)[1], t).sum(-1).clamp_max(8)
+    for codes, n in zip(cached, planned.tolist()):  # as many frames as the durations say
+        assert codes.shape == (3, n) and int(codes.max()) < 16 and int(codes.min()) >= 0
     # a row does not depend on the rest of the batch
     gens = [torch.Generator().manual_seed(s) for s in (5, 6)]
     both = generate_delayed(model, v, t, generator=gens, **kwargs)
@@ -98,27 +136,32 @@ def test_guidance_runs_against_the_empty_text_and_greedy_is_argmax():
     assert all(torch.equal(a, b) for a, b in zip(guided, guided_cache))
     # the first frame of greedy decoding is the argmax of the first step's logits
     with torch.no_grad():
-        first = model.logits(model.prefix(v, t))[:, -1]
-    assert torch.equal(greedy[0][0, 0], first[0, 0, :16].argmax())
+        states, log_frames = model.encode(v, t)
+        cond = model.frame_condition(states, model.durations(log_frames, t), 1)
+        first = model.logits(model.step_inputs(model.bos(2), cond, v))[:, -1]
+    assert torch.equal(greedy[0][0, 0], first[0, 0].argmax())
 
 
-def test_the_gpt_learns_to_say_two_texts_in_two_voices():
+def test_the_gpt_learns_to_say_two_texts_in_two_voices_for_as_long_as_taught():
     model = tiny(seed=1)
     model.train()
     texts, voices = ["one two", "three"], ["a", "b"]
     v, t = _inputs(model, texts, voices)
     g = torch.Generator().manual_seed(0)
-    codes = torch.randint(0, 16, (2, 3, 6), generator=g)
-    frames = torch.tensor([6, 4])
+    codes = torch.randint(0, 16, (2, 3, 8), generator=g)
+    frames = torch.tensor([8, 5])
+    durations = torch.zeros_like(t)
+    durations[0, -7:] = torch.tensor([1, 1, 2, 0, 1, 2, 1])
+    durations[1, -5:] = 1
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for _ in range(150):
-        loss = model.loss(v, t, codes, frames)
+    for _ in range(200):
+        loss, parts = model.loss(v, t, codes, frames, durations)
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert float(loss.detach()) < 0.05
+    assert parts["codes_loss"] < 0.05 and parts["duration_loss"] < 0.01
     out = generate_delayed(model.eval(), v, t, top_k=1)
-    assert torch.equal(out[0], codes[0]) and torch.equal(out[1], codes[1, :, :4])  # EOS where it was taught
+    assert torch.equal(out[0], codes[0]) and torch.equal(out[1], codes[1, :, :5])  # as long as taught
 
 
 def test_bad_sampling_and_text_are_input_errors():

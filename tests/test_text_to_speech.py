@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from safetensors.torch import load_file
 from conftest import kill_batches_at
 
 from multimodal import cli, pipeline
@@ -154,7 +155,7 @@ def corpus(tmp_path_factory):
 def _options(corpus, **extra):
     return {**dict(codec=corpus["codec"], steps=40, batch_size=8, lr=3e-3, config=GPT, manifest=corpus["train"],
                    val_manifest=corpus["val"], progress=False, eval_every=40, save_every=10, log_every=10,
-                   warmup_steps=5), **extra}
+                   warmup_steps=5, aligner_steps=10), **extra}
 
 
 def test_the_recipe_learns_and_writes_a_speaking_folder(corpus, tmp_path):
@@ -163,7 +164,9 @@ def test_the_recipe_learns_and_writes_a_speaking_folder(corpus, tmp_path):
     assert model.voices == ("a", "b") and "Text to speech" in open(f"{result['model_dir']}/MODEL_CARD.md").read()
     untrained = TextToSpeech(model.config, SpeechCodec.from_pretrained(corpus["codec"]))
     rows = recipe.read_rows(corpus["val"])
-    val = recipe.collate(recipe.encode_rows(model, rows), range(len(rows)))
+    durations = load_file(tmp_path / "run" / recipe.DURATIONS_NAME)
+    assert torch.equal(durations["val"].long().sum(-1), recipe.encode_rows(model, rows)["offsets"].diff())
+    val = recipe.collate({**recipe.encode_rows(model, rows), "durations": durations["val"]}, range(len(rows)))
     eval_fn = recipe.make_eval_fn(val)
     assert eval_fn(model)["val_loss"] < 0.8 * eval_fn(untrained)["val_loss"]  # learning on a tiny problem
     audio = model.speak(["tone 1 of b"], voice="b", generator=torch.Generator().manual_seed(0))[0]

@@ -60,8 +60,9 @@ def text_to_speech_tab() -> None:
         return
     speak_handler, hear_handler = gradio_errors(speak_for_tab), gradio_errors(hear)
     voices = app_pipeline("text-to-speech", DEFAULT_MODEL).voices
-    gr.Markdown("Text to speech with a codec-token GPT trained here on synthetic training voices: it writes "
-                "speech-codec codes after the text's phonemes, and the codec turns them into 16 kHz audio. "
+    gr.Markdown("Text to speech with a codec-token GPT trained here on synthetic training voices: it predicts "
+                "how long each of the text's phonemes lasts, writes speech-codec codes frame by frame, told which "
+                "phoneme each frame says, and the codec turns them into 16 kHz audio. "
                 "Digits are read one at a time; long text is read sentence by sentence. **Hear it** sends the "
                 "audio to the Transcribe tab's recogniser, to show what it understood.")
     with gr.Row():

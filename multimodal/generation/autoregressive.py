@@ -125,14 +125,15 @@ def generate_delayed(model, voice_ids: torch.Tensor, text_ids: torch.Tensor, *, 
                      temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
                      guidance_scale: float = 1.0, generator=None, use_cache: bool = True,
                      progress: Callable | None = None) -> list[torch.Tensor]:
-    """Residual codes of a delay-pattern model (``TextToSpeechGPT``): one step writes a token of every
-    level, level l lagging l frames; a row ends when level 0 writes EOS (or at ``max_frames``) and
-    its other levels have caught up. Returns one ``[levels, frames]`` LongTensor per row.
+    """Residual codes of a delay-pattern model with durations (``TextToSpeechGPT``): the text encoder
+    says how many frames each symbol lasts, then one step writes a token of every level, level l
+    lagging l frames, until every level of every row has written its frames (at most ``max_frames``:
+    longer speech is cut there). Returns one ``[levels, frames]`` LongTensor per row.
 
     Sampling is per level, as ``generate_tokens`` samples a token (temperature, top-k, top-p,
-    guidance against the same voice with the empty text), from row i's own uniforms: the same seed
-    gives the same codes, a row does not depend on the rest of the batch, and the KV cache equals
-    recomputing the sequence. EMPTY is never sampled; EOS only at level 0, after at least one frame.
+    guidance against the same voice and durations with the empty text), from row i's own uniforms:
+    the same seed gives the same codes, a row does not depend on the rest of the batch, and the KV
+    cache equals recomputing the sequence. EMPTY is never sampled.
     """
     check_sampling(temperature, top_k, top_p)
     scale = check_guidance(guidance_scale)
@@ -140,42 +141,36 @@ def generate_delayed(model, voice_ids: torch.Tensor, text_ids: torch.Tensor, *, 
     max_frames = c.max_frames if max_frames is None else max_frames
     if isinstance(max_frames, bool) or not isinstance(max_frames, int) or not 1 <= max_frames <= c.max_frames:
         raise InputError(f"max_frames: expected a whole number from 1 to {c.max_frames}, found {max_frames!r}")
-    B, L, K = text_ids.shape[0], c.levels, c.codebook_size
+    B, L = text_ids.shape[0], c.levels
+    states, log_frames = model.encode(voice_ids, text_ids)
+    durations = model.durations(log_frames, text_ids)
+    frames = durations.sum(-1).clamp(1, max_frames).cpu()  # [B]
+    steps = c.steps(int(frames.max()))
+    condition = model.frame_condition(states, durations, steps)
     guided = scale != 1.0
     if guided:
-        null = torch.full_like(text_ids, model.pad_id)  # the empty text
-        voice_ids, text_ids = torch.cat([voice_ids, voice_ids]), torch.cat([text_ids, null])
-    steps = c.steps(max_frames)
+        null = model.frame_condition(states, durations, steps, drop=torch.ones(B, dtype=torch.bool))
+        voice_ids, condition = torch.cat([voice_ids, voice_ids]), torch.cat([condition, null])
     u = row_uniforms(B, steps * L, generator).view(B, steps, L)
     tokens = torch.full((B, steps, L), model.empty_id, dtype=torch.long)
-    end = torch.full((B,), -1, dtype=torch.long)  # the step of a row's EOS: its number of frames
-    level = torch.arange(L)
-    prefix = model.prefix(voice_ids, text_ids)
-    cache = model.new_cache(prefix.shape[0]) if use_cache else None
-    logits = model.logits(prefix, cache)[:, -1]
+    empty = torch.arange(steps)[:, None] - torch.arange(L)[None]  # [steps, L]: the frame each level writes
+    empty = (empty[None] < 0) | (empty[None] >= frames[:, None, None])  # [B, steps, L]
+    cache = model.new_cache(condition.shape[0]) if use_cache else None
+    previous = model.bos(condition.shape[0])
     for s in progress_or_plain(progress)(range(steps), desc="frames"):
-        step = (guide_logits(logits[:B], logits[B:], scale) if guided else logits).float().cpu()  # [B, L, K + 2]
-        allowed = torch.zeros(L, K + 2, dtype=torch.bool)
-        allowed[:, :K] = True
-        allowed[0, model.eos_id] = s > 0
-        step = step.masked_fill(~allowed, float("-inf"))
-        probs = filter_logits(step.reshape(B * L, K + 2), temperature, top_k, top_p)
-        token = sample_from(probs, u[:, s].reshape(-1)).view(B, L)
-        if s == max_frames:  # level 0 of a row still speaking ends here
-            token[:, 0] = torch.where(end < 0, torch.full_like(token[:, 0], model.eos_id), token[:, 0])
-        ended = end >= 0
-        frame = s - level[None]  # [1, L]: the frame each level writes
-        empty = (frame < 0) | (ended[:, None] & (frame >= end[:, None]))  # before a level's start, after the end
-        token = torch.where(empty, torch.full_like(token, model.empty_id), token)
-        end = torch.where(~ended & (token[:, 0] == model.eos_id), torch.full_like(end, s), end)
-        tokens[:, s] = token
-        if bool((end >= 0).all()) and s >= int(end.max()) + L - 2:
-            break
-        feed = torch.cat([token, token]) if guided else token
-        feed = feed.to(prefix.device)
         if use_cache:
-            logits = model.logits(model.embed_steps(feed[:, None]), cache)[:, -1]
+            x = model.step_inputs(previous, condition[:, s:s + 1], voice_ids)
+            logits = model.logits(x, cache)[:, -1]
         else:
-            seq = torch.cat([tokens[:, :s + 1]] * (2 if guided else 1)).to(prefix.device)
-            logits = model.logits(torch.cat([prefix, model.embed_steps(seq)], dim=1))[:, -1]
-    return [model.undelay(tokens[i], int(end[i])) for i in range(B)]
+            seq = torch.cat([tokens[:, :s]] * (2 if guided else 1)).to(condition.device)
+            x = model.step_inputs(torch.cat([model.bos(condition.shape[0]), seq], dim=1), condition[:, :s + 1],
+                                  voice_ids)
+            logits = model.logits(x)[:, -1]
+        step = (guide_logits(logits[:B], logits[B:], scale) if guided else logits).float().cpu()  # [B, L, K]
+        probs = filter_logits(step.reshape(B * L, -1), temperature, top_k, top_p)
+        token = sample_from(probs, u[:, s].reshape(-1)).view(B, L)
+        token = torch.where(empty[:, s], torch.full_like(token, model.empty_id), token)
+        tokens[:, s] = token
+        feed = torch.cat([token, token]) if guided else token
+        previous = feed[:, None].to(condition.device)
+    return [model.undelay(tokens[i], int(frames[i])) for i in range(B)]

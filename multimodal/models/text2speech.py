@@ -36,7 +36,7 @@ PIECES_PER_BATCH = 8  # pieces generated together
 @dataclass
 class TextToSpeechConfig(Config):
     gpt: TextToSpeechGPTConfig = field(default_factory=TextToSpeechGPTConfig)
-    max_piece_chars: int = 120  # speakable characters per piece (sentences are cut to fit)
+    max_piece_chars: int = 70  # speakable characters per piece (sentences are cut to fit)
     # The sampling defaults of speak() and the pipeline
     guidance_scale: float = 1.0
     temperature: float = 1.0
@@ -51,7 +51,7 @@ class TextToSpeechConfig(Config):
 
 
 class TextToSpeech(PretrainedMixin, nn.Module):
-    """texts -> codes -> audio. ``loss(voice_ids, text_ids, codes, frames)`` trains the GPT; ``speak``
+    """texts -> codes -> audio. ``loss(voice_ids, text_ids, codes, frames, durations)`` trains the GPT; ``speak``
     samples audio; ``voices`` names the voices."""
 
     config_class = TextToSpeechConfig
@@ -86,8 +86,8 @@ class TextToSpeech(PretrainedMixin, nn.Module):
     def sampling_rate(self) -> int:
         return SAMPLE_RATE
 
-    def loss(self, voice_ids, text_ids, codes, frames, generator=None):
-        return self.gpt.loss(voice_ids, text_ids, codes, frames, generator)
+    def loss(self, voice_ids, text_ids, codes, frames, durations, generator=None):
+        return self.gpt.loss(voice_ids, text_ids, codes, frames, durations, generator)
 
     def codes_of(self, audio) -> torch.Tensor:
         """Audio -> the GPT's codes ``[B, levels, frames]`` (the codec's first levels)."""

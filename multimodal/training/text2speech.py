@@ -15,11 +15,18 @@ is ``batch_size`` clips drawn with replacement by a generator seeded by ``(seed,
 random window of clips of neighbouring lengths, padded to the longest; clips of more than ``max_frames`` code frames are left out (counted in
 training.json).
 
-**Loss.** Cross-entropy of every level's codes and of level 0's end of speech, under the delay
-pattern (``TextToSpeechGPT.loss``); the text is dropped with probability ``cond_drop`` for
-classifier-free guidance. Evaluations log the teacher-forced loss on the validation clips.
+**Durations.** First a speech aligner (``multimodal.models.speech_aligner``: CTC over the codes of
+the training clips, ``aligner_steps`` steps on the shared trainer in ``aligner/``, resumable) finds
+how many code frames each symbol of each clip lasts, by forced alignment; the durations of every
+training and validation clip are kept in ``durations.safetensors`` (reused on resume).
 
-Run folder: the trainer's files, ``text2speech_run.json``, the code cache and ``model/`` (a
+**Loss.** Cross-entropy of every level's codes under the delay pattern, each frame told which
+symbol it says, plus the duration loss (``TextToSpeechGPT.loss``); the text is dropped with
+probability ``cond_drop`` for classifier-free guidance. Evaluations log the teacher-forced losses
+on the validation clips.
+
+Run folder: the trainer's files, ``text2speech_run.json``, the code cache, ``aligner/``, the
+durations and ``model/`` (a
 ``TextToSpeech`` folder: the GPT, the codec in ``codec/``, training.json and MODEL_CARD.md).
 Intelligibility is measured by ``benchmarks/text_to_speech.py``.
 """
@@ -38,6 +45,7 @@ from safetensors.torch import load_file, save_file
 from ..checkpoint import count_parameters
 from ..errors import InputError, expect
 from ..media.audio import load_audio
+from ..models.speech_aligner import SpeechAligner, SpeechAlignerConfig
 from ..models.speech_codec import SpeechCodec
 from ..models.text2speech import TextToSpeech, TextToSpeechConfig
 from ..models.text2speech_gpt import TextToSpeechGPTConfig
@@ -47,13 +55,17 @@ from .batching import step_generator
 from .config import TrainConfig, add_train_args, train_config_from_args
 from .runs import MODEL_DIR, build_model_card, card_notes, check_resume_settings, command_line, markdown_table, \
     publish_model, run_file
-from .trainer import Trainer
+from .trainer import CHECKPOINT_DIR, Trainer
 
-RECIPE_MODEL = TextToSpeechGPTConfig(width=256, depth=6, heads=8, text_length=160, max_frames=400, cond_drop=0.1)
+RECIPE_MODEL = TextToSpeechGPTConfig(width=192, depth=6, encoder_depth=3, heads=6, text_length=160, max_frames=300,
+                                     cond_drop=0.1)
 RECIPE_TRAIN = TrainConfig(out_dir="runs/text2speech-gpt", max_steps=6000, batch_size=32, lr=1e-3, weight_decay=0.05,
                            warmup_steps=300, min_lr_ratio=0.05, grad_clip=1.0, ema_decay=None, eval_every=1000,
                            save_every=250, log_every=50)
 CODE_CACHE_NAME = "code_cache.safetensors"
+DURATIONS_NAME = "durations.safetensors"
+ALIGNER_DIR = "aligner"
+ALIGNER_STEPS = 1500
 
 
 def _unwrap(model) -> TextToSpeech:
@@ -117,7 +129,7 @@ def load_or_encode(path: Path, model: TextToSpeech, rows: Sequence[dict]) -> dic
 
 def collate(cache: dict[str, torch.Tensor], index: Sequence[int]) -> dict[str, torch.Tensor]:
     """Clips ``index`` of a cache, their codes padded to the longest: {"codes" [b, levels, T], "frames" [b],
-    "text_ids", "voice_ids"}."""
+    "text_ids", "voice_ids"} and "durations" when the cache has them."""
     offsets = cache["offsets"]
     pieces = [cache["codes"][:, offsets[i]:offsets[i + 1]].long() for i in index]
     frames = torch.tensor([p.shape[1] for p in pieces], dtype=torch.long)
@@ -125,8 +137,11 @@ def collate(cache: dict[str, torch.Tensor], index: Sequence[int]) -> dict[str, t
     for j, p in enumerate(pieces):
         codes[j, :, :p.shape[1]] = p
     index = torch.as_tensor(list(index), dtype=torch.long)
-    return {"codes": codes, "frames": frames, "text_ids": cache["text_ids"][index].long(),
-            "voice_ids": cache["voice_ids"][index].long()}
+    batch = {"codes": codes, "frames": frames, "text_ids": cache["text_ids"][index].long(),
+             "voice_ids": cache["voice_ids"][index].long()}
+    if "durations" in cache:
+        batch["durations"] = cache["durations"][index].long()
+    return batch
 
 
 LENGTH_WINDOW = 8  # a batch's clips come from this many batch sizes of clips of neighbouring lengths
@@ -149,27 +164,84 @@ def make_batch_fn(cache: dict[str, torch.Tensor], keep: torch.Tensor, batch_size
     return batch_fn
 
 
-def loss_fn(model, batch):
-    generator = torch.Generator().manual_seed(int(batch["seed"]))
-    gpt = _unwrap(model).gpt
+def _gpt_loss(gpt, batch, generator=None):
     device = gpt.head.weight.device
-    return gpt.loss(batch["voice_ids"].to(device), batch["text_ids"].to(device), batch["codes"].to(device),
-                    batch["frames"].to(device), generator), {}
+    return gpt.loss(*(batch[k].to(device) for k in ("voice_ids", "text_ids", "codes", "frames", "durations")),
+                    generator)
+
+
+def loss_fn(model, batch):
+    return _gpt_loss(_unwrap(model).gpt, batch, torch.Generator().manual_seed(int(batch["seed"])))
 
 
 def make_eval_fn(batch: dict[str, torch.Tensor]):
     @torch.no_grad()
     def eval_fn(model) -> dict[str, float]:
-        gpt = _unwrap(model).eval().gpt
-        device = gpt.head.weight.device
-        saved, gpt.config.cond_drop = gpt.config.cond_drop, 0.0
-        try:
-            loss = gpt.loss(batch["voice_ids"].to(device), batch["text_ids"].to(device), batch["codes"].to(device),
-                            batch["frames"].to(device))
-        finally:
-            gpt.config.cond_drop = saved
-        return {"val_loss": float(loss)}
+        loss, parts = _gpt_loss(_unwrap(model).eval().gpt, batch)  # eval mode: the text is never dropped
+        return {"val_loss": float(loss), **{f"val_{k}": v for k, v in parts.items()}}
     return eval_fn
+
+
+# ------------------------------------------------------------------------------------- durations
+def aligner_loss_fn(model, batch):
+    device = model.head.weight.device
+    return model.loss(batch["codes"].to(device), batch["frames"].to(device), batch["text_ids"].to(device)), {}
+
+
+def make_aligner_eval_fn(batch: dict[str, torch.Tensor]):
+    @torch.no_grad()
+    def eval_fn(model) -> dict[str, float]:
+        loss, _ = aligner_loss_fn(model.eval(), batch)
+        return {"val_ctc": float(loss)}
+    return eval_fn
+
+
+@torch.no_grad()
+def all_durations(aligner: SpeechAligner, cache: dict[str, torch.Tensor], index: Sequence[int],
+                  batch_size: int = 32) -> torch.Tensor:
+    """Forced-alignment durations ``[len(index), text_length]`` (int16) of clips ``index`` of a cache."""
+    aligner.eval()
+    out = []
+    for start in range(0, len(index), batch_size):
+        b = collate(cache, index[start:start + batch_size])
+        out.append(aligner.durations(b["codes"], b["frames"], b["text_ids"]).to(torch.int16))
+    return torch.cat(out)
+
+
+def load_or_align(out_dir: Path, cache: dict, keep: torch.Tensor, val_cache: dict, config: TextToSpeechGPTConfig,
+                  train_config: TrainConfig, steps: int, progress: bool) -> tuple[dict, dict, dict]:
+    """Train (or resume) the aligner in ``out_dir/aligner`` and write the durations of every
+    training and validation clip to ``out_dir/durations.safetensors``; read them when there."""
+    path = out_dir / DURATIONS_NAME
+    info_path = out_dir / ALIGNER_DIR / "alignment.json"
+    if not path.is_file():
+        aligner_config = SpeechAlignerConfig(codebook_size=config.codebook_size, levels=config.levels,
+                                             max_frames=config.max_frames, width=config.width, heads=config.heads)
+        torch.manual_seed(train_config.seed)
+        aligner = SpeechAligner(aligner_config)
+        folder = out_dir / ALIGNER_DIR
+        options = train_config.replace(out_dir=str(folder), max_steps=steps, lr=1e-3, warmup_steps=min(200, steps),
+                                       ema_decay=None, eval_every=max(steps // 3, 1), save_every=250, log_every=50)
+        val = collate(val_cache, range(len(val_cache["voice_ids"])))
+        trainer = Trainer(aligner, options, aligner_loss_fn,
+                          batch_fn=make_batch_fn(cache, keep, options.batch_size, options.seed),
+                          eval_fn=make_aligner_eval_fn(val), resume=(folder / CHECKPOINT_DIR).is_dir(),
+                          progress=progress)
+        summary, _ = trainer.train_run(run_file(folder, "aligner"), {"model": aligner_config.to_dict()})
+        aligner = trainer.eval_model
+        durations = torch.zeros(cache["text_ids"].shape, dtype=torch.int16)
+        durations[keep] = all_durations(aligner, cache, keep.tolist())
+        val_durations = all_durations(aligner, val_cache, list(range(len(val_cache["voice_ids"]))))
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        save_file({"train": durations, "val": val_durations}, str(tmp))
+        info_path.write_text(json.dumps({"steps": trainer.step, "model": aligner_config.to_dict(),
+                                         **{k: v for k, v in summary.items() if k in ("loss", "val_ctc")}}, indent=2))
+        tmp.replace(path)
+    saved = load_file(path)
+    expect(saved["train"].shape == cache["text_ids"].shape and saved["val"].shape == val_cache["text_ids"].shape,
+           DURATIONS_NAME, "the durations of this run's clips", f"shapes {tuple(saved['train'].shape)}")
+    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    return {**cache, "durations": saved["train"]}, {**val_cache, "durations": saved["val"]}, info
 
 
 def train_text2speech(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, codec: str | Path,
@@ -177,7 +249,7 @@ def train_text2speech(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, codec: str 
                       lr: float = RECIPE_TRAIN.lr, seed: int = 0, resume: bool = False,
                       config: TextToSpeechGPTConfig | None = None, manifest: str | Path | None = None,
                       val_manifest: str | Path | None = None, max_clips: int | None = None, progress: bool = True,
-                      command: str | None = None, **train_options: Any) -> dict:
+                      aligner_steps: int = ALIGNER_STEPS, command: str | None = None, **train_options: Any) -> dict:
     """Train a ``TextToSpeech`` GPT over the codes of the codec folder ``codec`` and write
     ``out_dir/model`` (see the module docstring). Returns the numbers of training.json."""
     codec_folder = resolve_model(codec)
@@ -197,7 +269,7 @@ def train_text2speech(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, codec: str 
     train_config = TrainConfig.from_dict(fields, where="train_options")
     out_dir = Path(out_dir)
     run = {"model": config.to_dict(), "codec": str(codec_folder.resolve()), "manifest": str(manifest),
-           "clips": len(rows)}
+           "clips": len(rows), "aligner_steps": aligner_steps}
     if resume:
         check_resume_settings(run_file(out_dir, "text2speech"), run, "the model, codec and data",
                               configs={"model": TextToSpeechGPTConfig})
@@ -208,9 +280,12 @@ def train_text2speech(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, codec: str 
     keep = torch.nonzero(lengths <= config.max_frames).flatten()
     expect(len(keep) > 0, "manifest", f"clips of at most {config.max_frames} code frames", "none")
     val_rows = [r for r in val_rows if r["voice"] in voices]
-    val = collate(encode_rows(model, val_rows), range(len(val_rows)))
-    expect(int(val["frames"].max()) <= config.max_frames, "val_manifest",
-           f"clips of at most {config.max_frames} code frames", int(val["frames"].max()))
+    val_cache = encode_rows(model, val_rows)
+    expect(int(val_cache["offsets"].diff().max()) <= config.max_frames, "val_manifest",
+           f"clips of at most {config.max_frames} code frames", int(val_cache["offsets"].diff().max()))
+    cache, val_cache, alignment = load_or_align(out_dir, cache, keep, val_cache, config, train_config, aligner_steps,
+                                                progress)
+    val = collate(val_cache, range(len(val_rows)))
     trainer = Trainer(model, train_config, loss_fn, batch_fn=make_batch_fn(cache, keep, train_config.batch_size,
                                                                             train_config.seed),
                       eval_fn=make_eval_fn(val), resume=resume, progress=progress)
@@ -227,8 +302,9 @@ def train_text2speech(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, codec: str 
         **trainer.run_record(seconds),
         "parameters": {"gpt": count_parameters(final.gpt), "codec (frozen)": count_parameters(final.codec)},
         "codec": str(codec), "val_clips": len(val_rows),
-        "eval": {k: v for k, v in summary.items() if k == "val_loss"},
-        "final_train": {k: summary[k] for k in ("loss",) if k in summary},
+        "eval": {k: v for k, v in summary.items() if k.startswith("val_")},
+        "final_train": {k: summary[k] for k in ("loss", "codes_loss", "duration_loss") if k in summary},
+        "aligner": alignment,
         "model": final.config.to_dict(),
     }
     folder = publish_model(out_dir / MODEL_DIR, final, training, lambda tmp: model_card(training, tmp))
@@ -240,17 +316,21 @@ def model_card(info: dict, folder: Path | None = None) -> str:
     evaluation.json, written by ``benchmarks/text_to_speech.py``, when present)."""
     c = TextToSpeechConfig.from_dict(info["model"])
     g = c.gpt
-    summary = (f"Text to speech: a token GPT on the shared backbone ({g.depth} causal blocks, width {g.width}, "
-               f"{g.heads} heads, learned positions) writes {g.levels} residual levels of the speech codec in "
-               f"`codec/` ({g.codebook_size} codes per level) by MusicGen's delay pattern, after a voice "
-               f"({', '.join(g.voices)}) and up to {g.text_length} {g.front_end} symbols of text; the codec decodes "
-               f"them to 16 kHz audio. Trained with the text dropped {100 * g.cond_drop:.0f} % of the time for "
-               f"classifier-free guidance.")
+    summary = (f"Text to speech: a text encoder ({g.encoder_depth} bidirectional blocks over a voice "
+               f"({', '.join(g.voices)}) and up to {g.text_length} {g.front_end} symbols) predicts how many code "
+               f"frames each symbol lasts; a token GPT on the shared backbone ({g.depth} causal blocks, width "
+               f"{g.width}, {g.heads} heads, learned positions), told at every frame which symbol it is saying, "
+               f"writes {g.levels} residual levels of the speech codec in `codec/` ({g.codebook_size} codes per "
+               f"level) by MusicGen's delay pattern; the codec decodes them to 16 kHz audio. The durations it "
+               f"learns come from a CTC speech aligner's forced alignment of the training clips. Trained with the "
+               f"text dropped {100 * g.cond_drop:.0f} % of the time for classifier-free guidance.")
     usage = ("`multimodal.pipeline(\"text-to-speech\", model=this_folder)(\"call four zero seven\", voice=\"kal\", "
              "generator=torch.Generator().manual_seed(0))` -> `{\"audio\": float32 [samples], \"sampling_rate\": "
              "16000}`; command line: `multimodal generate speech \"...\" -o out.wav --model this_folder`.")
-    lines = [f"Teacher-forced loss on {info['val_clips']} validation clips: "
-             f"{info['eval'].get('val_loss', float('nan')):.3f} nats per token.", ""]
+    ev = info["eval"]
+    lines = [f"Teacher-forced loss on {info['val_clips']} validation clips: codes "
+             f"{ev.get('val_codes_loss', float('nan')):.3f} nats per token, durations "
+             f"{ev.get('val_duration_loss', float('nan')):.3f} (mean squared error of log(1 + frames)).", ""]
     judged = Path(folder) / "evaluation.json" if folder is not None else None
     if judged is not None and judged.is_file():
         ev = json.loads(judged.read_text())
@@ -269,13 +349,16 @@ def add_train_text2speech_arguments(parser: argparse.ArgumentParser) -> argparse
     m = RECIPE_MODEL
     parser.add_argument("--codec", required=True, help="the speech codec folder or name whose codes the GPT writes")
     model = parser.add_argument_group("GPT")
-    for name, default in (("width", m.width), ("depth", m.depth), ("heads", m.heads), ("levels", m.levels),
-                          ("text-length", m.text_length), ("max-frames", m.max_frames)):
+    for name, default in (("width", m.width), ("depth", m.depth), ("encoder-depth", m.encoder_depth),
+                          ("heads", m.heads), ("levels", m.levels), ("text-length", m.text_length),
+                          ("max-frames", m.max_frames)):
         model.add_argument(f"--{name}", type=int, default=default, help=f"(default {default})")
     model.add_argument("--front-end", choices=phonemes.FRONT_ENDS, default=m.front_end, help=f"(default {m.front_end})")
     model.add_argument("--dropout", type=float, default=m.dropout, help=f"(default {m.dropout})")
     model.add_argument("--cond-drop", type=float, default=m.cond_drop,
                        help=f"probability of the empty text in training (default {m.cond_drop})")
+    model.add_argument("--aligner-steps", type=int, default=ALIGNER_STEPS,
+                       help=f"training steps of the CTC aligner that finds the durations (default {ALIGNER_STEPS})")
     data = parser.add_argument_group("data")
     data.add_argument("--manifest", default=None,
                       help="JSONL manifest of {audio, text, voice} (default: the speech-tts corpus, built on first use)")
@@ -288,7 +371,8 @@ def add_train_text2speech_arguments(parser: argparse.ArgumentParser) -> argparse
 
 def run_train_text2speech(args: argparse.Namespace) -> dict:
     """``multimodal train text2speech``: train, write ``<out-dir>/model`` and print where."""
-    config = RECIPE_MODEL.replace(width=args.width, depth=args.depth, heads=args.heads, levels=args.levels,
+    config = RECIPE_MODEL.replace(width=args.width, depth=args.depth, encoder_depth=args.encoder_depth,
+                                  heads=args.heads, levels=args.levels,
                                   text_length=args.text_length, max_frames=args.max_frames, front_end=args.front_end,
                                   dropout=args.dropout, cond_drop=args.cond_drop)
     config = TextToSpeechGPTConfig.from_dict(config.to_dict())
@@ -297,7 +381,7 @@ def run_train_text2speech(args: argparse.Namespace) -> dict:
     result = train_text2speech(named["out_dir"], codec=args.codec, steps=named["max_steps"],
                                batch_size=named["batch_size"], lr=named["lr"], seed=named["seed"], resume=args.resume,
                                config=config, manifest=args.manifest, val_manifest=args.val_manifest,
-                               max_clips=args.max_clips, progress=args.progress,
+                               max_clips=args.max_clips, progress=args.progress, aligner_steps=args.aligner_steps,
                                command=command_line(args, "multimodal train text2speech"), **fields)
     if "model_dir" in result:
         print(", ".join(f"{k} {v:.3f}" for k, v in result["eval"].items()))
