@@ -45,6 +45,7 @@ import torch
 from multimodal.data.speech_digits import wordnet_sentences
 from multimodal.data import speech_tts
 from multimodal.data.speech_tts import _is_val, digit_strings, world_phrases
+from multimodal.evaluation.wer import edit_distance
 from multimodal.media.audio import load_audio
 from multimodal.models.text2speech import TextToSpeech
 from multimodal.training.text2speech import model_card
@@ -54,15 +55,6 @@ from .common import add_checkpoint_benchmark_args, checkpoint_to_judge, markdown
 
 LONG_TEXT = ("The red bag is on the blue background. Call four zero seven one after nine. "
              "A green star sits on a white background. Please read the numbers slowly and clearly.")
-
-
-def edit_distance(a: list[str], b: list[str]) -> int:
-    row = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        prev, row[0] = row[0], i
-        for j, y in enumerate(b, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
-    return row[-1]
 
 
 def texts_to_judge(per_kind: int, seed: int) -> dict[str, list[str]]:

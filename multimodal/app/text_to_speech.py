@@ -21,13 +21,16 @@ EXAMPLE_TEXTS = ["Call 4071 after nine.", "a red bag on a navy background",
                  "a purple circle on a white background", "The train leaves at 6 and arrives at 9."]
 
 
-def speak(text: str, voice: str | None = None, seed: float = 0, temperature: float = 1.0):
-    """(sampling rate, int16 samples) of ``text`` read by ``voice``, for ``gr.Audio``."""
+def speak(text: str, voice: str | None = None, seed: float = 0, temperature: float = 0.0):
+    """(sampling rate, int16 samples) of ``text`` read by ``voice``, for ``gr.Audio``. ``temperature``
+    0 takes the model's own sampling (the shipped one decodes greedily, guided against the empty
+    text); above 0 it samples every code at that temperature (``top_k`` off)."""
     if not isinstance(text, str) or len(text) > MAX_CHARS:
         raise InputError(f"text: expected at most {MAX_CHARS} characters in the app, found "
                          f"{len(text) if isinstance(text, str) else type(text).__name__}")
     pipe = app_pipeline("text-to-speech", DEFAULT_MODEL)
-    out = pipe(text, voice=voice or None, generator=check_seed(seed), temperature=float(temperature))
+    sampling = {"temperature": float(temperature), "top_k": 0} if temperature and float(temperature) > 0 else {}
+    out = pipe(text, voice=voice or None, generator=check_seed(seed), **sampling)
     return out["sampling_rate"], (np.clip(out["audio"], -1, 1) * 32767).astype(np.int16)
 
 
@@ -69,7 +72,8 @@ def text_to_speech_tab() -> None:
         with gr.Column():
             text = gr.Textbox(label="text", value=EXAMPLE_TEXTS[0], lines=3, max_length=MAX_CHARS)
             voice = gr.Dropdown(list(voices), value=voices[0], label="voice")
-            temperature = gr.Slider(0.1, 1.5, value=1.0, step=0.05, label="temperature")
+            temperature = gr.Slider(0.0, 1.5, value=0.0, step=0.05, label="temperature",
+                                    info="0: the model's own decoding (greedy); above 0: sample at that temperature")
             randomize = gr.Checkbox(value=False, label="random seed",
                                     info="a new seed each time, shown below; untick to repeat a seed")
             seed = gr.Number(value=0, precision=0, label="seed")

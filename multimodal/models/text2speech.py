@@ -1,5 +1,5 @@
-"""Text to speech: the text-to-speech GPT writes a speech codec's residual codes after a voice and
-a text, the codec decodes them to 16 kHz audio.
+"""Text to speech: the text-to-speech GPT predicts how long each symbol of a text lasts and writes
+a speech codec's residual codes frame by frame in a voice, the codec decodes them to 16 kHz audio.
 
 A checkpoint folder holds the GPT (``config.json``, ``model.safetensors``) and the codec
 (``codec/``), loaded together by ``TextToSpeech.from_pretrained``.
@@ -37,10 +37,10 @@ PIECES_PER_BATCH = 8  # pieces generated together
 class TextToSpeechConfig(Config):
     gpt: TextToSpeechGPTConfig = field(default_factory=TextToSpeechGPTConfig)
     max_piece_chars: int = 70  # speakable characters per piece (sentences are cut to fit)
-    # The sampling defaults of speak() and the pipeline
-    guidance_scale: float = 1.0
+    # The sampling defaults of speak() and the pipeline: greedy, guided by the empty text
+    guidance_scale: float = 2.0
     temperature: float = 1.0
-    top_k: int | None = None
+    top_k: int | None = 1
     top_p: float | None = None
 
     def __post_init__(self):

@@ -16,7 +16,9 @@ outside Latin) are skipped. A text with nothing left to read is an ``InputError`
 Long text is cut into sentences, spoken one by one and joined.
 
 Sampling: ``temperature``, ``top_k``, ``top_p``, ``guidance_scale`` (against the same voice with the
-empty text); left None, each takes the checkpoint's default (its ``config.json``). ``generator``: a
+empty text); left None, each takes the checkpoint's default (its ``config.json``; the shipped model
+decodes greedily, ``top_k=1``, with ``guidance_scale=2``: pass ``top_k=0`` and a ``temperature`` to
+sample). ``generator``: a
 ``torch.Generator``, an int seed, or a list of either, one per text; the same seed gives the same
 audio, and a text's audio does not depend on the other texts of the call. ``voice_prompt``
 (continuing a few seconds of a new voice) is checked as audio but not supported by this model: it
