@@ -33,7 +33,13 @@ from ..errors import InputError, expect
 from ..tokenizers import phonemes
 
 SILENT = frozenset(" '.,;!?")  # symbols that take no time of their own
-SILENT_IDS = frozenset(phonemes.encode("".join(sorted(SILENT))))
+_SILENT_TABLE = torch.zeros(phonemes.VOCAB + 1, dtype=torch.bool)  # by symbol id; PAD counts as silent
+_SILENT_TABLE[phonemes.encode("".join(sorted(SILENT))) + [phonemes.PAD]] = True
+
+
+def sounding(text_ids: torch.Tensor) -> torch.Tensor:
+    """True where a symbol id takes time of its own: neither PAD nor one of ``SILENT``."""
+    return ~_SILENT_TABLE.to(text_ids.device)[text_ids]
 
 
 @dataclass
@@ -85,7 +91,7 @@ class SpeechAligner(nn.Module):
     @staticmethod
     def targets(text_ids: torch.Tensor) -> list[list[int]]:
         """Each row's sounding symbols (PAD and ``SILENT`` left out), in order."""
-        return [[int(i) for i in row if int(i) != phonemes.PAD and int(i) not in SILENT_IDS] for row in text_ids]
+        return [row[keep].tolist() for row, keep in zip(text_ids, sounding(text_ids))]
 
     def loss(self, codes: torch.Tensor, frames: torch.Tensor, text_ids: torch.Tensor) -> torch.Tensor:
         """The CTC loss of the clips' sounding symbols, per target symbol, averaged over the batch."""
@@ -102,9 +108,10 @@ class SpeechAligner(nn.Module):
         its ``frames``)."""
         log_probs = self(codes, frames).cpu()
         out = torch.zeros(text_ids.shape, dtype=torch.long)
-        for b, row in enumerate(text_ids.cpu()):
-            where = [j for j, i in enumerate(row.tolist()) if i != phonemes.PAD and i not in SILENT_IDS]
-            if not where:
+        text_ids = text_ids.cpu()
+        for b, (row, keep) in enumerate(zip(text_ids, sounding(text_ids))):
+            where = torch.nonzero(keep).flatten()
+            if not len(where):
                 continue
             owned = align(log_probs[b, :int(frames[b])], row[where], self.config.blank)
             out[b, where] = owned

@@ -45,7 +45,7 @@ from ..backbone import BackboneConfig, KVCache, Transformer
 from ..config import Config
 from ..errors import InputError, expect
 from ..tokenizers import phonemes
-from .speech_aligner import SILENT_IDS
+from .speech_aligner import sounding
 
 
 @dataclass
@@ -127,10 +127,6 @@ class TextToSpeechGPT(nn.Module):
 
     # ---------------------------------------------------------------------------- token ids
     @property
-    def pad_id(self) -> int:
-        return phonemes.PAD
-
-    @property
     def empty_id(self) -> int:
         return self.config.codebook_size
 
@@ -198,8 +194,7 @@ class TextToSpeechGPT(nn.Module):
     def durations(self, log_frames: torch.Tensor, text_ids: torch.Tensor) -> torch.Tensor:
         """Predicted ``log(1 + frames)`` -> whole frames per symbol (PAD 0; a sounding symbol at least 1)."""
         frames = torch.expm1(log_frames.float()).round().clamp_min(0).long()
-        sounding = (text_ids != phonemes.PAD) & ~silent_mask(text_ids)
-        frames = torch.where(sounding, frames.clamp_min(1), frames)
+        frames = torch.where(sounding(text_ids), frames.clamp_min(1), frames)
         return torch.where(text_ids == phonemes.PAD, torch.zeros_like(frames), frames)
 
     def frame_condition(self, states: torch.Tensor, durations: torch.Tensor, steps: int,
@@ -271,9 +266,3 @@ class TextToSpeechGPT(nn.Module):
         total = codes_loss + self.config.duration_weight * duration_loss
         return total, {"codes_loss": float(codes_loss.detach()), "duration_loss": float(duration_loss.detach())}
 
-
-def silent_mask(text_ids: torch.Tensor) -> torch.Tensor:
-    """True where a symbol takes no time of its own (``speech_aligner.SILENT``)."""
-    silent = torch.zeros(phonemes.VOCAB + 1, dtype=torch.bool, device=text_ids.device)
-    silent[list(SILENT_IDS)] = True
-    return silent[text_ids]

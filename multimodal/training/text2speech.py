@@ -234,7 +234,8 @@ def load_or_align(out_dir: Path, cache: dict, keep: torch.Tensor, val_cache: dic
         val_durations = all_durations(aligner, val_cache, list(range(len(val_cache["voice_ids"]))))
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         save_file({"train": durations, "val": val_durations}, str(tmp))
-        info_path.write_text(json.dumps({"steps": trainer.step, "model": aligner_config.to_dict(),
+        info_path.write_text(json.dumps({"steps": trainer.step, "train_seconds": trainer.train_seconds(),
+                                         "model": aligner_config.to_dict(),
                                          **{k: v for k, v in summary.items() if k in ("loss", "val_ctc")}}, indent=2))
         tmp.replace(path)
     saved = load_file(path)
