@@ -56,6 +56,13 @@ class Config:
     def replace(self: C, **changes) -> C:
         return dataclasses.replace(self, **changes)
 
+    def check_positive_ints(self, *names: str) -> None:
+        """``InputError`` naming ``{Class}.{field}`` unless every named field is a positive int (not a bool)."""
+        for name in names:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise InputError(f"{type(self).__name__}.{name}: expected a positive integer, found {value!r}")
+
 
 def read_json(path: str | Path) -> dict:
     """A JSON object from a file; an unreadable file, bad JSON or a non-object is an ``InputError``."""

@@ -5,13 +5,15 @@ classifier with DDP and, after every step, has rank 0 write the weights to
 ``OUT_DIR/step{N}.safetensors``; the test compares them with single-process training. With
 ``fsdp`` it trains with FSDP2 instead and rank 0 writes the (gathered) EMA weights after every
 step; with ``fsdp resume`` it resumes the run's sharded checkpoint and writes the EMA weights it
-loaded to ``OUT_DIR/resumed.safetensors``.
+loaded to ``OUT_DIR/resumed.safetensors``. Rank 0 writes ``OUT_DIR/world.json``: the world size, the
+parallel mode and the number of nodes (torchrun's agents) that took part.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 
 import torch
@@ -97,6 +99,7 @@ if __name__ == "__main__":
     trainer = run(out_dir, max_steps, parallel=parallel, resume=resume)
     if trainer.is_main:  # proves the run really was distributed
         with open(f"{out_dir}/world.json", "w") as f:
-            json.dump({"world_size": trainer.dist.world_size, "parallel": parallel}, f)
+            json.dump({"world_size": trainer.dist.world_size, "parallel": parallel,
+                       "nodes": int(os.environ.get("GROUP_WORLD_SIZE", "1"))}, f)
         if resume:
             save_tensors(f"{out_dir}/resumed.safetensors", trainer.eval_model.state_dict())

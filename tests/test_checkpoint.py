@@ -119,6 +119,23 @@ def test_unknown_config_field_is_named(tmp_path):
         Transformer.from_pretrained(tmp_path)
 
 
+
+@pytest.mark.parametrize("config_class, name", [
+    ("multimodal.models.token_gpt:TokenGPTConfig", "width"),
+    ("multimodal.models.vit:ViTConfig", "depth"),
+    ("multimodal.models.dit:DiTConfig", "heads"),
+    ("multimodal.models.autoencoders.quantizer:QuantizerConfig", "codebook_size"),
+    ("multimodal.models.text2speech_gpt:TextToSpeechGPTConfig", "encoder_depth"),
+])
+@pytest.mark.parametrize("value", [0, -3, True, 2.0, "4", None])
+def test_a_size_that_is_not_a_positive_integer_is_named(config_class, name, value):
+    import importlib
+    module, cls = config_class.split(":")
+    cls = getattr(importlib.import_module(module), cls)
+    cls()  # the defaults are valid
+    with pytest.raises(InputError, match=rf"^{cls.__name__}\.{name}: expected a positive integer, found {value!r}"):
+        cls(**{name: value})
+
 KILLER = textwrap.dedent("""
     import os, pathlib, signal, sys, torch
     from multimodal.backbone import BackboneConfig, Transformer

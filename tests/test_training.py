@@ -133,16 +133,8 @@ def test_ddp_two_processes_match_single_process(tmp_path):
     clipping and EMA: the weights after each step equal single-process training on the same batches."""
     ddp_dir, single_dir = tmp_path / "ddp", tmp_path / "single"
     ddp_dir.mkdir()
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(name, None)
-    # --standalone lets the rendezvous pick a free port
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(HERE / "_ddp_worker.py"), str(ddp_dir), "3"]
-    proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert json.loads((ddp_dir / "world.json").read_text()) == {"world_size": 2, "parallel": "ddp"}
+    _torchrun(ddp_dir, 3)  # --standalone lets the rendezvous pick a free port
+    assert json.loads((ddp_dir / "world.json").read_text()) == {"world_size": 2, "parallel": "ddp", "nodes": 1}
 
     single = W.run(str(single_dir), 3)
     assert single.dist.world_size == 1
@@ -158,15 +150,52 @@ def test_ddp_two_processes_match_single_process(tmp_path):
             assert a["loss"] == pytest.approx(b["loss"], abs=1e-5)
 
 
-def _torchrun(*args, timeout: int = 240) -> None:
+def _launch_env() -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(name, None)
+    return env
+
+
+def _torchrun(*args, timeout: int = 240) -> None:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            str(HERE / "_ddp_worker.py"), *map(str, args)]
-    proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, env=_launch_env(), cwd=REPO, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not built in")
+def test_two_nodes_meet_through_c10d_rendezvous_and_train_as_one_process(tmp_path):
+    """The multi-node launch line of the README on loopback: two torchrun agents ("nodes", one process
+    each) meet through the c10d rendezvous on one endpoint and train with DDP; the weights after each
+    step equal single-process training on the same global batches."""
+    out, single_dir = tmp_path / "nodes", tmp_path / "single"
+    out.mkdir()
+    endpoint = f"127.0.0.1:{_free_port()}"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
+           "--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint, "--rdzv-id", "two-nodes",
+           str(HERE / "_ddp_worker.py"), str(out), "2"]
+    nodes = [subprocess.Popen(cmd, env=_launch_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) for _ in range(2)]
+    try:
+        logs = [node.communicate(timeout=240)[0] for node in nodes]
+    finally:
+        for node in nodes:
+            node.kill()
+    assert [node.returncode for node in nodes] == [0, 0], "\n".join(log[-3000:] for log in logs)
+    assert json.loads((out / "world.json").read_text()) == {"world_size": 2, "parallel": "ddp", "nodes": 2}
+    W.run(str(single_dir), 2)
+    for step in (1, 2):
+        assert_same_state(load_tensors(single_dir / f"step{step}.safetensors"),
+                          load_tensors(out / f"step{step}.safetensors"), atol=1e-5)
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not built in")
@@ -177,7 +206,7 @@ def test_fsdp_two_processes_match_single_process_and_resume_on_one_and_two(tmp_p
     fsdp_dir, single_dir = tmp_path / "fsdp", tmp_path / "single"
     fsdp_dir.mkdir()
     _torchrun(fsdp_dir, 3, "fsdp")
-    assert json.loads((fsdp_dir / "world.json").read_text()) == {"world_size": 2, "parallel": "fsdp"}
+    assert json.loads((fsdp_dir / "world.json").read_text()) == {"world_size": 2, "parallel": "fsdp", "nodes": 1}
     assert (fsdp_dir / "checkpoint" / "dcp" / ".metadata").is_file()
     assert not (fsdp_dir / "checkpoint" / "model.safetensors").exists()  # shards, not whole weights
 

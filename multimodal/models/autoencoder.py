@@ -47,10 +47,7 @@ class AutoencoderConfig(Config):
 
     def __post_init__(self):
         self.block_out_channels = tuple(self.block_out_channels)
-        for name in ("in_channels", "layers_per_block", "latent_channels", "norm_num_groups", "sample_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise InputError(f"AutoencoderConfig.{name}: expected a positive integer, found {value!r}")
+        self.check_positive_ints("in_channels", "layers_per_block", "latent_channels", "norm_num_groups", "sample_size")
         channels = self.block_out_channels
         if not channels or any(isinstance(c, bool) or not isinstance(c, int) or c <= 0 for c in channels):
             raise InputError(f"AutoencoderConfig.block_out_channels: expected positive integers, found {channels!r}")

@@ -74,10 +74,7 @@ class DiTConfig(Config):
 
     def __post_init__(self):
         self.input_size = pair(self.input_size, "DiTConfig.input_size")
-        for name in ("patch_size", "in_channels", "width", "depth", "heads"):
-            value = getattr(self, name)
-            if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
-                raise InputError(f"DiTConfig.{name}: expected a positive integer, found {value!r}")
+        self.check_positive_ints("patch_size", "in_channels", "width", "depth", "heads")
         grid_size(self.input_size, self.patch_size, "DiTConfig.input_size")
         if self.width % self.heads or self.width % 4:
             raise InputError(f"DiTConfig.width: expected a multiple of heads ({self.heads}) and of 4, found {self.width}")

@@ -29,7 +29,7 @@ from torch import nn
 
 from ..backbone import BackboneConfig, Transformer
 from ..config import Config
-from ..errors import InputError, expect
+from ..errors import InputError
 from ..tokenizers import phonemes
 
 SILENT = frozenset(" '.,;!?")  # symbols that take no time of their own
@@ -52,10 +52,7 @@ class SpeechAlignerConfig(Config):
     heads: int = 6
 
     def __post_init__(self):
-        for name in ("codebook_size", "levels", "max_frames", "width", "depth", "heads"):
-            value = getattr(self, name)
-            expect(isinstance(value, int) and not isinstance(value, bool) and value > 0,
-                   f"SpeechAlignerConfig.{name}", "a positive integer", repr(value))
+        self.check_positive_ints("codebook_size", "levels", "max_frames", "width", "depth", "heads")
 
     @property
     def blank(self) -> int:

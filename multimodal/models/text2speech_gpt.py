@@ -67,11 +67,7 @@ class TextToSpeechGPTConfig(Config):
 
     def __post_init__(self):
         self.voices = tuple(self.voices)
-        for name in ("codebook_size", "levels", "text_length", "max_frames", "width", "depth", "encoder_depth",
-                     "heads"):
-            value = getattr(self, name)
-            expect(isinstance(value, int) and not isinstance(value, bool) and value > 0,
-                   f"TextToSpeechGPTConfig.{name}", "a positive integer", repr(value))
+        self.check_positive_ints("codebook_size", "levels", "text_length", "max_frames", "width", "depth", "encoder_depth", "heads")
         expect(len(self.voices) >= 1 and all(isinstance(v, str) and v for v in self.voices)
                and len(set(self.voices)) == len(self.voices), "TextToSpeechGPTConfig.voices",
                "distinct non-empty names", repr(self.voices))

@@ -46,10 +46,7 @@ class TextEncoderConfig(Config):
     dropout: float = 0.0
 
     def __post_init__(self):
-        for name in ("vocab_size", "max_length", "width", "depth", "heads"):
-            value = getattr(self, name)
-            expect(isinstance(value, int) and not isinstance(value, bool) and value > 0,
-                   f"TextEncoderConfig.{name}", "a positive integer", repr(value))
+        self.check_positive_ints("vocab_size", "max_length", "width", "depth", "heads")
         expect(self.width % self.heads == 0, "TextEncoderConfig.width", f"a multiple of heads ({self.heads})",
                str(self.width))
 

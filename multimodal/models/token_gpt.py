@@ -51,10 +51,7 @@ class TokenGPTConfig(Config):
 
     def __post_init__(self):
         self.grid = tuple(self.grid)
-        for name in ("codebook_size", "levels", "text_vocab", "text_length", "width", "depth", "heads"):
-            value = getattr(self, name)
-            expect(isinstance(value, int) and not isinstance(value, bool) and value > 0,
-                   f"TokenGPTConfig.{name}", "a positive integer", repr(value))
+        self.check_positive_ints("codebook_size", "levels", "text_vocab", "text_length", "width", "depth", "heads")
         expect(len(self.grid) >= 1 and all(isinstance(n, int) and n > 0 for n in self.grid), "TokenGPTConfig.grid",
                "positive integers", repr(self.grid))
         expect(self.positions in ("learned", "rotary"), "TokenGPTConfig.positions", "learned or rotary",

@@ -82,10 +82,7 @@ class ViTConfig(Config):
 
     def __post_init__(self):
         self.image_size = pair(self.image_size, "ViTConfig.image_size")
-        for name in ("patch_size", "in_channels", "width", "depth", "heads"):
-            value = getattr(self, name)
-            if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
-                raise InputError(f"ViTConfig.{name}: expected a positive integer, found {value!r}")
+        self.check_positive_ints("patch_size", "in_channels", "width", "depth", "heads")
         grid_size(self.image_size, self.patch_size, "ViTConfig.image_size")
         if not (isinstance(self.num_classes, int) and self.num_classes >= 0):
             raise InputError(f"ViTConfig.num_classes: expected an integer >= 0, found {self.num_classes!r}")

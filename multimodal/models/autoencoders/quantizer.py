@@ -55,10 +55,7 @@ class QuantizerConfig(Config):
     quantizer_dropout: float = 0.0  # probability that a training step uses fewer levels
 
     def __post_init__(self):
-        for name in ("codebook_size", "dim", "levels", "kmeans_iters"):
-            value = getattr(self, name)
-            expect(isinstance(value, int) and not isinstance(value, bool) and value > 0,
-                   f"QuantizerConfig.{name}", "a positive integer", repr(value))
+        self.check_positive_ints("codebook_size", "dim", "levels", "kmeans_iters")
         expect(self.codebook_dim is None or (isinstance(self.codebook_dim, int) and self.codebook_dim > 0),
                "QuantizerConfig.codebook_dim", "None or a positive integer", repr(self.codebook_dim))
         expect(self.init in INITS, "QuantizerConfig.init", f"one of {', '.join(INITS)}", repr(self.init))
