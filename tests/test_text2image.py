@@ -656,6 +656,22 @@ def test_guidance_validation_prompts_are_seen_and_disjoint_from_evaluation():
     assert per_object_accuracy({"prompt_correct": [True, True, False, True]}, objects) == {"star": 2 / 3, "bag": 1.0}
 
 
+
+def test_benchmark_generates_past_the_per_call_limit_in_calls_from_one_generator():
+    from multimodal.evaluation.text_to_image import in_calls
+    calls = []
+
+    def generate(captions, generator, scale):  # one random number per caption, as a sampler draws
+        calls.append(list(captions))
+        return torch.rand(len(captions), generator=generator) * scale
+
+    prompts = [{"caption": f"c{i}"} for i in range(5)]
+    out = in_calls(generate, prompts, 2, scale=3.0)
+    assert calls == [["c0", "c1"], ["c2", "c3"], ["c4"]]
+    whole = in_calls(generate, prompts, 256, scale=3.0)  # one call: the same numbers, in the same order
+    torch.testing.assert_close(out, whole)
+    assert len(set(out.tolist())) == 5  # the calls continue one stream instead of restarting the seed
+
 # -------------------------------------------------------------------------- shipped checkpoints
 @pytest.mark.parametrize("name", ["text2image-dit", "text2image-sit"])
 def test_the_shipped_checkpoints_draw_the_asked_colours(name):

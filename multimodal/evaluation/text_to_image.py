@@ -22,8 +22,8 @@ import torch
 
 from ..data.world import BACKGROUNDS, COLOURS, OBJECTS, Combo, canonical_caption, evaluation_prompts, is_held_out
 from ..models.autoencoders.quantizer import codebook_usage
-from ..models.text2codes import TextToCodes
-from ..models.text2image import TextToImage
+from ..models.text2codes import MAX_ITEMS_PER_CALL, TextToCodes
+from ..models.text2image import MAX_IMAGES_PER_CALL, TextToImage
 from .frechet import frechet_distance
 
 REAL_SEED, SAMPLE_SEED = 30_001, 30_002  # the real renders compared against, and the generated samples
@@ -51,16 +51,24 @@ def vq_ceiling(model: TextToCodes, judge, real: torch.Tensor, prompts: list[dict
     return prompt_accuracy(judge.score(to_uint8(coded), prompts), prompts)
 
 
+def in_calls(generate, prompts: list[dict], limit: int, **options) -> torch.Tensor:
+    """``generate`` on the prompts' captions with the fixed seed: in one call, or, past ``limit``
+    prompts, in calls of ``limit`` in turn drawing from one generator; the outputs concatenated."""
+    generator = torch.Generator().manual_seed(SAMPLE_SEED)
+    captions = [p["caption"] for p in prompts]
+    return torch.cat([generate(captions[i:i + limit], generator=generator, **options)
+                      for i in range(0, len(captions), limit)])
+
+
 def sample_and_score_gpt(model: TextToCodes, judge, prompts: list[dict], real_features: np.ndarray, *,
                          guidance_scale: float, temperature: float = 1.0, top_k: int | None = None,
                          top_p: float | None = None, keep_images: bool = False) -> dict:
-    """One evaluation row of a token GPT: every prompt sampled with the fixed seed, timed (codes and
-    decoding), scored; with the codebook usage of the codes it wrote (and, with ``keep_images``, the
+    """One evaluation row of a token GPT: every prompt sampled with the fixed seed (``in_calls``),
+    timed (codes and decoding), scored; with the codebook usage of the codes it wrote (and, with ``keep_images``, the
     uint8 images under ``"images"``, for another judge)."""
     start = time.perf_counter()
-    codes = model.generate([p["caption"] for p in prompts], guidance_scale=guidance_scale, temperature=temperature,
-                           top_k=top_k, top_p=top_p, generator=torch.Generator().manual_seed(SAMPLE_SEED),
-                           decode=False)
+    codes = in_calls(model.generate, prompts, MAX_ITEMS_PER_CALL, guidance_scale=guidance_scale,
+                     temperature=temperature, top_k=top_k, top_p=top_p, decode=False)
     with torch.no_grad():
         images = model.decode_codes(codes)
     seconds = time.perf_counter() - start
@@ -98,11 +106,11 @@ def evaluate_images(judge, images: torch.Tensor, prompts: list[dict], real_featu
 
 def sample_and_score(model: TextToImage, sampler: str, steps: int, guidance: float, judge, prompts: list[dict],
                      real_features: np.ndarray, keep_images: bool = False) -> dict:
-    """One evaluation row: every prompt sampled with the fixed seed, timed, scored by the judge (with
+    """One evaluation row: every prompt sampled with the fixed seed (``in_calls``), timed, scored by the judge (with
     ``keep_images``, the uint8 images under ``"images"``)."""
     start = time.perf_counter()
-    images = model.generate([p["caption"] for p in prompts], num_inference_steps=steps, guidance_scale=guidance,
-                            sampler=sampler, generator=torch.Generator().manual_seed(SAMPLE_SEED))
+    images = in_calls(model.generate, prompts, MAX_IMAGES_PER_CALL, num_inference_steps=steps,
+                      guidance_scale=guidance, sampler=sampler)
     seconds = time.perf_counter() - start
     images = to_uint8(images)
     return {"sampler": sampler, "steps": steps, "seconds_per_image": seconds / len(prompts),
