@@ -20,7 +20,7 @@
 
 Results: ``benchmarks/results/text_to_image_gpt.json`` (and the sweep in
 ``text_to_image_gpt_sweep.json``; ``--results NAME`` writes ``NAME.json`` and ``NAME_sweep.json``); with ``--write-checkpoint`` the evaluation also lands in each GPT
-folder's ``evaluation.json``.
+folder's ``evaluation.json`` and its MODEL_CARD.md is rewritten.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ from multimodal.evaluation.world_judge import JudgeRecipe, load_or_train_judge
 from multimodal.models.text2codes import TextToCodes
 from multimodal.models.text2image import TextToImage
 from multimodal.paths import resolve_model
+from multimodal.training.runs import read_training
+from multimodal.training.text2codes import model_card
 
 from .common import markdown_table, write_results
 
@@ -139,6 +141,9 @@ def main(argv=None) -> None:
                 "crisp_judge": crisp.description, "crisp_judge_ceiling": ceilings["real renders"]["crisp judge"],
                 "crisp_vq_ceiling": ceilings[f"real renders through {where}'s VQ-VAE"]["crisp judge"]},
                 indent=2) + "\n")
+            info = read_training(folder)
+            if info:  # a trained folder: its card gains the evaluation
+                atomic_write_text(folder / "MODEL_CARD.md", model_card(info, folder))
     for where in args.diffusion:
         model = TextToImage.from_pretrained(resolve_model(where))
         row = sample_and_score(model, model.config.default_sampler, 25, 4.0, judge, prompts, features, keep_images=True)

@@ -90,6 +90,66 @@ def test_the_gpt_recipe_writes_a_text_to_codes_folder(trained):
     assert all(torch.equal(inner[k], outer[k]) for k in outer)
 
 
+def test_shipping_the_pair_stores_float16_measured_and_keeps_the_notes(trained, tmp_path):
+    from multimodal.training.text2codes import ship_text2codes
+    from multimodal.training.vqvae import ship_vqvae
+
+    vq_dest, gpt_dest = tmp_path / "image-vq", tmp_path / "gpt"
+    for dest in (vq_dest, gpt_dest):
+        dest.mkdir()
+        (dest / "card_notes.md").write_text(f"- notes of {dest.name}")
+        (dest / "stale.txt").write_text("gone after shipping")
+    check = ship_vqvae(trained["vq"]["model_dir"], vq_dest, fashion=trained["fashion"])
+    # float32's measures are the run's own (same renders and seeds); float16's are near them
+    assert check["float32"]["seen"] == pytest.approx(trained["vq"]["seen"], rel=1e-4)
+    assert check["stored_dtype"] == "float16"
+    assert abs(check["float16"]["held_out"]["psnr"] - check["float32"]["held_out"]["psnr"]) <= check["tolerance_db"]
+    stored = load_tensors(vq_dest / "model.safetensors")
+    assert all(v.dtype == torch.float16 for v in stored.values() if v.is_floating_point())
+    card = (vq_dest / "MODEL_CARD.md").read_text()
+    assert "- notes of image-vq" in card and "Stored in float16" in card and not (vq_dest / "stale.txt").exists()
+
+    ship_text2codes(trained["gpt"]["model_dir"], gpt_dest, vq_dest, guidance_scale=1.5, temperature=0.85, top_p=0.9)
+    model = TextToCodes.from_pretrained(gpt_dest)
+    assert (model.config.guidance_scale, model.config.temperature, model.config.top_k, model.config.top_p) == \
+        (1.5, 0.85, None, 0.9)
+    for name in ("model.safetensors", "training.json", "MODEL_CARD.md", "config.json"):  # vq/ is the shipped folder
+        assert (gpt_dest / "vq" / name).read_bytes() == (vq_dest / name).read_bytes()
+    run = TextToCodes.from_pretrained(trained["gpt"]["model_dir"]).gpt.state_dict()
+    assert all(torch.equal(v, run[k].half().float()) for k, v in model.gpt.state_dict().items())
+    assert "- notes of gpt" in (gpt_dest / "MODEL_CARD.md").read_text()
+    with pytest.raises(InputError, match="sampling"):
+        ship_text2codes(trained["gpt"]["model_dir"], tmp_path / "x", vq_dest, guidance=2.0)
+    other = tmp_path / "other-vq"
+    VQVAE(TINY_VQ.replace(res_blocks=2)).save_pretrained(other)
+    with pytest.raises(InputError, match="vq"):
+        ship_text2codes(trained["gpt"]["model_dir"], tmp_path / "y", other)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_the_commands_defaults_are_the_shipped_recipes():
+    """`multimodal train vqvae` and `train text2codes` with no options train the shipped models' configs."""
+    from multimodal.cli import build_parser
+
+    def defaults(*argv):
+        return build_parser().parse_args(["train", *argv])
+
+    vq_args = defaults("vqvae")
+    vq_config = vqvae_recipe.RECIPE_MODEL.replace(channels=vq_args.channels)
+    shipped_vq = json.loads((SHIPPED_CHECKPOINTS / "image-vq" / "training.json").read_text())
+    assert vq_config.to_dict() == {**shipped_vq["model"], "input_size": list(vq_config.input_size)}
+    assert (vq_args.max_steps, vq_args.batch_size, vq_args.lr) == \
+        (shipped_vq["steps"], shipped_vq["batch_size"], shipped_vq["train_config"]["lr"])
+    gpt_args = defaults("text2codes", "--vq", "image-vq")
+    shipped_gpt = json.loads((SHIPPED_GPT / "training.json").read_text())
+    gpt = shipped_gpt["model"]["gpt"]
+    assert (gpt_args.width, gpt_args.depth, gpt_args.heads) == (gpt["width"], gpt["depth"], gpt["heads"])
+    assert (gpt_args.max_steps, gpt_args.lr, gpt_args.ema_decay) == \
+        (shipped_gpt["steps"], shipped_gpt["train_config"]["lr"], shipped_gpt["train_config"]["ema_decay"])
+    assert gpt_args.warmup_steps == shipped_gpt["train_config"]["warmup_steps"]
+    assert f"{gpt_args.code_cache} renders coded once" in shipped_gpt["data"]
+
+
 def test_a_code_cache_holds_the_vq_codes_of_its_renders_and_resumes_exactly(trained, tmp_path, monkeypatch):
     fashion, vq = trained["fashion"], trained["vq"]["model_dir"]
     options = dict(vq=vq, steps=4, batch_size=8, config=TINY_GPT, tokenizer=trained["tokenizer"], fashion=fashion,
@@ -241,6 +301,18 @@ def test_the_app_draws_with_the_shipped_gpt():
     assert len(images) == 2 and images[0].size == (128, 128)
     with pytest.raises(InputError, match="prompt"):
         generate_images("", "GPT")
+
+
+def test_the_apps_gpt_controls_start_at_the_checkpoints_sampling_defaults():
+    from multimodal.app.text_to_image import _controls_for
+
+    config = TextToCodes.config_class.from_dict(json.loads((SHIPPED_GPT / "config.json").read_text()))
+    _, _, temperature, top_k, top_p, guidance, _ = _controls_for("GPT")
+    assert (guidance["value"], temperature["value"], top_k["value"], top_p["value"]) == \
+        (config.guidance_scale, config.temperature, config.top_k or 0, config.top_p or 1.0)
+    assert temperature["visible"] and top_p["visible"]
+    sampler, steps, temperature, _, _, guidance, _ = _controls_for("SiT")
+    assert sampler["visible"] and not temperature["visible"] and guidance["value"] == 4.0
 
 
 def test_train_lora_teaches_the_token_gpt_a_new_colour(trained, tmp_path, monkeypatch):

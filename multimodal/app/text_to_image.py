@@ -9,6 +9,7 @@ from pathlib import Path
 import gradio as gr
 from PIL import Image
 
+from ..config import read_json
 from ..errors import InputError, check_seed
 from ..lora import adapter_base, available_adapters
 from ..paths import available_models, resolve_model
@@ -41,6 +42,13 @@ def model_adapters(model: str) -> list[str]:
     """The shipped LoRA adapters made for the tab's model ``model`` (SiT, DiT, GPT)."""
     checkpoint = app_models().get(model)
     return available_adapters(checkpoint) if checkpoint else []
+
+def gpt_sampling_defaults(model: str) -> dict[str, float]:
+    """The sampling defaults in the config.json of the GPT checkpoint behind the tab's ``model``, as the
+    tab's controls hold them: guidance, temperature, top-k (0: off) and top-p (1: off)."""
+    c = read_json(resolve_model(GPT_MODELS[model]) / "config.json")
+    return {"guidance": c["guidance_scale"], "temperature": c["temperature"], "top_k": c["top_k"] or 0,
+            "top_p": c["top_p"] or 1.0}
 
 # Prompts that show what a shipped adapter adds.
 ADAPTER_EXAMPLES = {"text2image-sit-pink-lora": ["a pink star on a navy background", "a pink dress on a black background",
@@ -100,9 +108,11 @@ def _controls_for(model: str):
     its adapters."""
     gpt = model in GPT_MODELS
     adapters = model_adapters(model)
+    sampling = gpt_sampling_defaults(model) if gpt else {}  # the checkpoint's own, chosen on validation prompts
     return (gr.update(visible=not gpt, choices=SAMPLERS.get(model, ["default"]), value="default"),
-            gr.update(visible=not gpt), gr.update(visible=gpt), gr.update(visible=gpt), gr.update(visible=gpt),
-            gr.update(value=3.0 if gpt else 4.0),
+            gr.update(visible=not gpt),
+            *(gr.update(visible=gpt, **({"value": sampling[k]} if gpt else {})) for k in ("temperature", "top_k", "top_p")),
+            gr.update(value=sampling["guidance"] if gpt else 4.0),
             gr.update(choices=[NO_ADAPTER, *adapters], value=NO_ADAPTER, visible=bool(adapters)))
 
 

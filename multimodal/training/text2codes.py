@@ -2,8 +2,13 @@
 
 ::
 
-    multimodal train text2codes --vq runs/image-vq/model --out-dir runs/text2image-gpt --max-steps 6000
-    multimodal train text2codes --vq runs/image-vq/model --out-dir runs/text2image-gpt --max-steps 6000 --resume
+    multimodal train text2codes --vq runs/image-vq/model --tokenizer checkpoints/text2image-sit/tokenizer.json \
+        --out-dir runs/text2image-gpt
+    multimodal train text2codes --vq runs/image-vq/model --tokenizer checkpoints/text2image-sit/tokenizer.json \
+        --out-dir runs/text2image-gpt --resume
+
+The command's defaults are the recipe of ``checkpoints/text2image-gpt``: 6 blocks of width 192, 2,800
+steps of 128 from a code cache of 80,000 renders, about 50 minutes of steps on 2 CPU cores.
 
 (Python: ``train_text2codes(out_dir, vq=..., steps=..., config=TokenGPTConfig(...), ...)``.)
 
@@ -31,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -38,30 +44,31 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from ..checkpoint import count_parameters
+from ..checkpoint import count_parameters, fresh_tmp_dir, publish_dir
 from ..config import read_json
 from ..data.world import CaptionedWorld, caption_corpus
 from ..errors import expect
 from ..models.autoencoders.vq import VQVAE
-from ..models.text2codes import TOKENIZER_NAME, TextToCodes, TextToCodesConfig
+from ..models.text2codes import TOKENIZER_NAME, VQ_DIR, TextToCodes, TextToCodesConfig
 from ..models.token_gpt import TokenGPTConfig, prompt_ids
 from ..paths import resolve_model
 from ..tokenizers.text import TextTokenizer
 from .batching import step_generator
 from .config import TrainConfig, add_train_args, train_config_from_args
-from .runs import MODEL_DIR, build_model_card, card_notes, check_resume_settings, command_line, markdown_table, \
-    publish_model, run_file
+from .runs import CARD_NAME, MODEL_DIR, NOTES_NAME, TRAINING_NAME, build_model_card, card_notes, \
+    check_resume_settings, command_line, markdown_table, publish_model, read_training, run_file
 from .text2image import train_caption_tokenizer
 from .trainer import Trainer
 from .vqvae import to_unit
 
 HELD_OUT_SEED, SEEN_SEED, CODE_CACHE_SEED = 50_001, 50_002, 50_003
 CODE_CACHE_NAME = "code_cache.safetensors"
+RECIPE_CODE_CACHE = 80_000  # the command's default: on a CPU, coding renders once buys more steps per hour
 
-RECIPE_MODEL = TokenGPTConfig(codebook_size=512, grid=(8, 8), text_vocab=4096, text_length=16, width=256, depth=8,
-                              heads=8, positions="learned", dropout=0.0, cond_drop=0.1)
-RECIPE_TRAIN = TrainConfig(out_dir="runs/text2image-gpt", max_steps=6000, batch_size=128, lr=6e-4, weight_decay=0.05,
-                           warmup_steps=300, min_lr_ratio=0.05, grad_clip=1.0, ema_decay=0.999, eval_every=1000,
+RECIPE_MODEL = TokenGPTConfig(codebook_size=512, grid=(8, 8), text_vocab=4096, text_length=16, width=192, depth=6,
+                              heads=6, positions="learned", dropout=0.0, cond_drop=0.1)
+RECIPE_TRAIN = TrainConfig(out_dir="runs/text2image-gpt", max_steps=2800, batch_size=128, lr=1e-3, weight_decay=0.05,
+                           warmup_steps=200, min_lr_ratio=0.05, grad_clip=1.0, ema_decay=None, eval_every=1000,
                            save_every=500, log_every=50)
 
 
@@ -262,6 +269,40 @@ def model_card(info: dict, folder: Path | None = None) -> str:
                             unit="images", evaluation=evaluation, notes=card_notes(folder))
 
 
+SHIPPED_FILES = (TRAINING_NAME, "vocabulary.txt")  # run files a shipped folder keeps
+
+
+def ship_text2codes(source: str | Path, dest: str | Path, vq: str | Path, *, dtype: torch.dtype | None = torch.float16,
+                    **sampling: Any) -> Path:
+    """Write the checkpoint folder ``dest`` from the trained folder ``source``: the GPT (in ``dtype``),
+    its tokenizer and training.json, ``vq/`` a copy of the checkpoint folder ``vq`` (the VQ-VAE the GPT
+    was trained on, as shipped: same architecture, weights equal up to float16 rounding) and the
+    sampling defaults ``sampling`` (``guidance_scale``, ``temperature``, ``top_k``, ``top_p``) in
+    config.json. ``dest``'s card_notes.md is kept; the card is rewritten (without an evaluation:
+    ``python -m benchmarks.text_to_image_gpt --gpt dest --write-checkpoint`` adds it)."""
+    source, dest, vq = Path(source), Path(dest), Path(vq)
+    model = TextToCodes.from_pretrained(source)
+    shipped = VQVAE.from_pretrained(vq)
+    expect(shipped.config == model.vqvae.config, "vq", f"the VQ-VAE of {source} ({source / 'vq'})", str(vq))
+    ours, theirs = model.vqvae.state_dict(), shipped.state_dict()
+    close = all(torch.allclose(ours[k].float(), theirs[k].float(), rtol=2e-3, atol=1e-3) for k in ours)
+    expect(close, "vq", f"the weights of {source / 'vq'} (up to float16 rounding)", f"other weights in {vq}")
+    unknown = set(sampling) - {"guidance_scale", "temperature", "top_k", "top_p"}
+    expect(not unknown, "sampling", "guidance_scale, temperature, top_k or top_p", ", ".join(sorted(unknown)))
+    model.config = model.config.replace(**sampling)
+    model.vqvae = shipped
+    tmp = fresh_tmp_dir(dest)
+    model.save_pretrained(tmp, dtype=dtype)
+    shutil.rmtree(tmp / VQ_DIR)
+    shutil.copytree(vq, tmp / VQ_DIR)
+    for name, where in [*((n, source) for n in SHIPPED_FILES), (NOTES_NAME, dest)]:
+        if (where / name).is_file():
+            shutil.copyfile(where / name, tmp / name)
+    (tmp / CARD_NAME).write_text(model_card(read_training(tmp), tmp))
+    publish_dir(tmp, dest)
+    return dest
+
+
 # --------------------------------------------------------------------------------------------- CLI
 def add_train_text2codes_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Arguments of ``multimodal train text2codes``: the VQ-VAE, tokenizer, GPT and every TrainConfig flag."""
@@ -277,9 +318,9 @@ def add_train_text2codes_arguments(parser: argparse.ArgumentParser) -> argparse.
     model.add_argument("--dropout", type=float, default=m.dropout, help=f"(default {m.dropout})")
     model.add_argument("--cond-drop", type=float, default=m.cond_drop,
                        help=f"probability of the empty prompt in training (default {m.cond_drop})")
-    parser.add_argument("--code-cache", type=int, default=0, metavar="N",
-                        help="encode N training renders once and draw batches from their codes (default 0: "
-                             "render and encode every batch)")
+    parser.add_argument("--code-cache", type=int, default=RECIPE_CODE_CACHE, metavar="N",
+                        help=f"encode N training renders once and draw batches from their codes (default "
+                             f"{RECIPE_CODE_CACHE}; 0: render and encode every batch)")
     add_train_args(parser, RECIPE_TRAIN)
     parser.set_defaults(_command_parser=parser)
     return parser
