@@ -4,7 +4,7 @@
     GRADIO_SERVER_NAME=0.0.0.0 GRADIO_SERVER_PORT=8000 make run
 
 ``build()`` returns the ``gr.Blocks`` without serving it; ``register_tab(task, title, build_tab)``
-adds a tab for a user's own pipeline.
+adds a tab for a user's own pipeline (``shown=``: a check, made at each build, of whether to list it).
 """
 
 from __future__ import annotations
@@ -19,16 +19,20 @@ from typing import Callable  # noqa: E402
 import gradio as gr  # noqa: E402
 
 from .. import __version__, pipelines  # noqa: E402
-from . import classify, text_to_image, text_to_speech, transcribe  # noqa: E402
+from . import classify, text_to_image, text_to_speech, text_to_video, transcribe  # noqa: E402
 from .common import MAX_FILE_SIZE, QUEUE_MAX_SIZE, app_pipeline, gradio_errors  # noqa: E402
 
-COMING = "text-to-video"
 INTRO = ("Small models trained here, all on one shared transformer backbone, running on this machine: "
          "**Transcribe** speech to text (Whisper tiny.en), **Classify** clothing photos (a ViT on Fashion-MNIST), "
          "and draw 32x32 pictures from text with **Text → Image** (SiT, DiT and a token GPT trained on a "
          "captioned world of coloured objects). **Text → Speech** reads text aloud where a text-to-speech "
-         "checkpoint is installed. Each tab says what its model knows and has examples to try. "
+         "checkpoint is installed, and **Text → Video** makes 16-frame clips of moving objects where the "
+         "text-to-video checkpoint is installed. Each tab says what its model knows and has examples to try. "
          "Requests queue when the machine is busy.")
+
+
+def _always() -> bool:
+    return True
 
 
 @dataclass(frozen=True)
@@ -36,18 +40,19 @@ class Tab:
     task: str  # shown only while this task's pipeline is registered
     title: str
     build: Callable[[], None]  # builds the tab's contents inside gr.Blocks
+    shown: Callable[[], bool] = _always  # listed only while this holds (say, while its checkpoint is installed)
 
 
 _TABS: dict[str, Tab] = {}
 
 
-def register_tab(task: str, title: str, build_tab: Callable[[], None]) -> None:
-    _TABS[task] = Tab(task, title, build_tab)
+def register_tab(task: str, title: str, build_tab: Callable[[], None], shown: Callable[[], bool] = _always) -> None:
+    _TABS[task] = Tab(task, title, build_tab, shown)
 
 
 def tabs() -> list[Tab]:
-    """The tabs of the registered tasks, in task order."""
-    return [_TABS[task] for task in pipelines.available_tasks() if task in _TABS]
+    """The tabs of the registered tasks that are shown now, in task order."""
+    return [_TABS[task] for task in pipelines.available_tasks() if task in _TABS and _TABS[task].shown()]
 
 
 def build() -> gr.Blocks:
@@ -71,8 +76,8 @@ def build() -> gr.Blocks:
 def _nothing_yet() -> str:
     tasks = pipelines.available_tasks()
     python_only = f" The pipelines registered so far ({', '.join(tasks)}) have no app tab; use them from Python." if tasks else ""
-    return (f"**No pipelines are available yet** in the app.{python_only} Tabs for {COMING} "
-            f"will appear here as their pipelines land; nothing on this page is simulated.")
+    return (f"**No pipelines are available yet** in the app.{python_only} A tab appears here once its pipeline "
+            f"is registered and its model installed; nothing on this page is simulated.")
 
 
 def main() -> None:
@@ -84,5 +89,6 @@ register_tab("automatic-speech-recognition", "Transcribe", transcribe.transcribe
 register_tab("image-classification", "Classify", classify.classify_tab)
 register_tab("text-to-image", "Text → Image", text_to_image.text_to_image_tab)
 register_tab("text-to-speech", "Text → Speech", text_to_speech.text_to_speech_tab)
+register_tab("text-to-video", "Text → Video", text_to_video.text_to_video_tab, shown=text_to_video.model_available)
 
 __all__ = ["Tab", "app_pipeline", "build", "gradio_errors", "main", "register_tab", "tabs"]

@@ -32,7 +32,7 @@ REQUEST_FOLDER_TTL = 600  # seconds a request's output folder is kept for its do
 # Seconds one request may run (checked at each step of the work, see ``pipelines.base.time_limit``),
 # per tab: room for the largest request each tab accepts on a 2-core CPU, short of holding a tab for
 # many minutes. (A classification is one forward pass of milliseconds: it has no steps to stop at.)
-TIME_LIMITS = {"transcribe": 300, "text-to-image": 120, "text-to-speech": 120}
+TIME_LIMITS = {"transcribe": 300, "text-to-image": 120, "text-to-speech": 120, "text-to-video": 120}
 
 
 def app_pipeline(task: str, model: str | None = None) -> Pipeline:

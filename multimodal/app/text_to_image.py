@@ -79,7 +79,7 @@ def generate_images(prompt: str, model: str = "SiT", sampler: str = "default", s
         pipe = app_pipeline("text-to-image", adapter)
     common = dict(guidance_scale=float(guidance), generator=check_seed(seed), num_images_per_prompt=int(count))
     if model in GPT_MODELS:
-        images = pipe(prompt or "", temperature=float(temperature), top_k=int(top_k) or None,
+        images = pipe(prompt or "", temperature=float(temperature), top_k=int(top_k),  # 0: off
                       top_p=float(top_p), **common)
     else:
         sampler = None if sampler in (None, "", "default") else sampler

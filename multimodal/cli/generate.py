@@ -1,10 +1,14 @@
 """``multimodal generate image``: a PNG drawn from a text prompt (a grid for several images);
-``multimodal generate speech``: a WAV (or FLAC, OGG…) of a text read aloud."""
+``multimodal generate speech``: a WAV (or FLAC, OGG…) of a text read aloud;
+``multimodal generate video``: an MP4 or GIF clip of a text prompt (one file per video for several)."""
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 from PIL import Image
@@ -19,10 +23,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     kinds = parser.add_subparsers(dest="kind", title="what to generate", required=True)
     add_image_arguments(kinds.add_parser("image", help="an image from a text prompt (DiT, SiT or the token GPT)"))
     add_speech_arguments(kinds.add_parser("speech", help="speech from text (the text-to-speech GPT)"))
+    add_video_arguments(kinds.add_parser("video", help="a video clip (MP4 or GIF) from a text prompt (the "
+                                                       "text-to-video GPT)"))
 
 
 def run(args: argparse.Namespace) -> int | None:
-    return run_speech(args) if args.kind == "speech" else run_image(args)
+    return {"speech": run_speech, "video": run_video}.get(args.kind, run_image)(args)
 
 
 def add_speech_arguments(parser: argparse.ArgumentParser) -> None:
@@ -147,5 +153,90 @@ def _options(args: argparse.Namespace, autoregressive: bool) -> dict:
     return options
 
 
-COMMAND = Command("generate", "generate an image (a PNG; a grid for several) or speech (a WAV) from text",
-                  add_arguments, run)
+def add_video_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``multimodal generate video``."""
+    from ..pipelines.text_to_video import DEFAULT_MODEL as VIDEO_MODEL, MAX_VIDEOS_PER_PROMPT
+
+    parser.add_argument("prompt", help='what to show, e.g. "a red circle moving right on a black background"')
+    parser.add_argument("-o", "--output", default="out.mp4",
+                        help="video file to write, .mp4 (H.264) or .gif (default out.mp4); with -n N > 1, one file "
+                             "per video: NAME-0.mp4 ... NAME-(N-1).mp4")
+    parser.add_argument("-n", "--num-videos", type=int, default=1,
+                        help=f"videos to generate (default 1, at most {MAX_VIDEOS_PER_PROMPT})")
+    parser.add_argument("--fps", type=float, default=8, help="frames per second of the file (default 8)")
+    parser.add_argument("--scale", type=int, default=4, help="pixel magnification of the frames (default 4)")
+    parser.add_argument("--seed", type=int, default=None, help="random seed (default: random)")
+    parser.add_argument("--guidance-scale", "--guidance", dest="guidance", type=float, default=None,
+                        help="classifier-free guidance scale (default: the model's)")
+    parser.add_argument("--temperature", type=float, default=None, help="softmax temperature (default: the model's)")
+    parser.add_argument("--top-k", type=int, default=None, help="sample from the k most likely codes (1: greedy)")
+    parser.add_argument("--top-p", type=float, default=None,
+                        help="sample from the smallest set of codes whose probability reaches p")
+    parser.add_argument("--model", default=None, help=f"checkpoint folder or name (default {VIDEO_MODEL})")
+    add_overwrite_argument(parser)
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when present)")
+    add_lora_arguments(parser)
+
+
+def video_outputs(output: str, count: int) -> list[Path]:
+    """The files ``multimodal generate video`` writes: ``output`` itself for one video, else
+    ``NAME-0.EXT`` ... ``NAME-(count-1).EXT`` next to it."""
+    path = Path(output)
+    return [path] if count == 1 else [path.with_name(f"{path.stem}-{i}{path.suffix}") for i in range(count)]
+
+
+def run_video(args: argparse.Namespace) -> int:
+    """``multimodal generate video``: one MP4 or GIF per video, all written or none."""
+    from ..media.video import FORMATS
+
+    if Path(args.output).suffix.lower() not in FORMATS:
+        raise InputError(f"--output: expected a file name ending in {' or '.join(FORMATS)}, found {args.output!r}")
+    if not math.isfinite(args.fps) or args.fps <= 0:
+        raise InputError(f"--fps: expected a positive number of frames per second, found {args.fps:g}")
+    if not 1 <= args.scale <= 32:
+        raise InputError(f"--scale: expected an integer from 1 to 32, found {args.scale}")
+    if args.num_videos < 1:
+        raise InputError(f"-n/--num-videos: expected an integer >= 1, found {args.num_videos}")
+    outputs = video_outputs(args.output, args.num_videos)
+    check_outputs(outputs, overwrite=args.overwrite, option="--output")
+    if args.seed is not None:
+        check_seed(args.seed, "--seed")
+    pipe = load_pipeline("text-to-video", args)
+    options = dict(num_videos_per_prompt=args.num_videos, generator=args.seed, guidance_scale=args.guidance,
+                   temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+    pipe.validate(args.prompt, **options)  # before any work
+    for line in pipe.prompt_warnings(args.prompt):  # unknown words: said before generating
+        print(f"multimodal: warning: {line}", file=sys.stderr)
+    videos = pipe(args.prompt, **options).frames
+    write_videos(videos, outputs, args.fps, args.scale)
+    width, height = videos[0][0].width * args.scale, videos[0][0].height * args.scale
+    print(f"wrote {len(videos)} video(s) of {len(videos[0])} frames, {width}x{height} at {args.fps:g} fps, to "
+          f"{', '.join(map(str, outputs))}")
+    return 0
+
+
+def write_videos(videos: list, outputs: list[Path], fps: float, scale: int) -> None:
+    """Each video to its file, all or none: every file is first written under a temporary name next to
+    it, and renamed into place only once all of them are complete."""
+    from ..media.video import write_video
+
+    staged: list[Path] = []
+    current = outputs[0]
+    try:
+        for frames, current in zip(videos, outputs):
+            current.parent.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=f".{current.name}.", suffix=current.suffix, dir=current.parent)
+            os.close(fd)
+            staged.append(Path(name))
+            write_video(frames, staged[-1], fps, scale=scale)
+        for tmp, current in zip(staged, outputs):
+            os.replace(tmp, current)
+    except OSError as e:
+        raise write_error(current, e) from None
+    finally:
+        for tmp in staged:
+            tmp.unlink(missing_ok=True)
+
+
+COMMAND = Command("generate", "generate an image (a PNG; a grid for several), speech (a WAV) or a video (an MP4 or "
+                  "GIF) from text", add_arguments, run)

@@ -152,11 +152,11 @@ def captions(attributes) -> list[str]:
     return [_format(t, combo) for t in CAPTION_TEMPLATES]
 
 
-@functools.cache
-def _caption_patterns() -> list[re.Pattern]:
-    names = {"object": OBJECTS, "colour": list(PALETTE), "background": list(BACKGROUNDS)}
+def template_patterns(templates, names: Mapping[str, list[str]]) -> list[re.Pattern]:
+    """One regex per caption template: each ``{field}`` matches one of ``names[field]`` (longest first,
+    as the named group ``field``), each literal "a " also "an "."""
     patterns = []
-    for template in CAPTION_TEMPLATES:
+    for template in templates:
         parts = re.split(r"\{(\w+)\}", template)  # literal, name, literal, name, ..., literal
         regex = ""
         for i, part in enumerate(parts):
@@ -169,12 +169,23 @@ def _caption_patterns() -> list[re.Pattern]:
     return patterns
 
 
+def clean_caption(text) -> str:
+    """A caption as the parsers read it: lower case, single spaces, no final full stop."""
+    if not isinstance(text, str):
+        raise InputError(f"caption: expected a string, found {type(text).__name__}")
+    return " ".join(text.lower().split()).rstrip(".")
+
+
+@functools.cache
+def _caption_patterns() -> list[re.Pattern]:
+    return template_patterns(CAPTION_TEMPLATES, {"object": OBJECTS, "colour": list(PALETTE),
+                                                 "background": list(BACKGROUNDS)})
+
+
 def parse_caption(text: str) -> Combo:
     """A caption of any template (any case, surrounding spaces and a final full stop ignored) -> its
     Combo; InputError when it is not one."""
-    if not isinstance(text, str):
-        raise InputError(f"caption: expected a string, found {type(text).__name__}")
-    clean = " ".join(text.lower().split()).rstrip(".")
+    clean = clean_caption(text)
     for pattern in _caption_patterns():
         match = pattern.fullmatch(clean)
         if match:

@@ -329,6 +329,7 @@ def soften_images(images: torch.Tensor, generator: torch.Generator, max_sigma: f
 
 
 def train_judge(recipe: JudgeRecipe | None = None, fashion=None, log_every: int = 0, device: str = "cpu",
+                draw: Callable[[int, torch.Generator], tuple[torch.Tensor, list[str]]] | None = None,
                 **overrides) -> Judge:
     """Train a judge on fresh renders of split "all" (``recipe``, with ``overrides`` of its fields), a
     share ``recipe.soften`` of them softened (``soften_images``).
@@ -337,16 +338,19 @@ def train_judge(recipe: JudgeRecipe | None = None, fashion=None, log_every: int 
     split). Each step renders ``batch_size`` new items, combinations (restricted to
     ``recipe.objects``) drawn uniformly; AdamW with linear warmup and cosine decay. Deterministic for a
     given recipe, device and thread count. ``log_every`` > 0 prints the running loss. ``device``: where
-    the network trains (renders are drawn on the CPU); the judge returned is on the CPU."""
+    the network trains (renders are drawn on the CPU); the judge returned is on the CPU. ``draw``, when
+    given, replaces the renders: ``draw(batch_size, generator)`` -> (uint8 [batch_size, 3, 32, 32], the
+    object name of each image, among ``recipe.objects``); ``multimodal.evaluation.clip_judge`` trains
+    on the moving world's frames this way."""
     recipe = dataclasses.replace(recipe or JudgeRecipe(), **overrides)
     g = torch.Generator().manual_seed(recipe.seed)
     torch.manual_seed(recipe.seed)
-    drawer = CaptionedWorld("all", fashion=fashion, image_size=IMAGE_SIZE)
-    combos = [c for c in combinations("all") if c.object in recipe.objects]
     label_of = {o: i for i, o in enumerate(recipe.objects)}
-    labels_all = torch.tensor([label_of[c.object] for c in combos])
+    if draw is None:
+        drawer = CaptionedWorld("all", fashion=fashion, image_size=IMAGE_SIZE)
+        combos = [c for c in combinations("all") if c.object in recipe.objects]
+        labels_all = torch.tensor([label_of[c.object] for c in combos])
     model = JudgeNet(recipe.widths, len(recipe.objects)).to(device, memory_format=torch.channels_last).train()
-    labels_all = labels_all.to(device)
     decay = [p for p in model.parameters() if p.ndim > 1]
     rest = [p for p in model.parameters() if p.ndim <= 1]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": recipe.weight_decay},
@@ -361,14 +365,18 @@ def train_judge(recipe: JudgeRecipe | None = None, fashion=None, log_every: int 
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     running = None
     for step in range(recipe.steps):
-        pick = torch.randint(len(combos), (recipe.batch_size,), generator=g)
-        images = drawer.render([combos[i] for i in pick.tolist()], g)
+        if draw is None:
+            pick = torch.randint(len(combos), (recipe.batch_size,), generator=g)
+            images, labels = drawer.render([combos[i] for i in pick.tolist()], g), labels_all[pick]
+        else:
+            images, names = draw(recipe.batch_size, g)
+            labels = torch.tensor([label_of[o] for o in names])
         if recipe.soften > 0:
             softened = torch.rand(recipe.batch_size, generator=g) < recipe.soften
             images = torch.where(softened[:, None, None, None], soften_images(images, g), images)
         images = images.to(device)
         _, logits = model(images)
-        loss = F.cross_entropy(logits, labels_all[pick.to(device)], label_smoothing=recipe.label_smoothing)
+        loss = F.cross_entropy(logits, labels.to(device), label_smoothing=recipe.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -27,7 +27,7 @@ MAX_ITEMS_PER_CALL = 256
 @dataclass
 class TextToCodesConfig(Config):
     gpt: TokenGPTConfig = field(default_factory=TokenGPTConfig)
-    kind: str = "image"  # what the codes decode to: image (audio and video later)
+    kind: str = "image"  # what the codes decode to: image ([B, 3, H, W]) or video ([B, 3, T, H, W])
     # The sampling defaults of generate() and the pipeline (a checkpoint's are chosen on validation prompts)
     guidance_scale: float = 3.0
     temperature: float = 1.0
@@ -37,7 +37,7 @@ class TextToCodesConfig(Config):
     def __post_init__(self):
         if isinstance(self.gpt, dict):
             self.gpt = TokenGPTConfig.from_dict(self.gpt, where="TextToCodesConfig.gpt")
-        expect(self.kind == "image", "TextToCodesConfig.kind", "'image'", repr(self.kind))
+        expect(self.kind in ("image", "video"), "TextToCodesConfig.kind", "'image' or 'video'", repr(self.kind))
 
 
 class TextToCodes(PretrainedMixin, nn.Module):
@@ -80,12 +80,12 @@ class TextToCodes(PretrainedMixin, nn.Module):
         return self.gpt.loss(text_ids, codes, generator)
 
     def codes_of(self, items: torch.Tensor) -> torch.Tensor:
-        """Items (images in [-1, 1]) -> the GPT's flat code sequences ``[B, num_codes]``."""
+        """Items (images or clips in [-1, 1]) -> the GPT's flat code sequences ``[B, num_codes]``."""
         codes = self.vqvae.encode(items)
         return codes.movedim(1, -1).flatten(1) if self.config.gpt.levels > 1 else codes.flatten(1)
 
     def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
-        """Flat code sequences ``[B, num_codes]`` -> items (images ``[B, 3, H, W]`` in [-1, 1])."""
+        """Flat code sequences ``[B, num_codes]`` -> items (images ``[B, 3, H, W]`` or clips ``[B, 3, T, H, W]`` in [-1, 1])."""
         g = self.config.gpt
         grid = codes.reshape(codes.shape[0], *g.grid, g.levels).movedim(-1, 1) if g.levels > 1 \
             else codes.reshape(codes.shape[0], *g.grid)
@@ -95,9 +95,10 @@ class TextToCodes(PretrainedMixin, nn.Module):
     def generate(self, prompts: list[str], *, temperature: float | None = None, top_k: int | None = None,
                  top_p: float | None = None, guidance_scale: float | None = None, generator=None, progress=None,
                  decode: bool = True) -> torch.Tensor:
-        """One item per prompt (repeat a prompt for more): images ``[B, 3, H, W]`` in [-1, 1], or the
-        flat codes ``[B, num_codes]`` when ``decode`` is False. A sampling argument left None takes the
-        config's default (``guidance_scale``, ``temperature``, ``top_k``, ``top_p``)."""
+        """One item per prompt (repeat a prompt for more): images ``[B, 3, H, W]`` (clips ``[B, 3, T, H, W]``
+        for kind video) in [-1, 1], or the flat codes ``[B, num_codes]`` when ``decode`` is False. A
+        sampling argument left None takes the config's default (``guidance_scale``, ``temperature``,
+        ``top_k``, ``top_p``)."""
         c = self.config
         temperature = c.temperature if temperature is None else temperature
         guidance_scale = c.guidance_scale if guidance_scale is None else guidance_scale

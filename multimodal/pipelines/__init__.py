@@ -1,7 +1,8 @@
 """Task pipelines and the ``multimodal.pipeline(task, model=None)`` factory.
 
 Tasks are named as in Hugging Face ("image-classification", "automatic-speech-recognition",
-"text-to-image", …); ``registry.py`` maps each to its pipeline class and shipped default model.
+"text-to-image", "text-to-video", …); ``registry.py`` maps each to its pipeline class and shipped
+default model.
 Pipelines are library code: the command line is ``multimodal.cli``, the app ``multimodal.app``.
 """
 

@@ -29,8 +29,49 @@ from tqdm.auto import tqdm
 
 from .. import lora
 from ..devices import default_device, parse_device, parse_dtype
-from ..errors import InputError
+from ..errors import InputError, check_seed
 from ..paths import checkpoint_dirs, resolve_model
+
+
+def is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def text_list(value, name: str, what: str, *, empty_ok: bool = False, hint: str = "") -> list[str]:
+    """``value`` (a string or a non-empty list of strings) as a list, or an InputError naming ``name``
+    (``name[i]`` for an item; ``hint`` follows "expected a string"): an empty string is refused, as not
+    ``what`` the pipeline needs, unless ``empty_ok``."""
+    texts = [value] if isinstance(value, str) else value
+    if not isinstance(texts, (list, tuple)) or not texts:
+        raise InputError(f"{name}: expected a string or a non-empty list of strings, found "
+                         f"{'an empty list' if isinstance(texts, (list, tuple)) else type(value).__name__}")
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise InputError(f"{name}[{i}]: expected a string{hint}, found {type(t).__name__}")
+        if not empty_ok and not t.strip():
+            raise InputError(f"{name}[{i}]: expected {what}, found an empty {name}")
+    return list(texts)
+
+
+def check_generators(generator, total: int, unit: str) -> None:
+    """InputError unless ``generator`` is None, a torch.Generator, an integer seed, or a list of
+    ``total`` of them (one per ``unit`` of the call)."""
+    gens = generator if isinstance(generator, list) else [generator]
+    if not all(g is None or isinstance(g, torch.Generator) or is_int(g) for g in gens):
+        raise InputError(f"generator: expected a torch.Generator, an integer seed, a list of them (one per {unit}) "
+                         f"or None, found {type(generator).__name__}")
+    for i, g in enumerate(gens):
+        if is_int(g):
+            check_seed(g, f"generator[{i}]" if isinstance(generator, list) else "generator")
+    if isinstance(generator, list) and len(generator) != total:
+        raise InputError(f"generator: expected one generator per {unit} ({total}), found {len(generator)}")
+
+
+def as_generators(generator):
+    """A checked ``generator`` argument with its integer seeds made into torch.Generators."""
+    if isinstance(generator, list):
+        return [torch.Generator().manual_seed(g) if is_int(g) else g for g in generator]
+    return torch.Generator().manual_seed(generator) if is_int(generator) else generator
 
 
 def _adapter_folder(path_or_name) -> Path | None:

@@ -15,6 +15,7 @@ from .image_classification import DEFAULT_MODEL as CLASSIFIER, ImageClassificati
 from .speech_recognition import DEFAULT_NAME as RECOGNISER, SpeechRecognitionPipeline
 from .text_to_image import DEFAULT_MODEL as TEXT_TO_IMAGE, TextToImagePipeline
 from .text_to_speech import DEFAULT_MODEL as TEXT_TO_SPEECH, TextToSpeechPipeline
+from .text_to_video import DEFAULT_MODEL as TEXT_TO_VIDEO, TextToVideoPipeline
 
 
 @dataclass(frozen=True)
@@ -67,3 +68,4 @@ register_pipeline("image-classification", ImageClassificationPipeline, default_m
 register_pipeline("text-to-image", TextToImagePipeline, default_model=TEXT_TO_IMAGE)
 register_pipeline("text-to-speech", TextToSpeechPipeline, default_model=TEXT_TO_SPEECH)
 register_pipeline("text-to-audio", TextToSpeechPipeline, default_model=TEXT_TO_SPEECH)
+register_pipeline("text-to-video", TextToVideoPipeline, default_model=TEXT_TO_VIDEO)

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..errors import InputError, check_seed
+from ..errors import InputError
 from ..generation.sampling import MAX_STEPS
 from ..checkpoint import CONFIG_NAME
 from ..config import read_json
@@ -43,14 +43,10 @@ from ..models.text2image import MAX_IMAGES_PER_CALL, TextToImage
 from .. import lora
 from ..data.world_captions import canonical_caption, parse_caption
 from ..tokenizers.words import read_vocabulary, unknown_words
-from .base import Pipeline
+from .base import Pipeline, as_generators, check_generators, is_int, text_list
 
 DEFAULT_MODEL = "text2image-sit"
 OUTPUT_TYPES = ("pil", "np", "latent")
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 class ImagePipelineOutput(list):
@@ -67,31 +63,15 @@ class ImagePipelineOutput(list):
 
 def _check_common(prompt, num_images_per_prompt, generator, output_type, *, empty_ok: bool) -> list[str]:
     """Checks every text-to-image pipeline shares; returns the prompts as a list."""
-    prompts = [prompt] if isinstance(prompt, str) else prompt
-    if not isinstance(prompts, (list, tuple)) or not prompts:
-        raise InputError(f"prompt: expected a string or a non-empty list of strings, "
-                         f"found {'an empty list' if isinstance(prompts, (list, tuple)) else type(prompt).__name__}")
-    for i, p in enumerate(prompts):
-        if not isinstance(p, str):
-            hint = ' ("" for an unconditional image)' if empty_ok else ""
-            raise InputError(f"prompt[{i}]: expected a string{hint}, found {type(p).__name__}")
-        if not empty_ok and not p.strip():
-            raise InputError(f"prompt[{i}]: expected a description of the image, found an empty prompt")
-    if not _is_int(num_images_per_prompt) or num_images_per_prompt < 1:
+    prompts = text_list(prompt, "prompt", "a description of the image", empty_ok=empty_ok,
+                        hint=' ("" for an unconditional image)' if empty_ok else "")
+    if not is_int(num_images_per_prompt) or num_images_per_prompt < 1:
         raise InputError(f"num_images_per_prompt: expected an integer >= 1, found {num_images_per_prompt!r}")
     total = len(prompts) * num_images_per_prompt
     if total > MAX_IMAGES_PER_CALL:
         raise InputError(f"num_images_per_prompt: expected at most {MAX_IMAGES_PER_CALL} images per call, found "
                          f"{len(prompts)} prompt(s) x {num_images_per_prompt} = {total}; split the request")
-    gens = generator if isinstance(generator, list) else [generator]
-    if not all(g is None or isinstance(g, torch.Generator) or _is_int(g) for g in gens):
-        raise InputError(f"generator: expected a torch.Generator, an integer seed, a list of generators or None, "
-                         f"found {type(generator).__name__}")
-    for i, g in enumerate(gens):
-        if _is_int(g):
-            check_seed(g, f"generator[{i}]" if isinstance(generator, list) else "generator")
-    if isinstance(generator, list) and len(generator) != total:
-        raise InputError(f"generator: expected one generator per image ({total}), found {len(generator)}")
+    check_generators(generator, total, "image")
     if output_type not in OUTPUT_TYPES:
         raise InputError(f"output_type: expected one of {', '.join(OUTPUT_TYPES)}, found {output_type!r}")
     return list(prompts)
@@ -194,7 +174,7 @@ class TextToImagePipeline(Pipeline):
     def validate(self, prompt, num_inference_steps: int = 25, guidance_scale: float = 4.0, sampler: str | None = None,
                  generator=None, num_images_per_prompt: int = 1, output_type: str = "pil", latents=None) -> None:
         prompts = _check_common(prompt, num_images_per_prompt, generator, output_type, empty_ok=True)
-        if not _is_int(num_inference_steps) or not 1 <= num_inference_steps <= MAX_STEPS:
+        if not is_int(num_inference_steps) or not 1 <= num_inference_steps <= MAX_STEPS:
             raise InputError(f"num_inference_steps: expected an integer from 1 to {MAX_STEPS}, "
                              f"found {num_inference_steps!r}")
         if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)) \
@@ -216,8 +196,7 @@ class TextToImagePipeline(Pipeline):
              generator=None, num_images_per_prompt: int = 1, output_type: str = "pil", latents=None) -> Any:
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         rows = [p for p in prompts for _ in range(num_images_per_prompt)]
-        if _is_int(generator):
-            generator = torch.Generator().manual_seed(generator)
+        generator = as_generators(generator)
         with warnings.catch_warnings():  # a cut prompt is reported in the result's .warnings instead
             warnings.filterwarnings("ignore", message=r"prompt \d+ \(\d+ tokens\)")
             out = self.model.generate(rows, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
@@ -240,7 +219,11 @@ class AutoregressiveTextToImagePipeline(TextToImagePipeline):
 
     @classmethod
     def _load(cls, folder: Path) -> AutoregressiveTextToImagePipeline:
-        return cls(TextToCodes.from_pretrained(folder), *_what_it_read(folder))
+        model = TextToCodes.from_pretrained(folder)
+        if model.config.kind != "image":
+            raise InputError(f"model: expected a text-to-image checkpoint, found a token GPT of kind "
+                             f"{model.config.kind!r} ({folder}); the {model.config.kind} pipeline reads it")
+        return cls(model, *_what_it_read(folder))
 
     def _token_limit(self, prompts: list[str]) -> None:
         return None  # a prompt longer than the GPT's prefix is refused, never cut
@@ -252,7 +235,7 @@ class AutoregressiveTextToImagePipeline(TextToImagePipeline):
         check_sampling(1.0 if temperature is None else temperature, top_k, top_p)
         if guidance_scale is not None:
             check_guidance(guidance_scale)
-        if num_inference_steps is not None and (not _is_int(num_inference_steps) or num_inference_steps < 1):
+        if num_inference_steps is not None and (not is_int(num_inference_steps) or num_inference_steps < 1):
             raise InputError(f"num_inference_steps: expected None or an integer >= 1 (unused by autoregressive "
                              f"decoding), found {num_inference_steps!r}")
         self.model.tokenize(prompts)  # an over-long prompt is refused here, before any work
@@ -262,10 +245,7 @@ class AutoregressiveTextToImagePipeline(TextToImagePipeline):
              temperature: float | None = None, top_k: int | None = None, top_p: float | None = None) -> Any:
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         rows = [p for p in prompts for _ in range(num_images_per_prompt)]
-        if isinstance(generator, list):
-            generator = [torch.Generator().manual_seed(g) if _is_int(g) else g for g in generator]
-        elif _is_int(generator):
-            generator = torch.Generator().manual_seed(generator)
+        generator = as_generators(generator)
         out = self.model.generate(rows, temperature=temperature, top_k=top_k, top_p=top_p,
                                   guidance_scale=guidance_scale, generator=generator, progress=self.progress,
                                   decode=output_type != "latent")

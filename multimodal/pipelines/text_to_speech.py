@@ -37,22 +37,14 @@ from ..generation.autoregressive import check_sampling
 from ..generation.sampling import check_guidance
 from ..media.audio import load_audio
 from ..models.text2speech import MAX_TEXTS_PER_CALL, TextToSpeech
-from .base import Pipeline
+from .base import Pipeline, text_list
 
 DEFAULT_MODEL = "text2speech-gpt"
 MIN_VOICE_PROMPT_SECONDS = 1.0
 
 
 def _texts(text) -> list[str]:
-    texts = [text] if isinstance(text, str) else text
-    if not isinstance(texts, (list, tuple)) or not texts:
-        raise InputError(f"text: expected a string or a non-empty list of strings, found "
-                         f"{'an empty list' if isinstance(texts, (list, tuple)) else type(text).__name__}")
-    for i, t in enumerate(texts):
-        if not isinstance(t, str):
-            raise InputError(f"text[{i}]: expected a string, found {type(t).__name__}")
-        if not t.strip():
-            raise InputError(f"text[{i}]: expected something to say, found an empty text")
+    texts = text_list(text, "text", "something to say")
     if len(texts) > MAX_TEXTS_PER_CALL:
         raise InputError(f"text: expected at most {MAX_TEXTS_PER_CALL} texts per call, found {len(texts)}")
     return list(texts)

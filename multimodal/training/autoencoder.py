@@ -59,9 +59,10 @@ RECIPE_TRAIN = TrainConfig(out_dir="runs/vae", max_steps=6000, batch_size=64, lr
 
 # ------------------------------------------------------------------------------------------- data
 def make_batch_fn(world: CaptionedWorld, batch_size: int, seed: int):
-    """batch_fn(step, rank, world_size) -> uint8 images [batch_size / world_size, 3, H, W] of step ``step``."""
+    """batch_fn(step, rank, world_size) -> the uint8 pixels of step ``step``'s batch: images ``[batch_size /
+    world_size, 3, H, W]`` (clips ``[.., 3, T, H, W]`` from a ``MovingWorld``), the batch's first field."""
     def batch_fn(step: int, rank: int, world_size: int) -> torch.Tensor:
-        return world.sample(batch_size // world_size, step_generator(seed, step, rank)).images
+        return world.sample(batch_size // world_size, step_generator(seed, step, rank))[0]
     return batch_fn
 
 

@@ -47,6 +47,7 @@ from safetensors.torch import load_file, save_file
 from ..checkpoint import count_parameters, fresh_tmp_dir, publish_dir
 from ..config import read_json
 from ..data.world import CaptionedWorld, caption_corpus
+from ..data.world_video import clip_caption_corpus
 from ..errors import expect
 from ..models.autoencoders.vq import VQVAE
 from ..models.text2codes import TOKENIZER_NAME, VQ_DIR, TextToCodes, TextToCodesConfig
@@ -59,7 +60,7 @@ from .runs import CARD_NAME, MODEL_DIR, NOTES_NAME, TRAINING_NAME, build_model_c
     check_resume_settings, command_line, markdown_table, publish_model, read_training, run_file
 from .text2image import train_caption_tokenizer
 from .trainer import Trainer
-from .vqvae import to_unit
+from .vqvae import input_size_of, to_unit, worlds_of
 
 HELD_OUT_SEED, SEEN_SEED, CODE_CACHE_SEED = 50_001, 50_002, 50_003
 CODE_CACHE_NAME = "code_cache.safetensors"
@@ -70,6 +71,11 @@ RECIPE_MODEL = TokenGPTConfig(codebook_size=512, grid=(8, 8), text_vocab=4096, t
 RECIPE_TRAIN = TrainConfig(out_dir="runs/text2image-gpt", max_steps=2800, batch_size=128, lr=1e-3, weight_decay=0.05,
                            warmup_steps=200, min_lr_ratio=0.05, grad_clip=1.0, ema_decay=None, eval_every=1000,
                            save_every=500, log_every=50)
+# Clips: 4x8x8 = 256 codes after a prompt of up to 24 tokens (clip captions are longer than image ones). A
+# sequence is 3.5 times an image's, so the GPT is narrower and shallower to train in about an hour on 2 cores.
+RECIPE_VIDEO_MODEL = RECIPE_MODEL.replace(text_length=24, width=128, depth=4, heads=4)
+RECIPE_VIDEO_TRAIN = RECIPE_TRAIN.replace(out_dir="runs/text2video-gpt", batch_size=64, max_steps=2500)
+RECIPE_VIDEO_CODE_CACHE = 40_000
 
 
 def _unwrap(model) -> TextToCodes:
@@ -80,10 +86,11 @@ def _unwrap(model) -> TextToCodes:
 
 def make_batch_fn(world: CaptionedWorld, tokenizer: TextTokenizer, config: TokenGPTConfig, batch_size: int,
                   seed: int):
-    """batch_fn(step, rank, world_size) -> {"images": uint8 [b, 3, H, W], "text_ids": [b, text_length]}."""
+    """batch_fn(step, rank, world_size) -> {"images": uint8 [b, 3, H, W] (clips [b, 3, T, H, W] from a
+    MovingWorld), "text_ids": [b, text_length]}."""
     def batch_fn(step: int, rank: int, world_size: int):
         batch = world.sample(batch_size // world_size, step_generator(seed, step, rank))
-        return {"images": batch.images, "text_ids": prompt_ids(tokenizer, list(batch.captions), config)}
+        return {"images": batch[0], "text_ids": prompt_ids(tokenizer, list(batch.captions), config)}
     return batch_fn
 
 
@@ -114,7 +121,7 @@ def build_code_cache(path: Path, world: CaptionedWorld, model: TextToCodes, size
         for start in range(0, size, chunk):
             batch = world.sample(min(chunk, size - start), generator)
             small = model.config.gpt.codebook_size <= 2 ** 15
-            codes.append(model.codes_of(to_unit(batch.images)).to(torch.int16 if small else torch.int32))
+            codes.append(model.codes_of(to_unit(batch[0])).to(torch.int16 if small else torch.int32))
             text_ids.append(prompt_ids(model.tokenizer, list(batch.captions), model.config.gpt))
     cache = {"codes": torch.cat(codes).contiguous(), "text_ids": torch.cat(text_ids).contiguous()}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -158,10 +165,14 @@ def train_text2codes(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, vq: str | Pa
     ``out_dir/model`` (see the module docstring). Returns the numbers of training.json."""
     vq_folder = resolve_model(vq)
     vqvae = VQVAE.from_pretrained(vq_folder)
-    config = config or RECIPE_MODEL
+    world = "video" if vqvae.config.dims == 3 else "image"  # a video VQ-VAE's GPT trains on the moving world
+    train_world, held_world = worlds_of(world, fashion)
+    size = input_size_of(train_world)
+    expect(vqvae.config.input_size in (None, size), "vq", f"a VQ-VAE of {world}s of size {size}",
+           vqvae.config.input_size)
+    config = config or (RECIPE_VIDEO_MODEL if world == "video" else RECIPE_MODEL)
     q = vqvae.config.quantizer
-    side = (vqvae.config.input_size or (32, 32))[0]
-    config = config.replace(codebook_size=q.codebook_size, levels=q.levels, grid=vqvae.config.grid((side, side)))
+    config = config.replace(codebook_size=q.codebook_size, levels=q.levels, grid=vqvae.config.grid(size))
     fields = {**RECIPE_TRAIN.to_dict(), **train_options, "out_dir": str(out_dir), "max_steps": steps,
               "batch_size": batch_size, "lr": lr, "seed": seed}
     train_config = TrainConfig.from_dict(fields, where="train_options")
@@ -181,24 +192,23 @@ def train_text2codes(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, vq: str | Pa
     expect(text_tokenizer.vocab_size <= config.text_vocab, "tokenizer", f"at most {config.text_vocab} tokens",
            text_tokenizer.vocab_size)
 
-    train_world = CaptionedWorld("train", fashion=fashion)
-    held_world = CaptionedWorld("held_out", fashion=fashion)
-    expect(side == train_world.image_size, "vq", f"a VQ-VAE of {train_world.image_size}-pixel images", side)
-    fixed = {name: world.sample(256, seed_) for name, world, seed_ in
+    fixed = {name: w.sample(256, seed_) for name, w, seed_ in
              (("held_out", held_world, HELD_OUT_SEED), ("seen", train_world, SEEN_SEED))}
-    eval_fn = make_eval_fn({name: (b.images, prompt_ids(text_tokenizer, list(b.captions), config))
+    eval_fn = make_eval_fn({name: (b[0], prompt_ids(text_tokenizer, list(b.captions), config))
                             for name, b in fixed.items()})
 
     torch.manual_seed(train_config.seed)
-    model = TextToCodes(TextToCodesConfig(gpt=config), text_tokenizer, vqvae)
+    model = TextToCodes(TextToCodesConfig(gpt=config, kind=world), text_tokenizer, vqvae)
+    source, items, never = (("moving world", "clips", "held-out colour and direction pairs") if world == "video"
+                            else ("captioned world", "renders", "held-out combinations"))
     if code_cache:
         cache = build_code_cache(out_dir / CODE_CACHE_NAME, train_world, model, code_cache, train_config.seed)
         batch_fn = make_cached_batch_fn(cache, train_config.batch_size, train_config.seed)
-        data = (f"captioned world, split train: {code_cache} renders coded once by the VQ-VAE and drawn with "
-                f"replacement (held-out combinations never drawn)")
+        data = (f"{source}, split train: {code_cache} {items} coded once by the VQ-VAE and drawn with "
+                f"replacement ({never} never drawn)")
     else:
         batch_fn = make_batch_fn(train_world, text_tokenizer, config, train_config.batch_size, train_config.seed)
-        data = "captioned world, split train (streamed; held-out combinations never drawn), coded by the VQ-VAE"
+        data = f"{source}, split train (streamed; {never} never drawn), coded by the VQ-VAE"
     trainer = Trainer(model, train_config, loss_fn, batch_fn=batch_fn,
                       eval_fn=eval_fn, resume=resume, progress=progress)
     if trainer.is_main and not tokenizer and not resume:
@@ -220,25 +230,30 @@ def train_text2codes(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, vq: str | Pa
         "model": final.config.to_dict(),
     }
     folder = publish_model(out_dir / MODEL_DIR, final, training, lambda tmp: model_card(training, tmp),
-                           vocabulary=caption_corpus("train"))
+                           vocabulary=clip_caption_corpus("train") if world == "video" else caption_corpus("train"))
     return {**training, "model_dir": str(folder)}
 
 
 def model_card(info: dict, folder: Path | None = None) -> str:
     """MODEL_CARD.md of a text -> codes GPT from its training.json (and the folder's evaluation.json,
-    written by ``benchmarks/text_to_image.py``, when present)."""
-    g = TextToCodesConfig.from_dict(info["model"]).gpt
+    written by ``benchmarks/text_to_image_gpt.py``, when present; a video GPT's card has its
+    teacher-forced losses, its judged evaluation is in ``benchmarks/text_to_video.py``'s results)."""
+    config = TextToCodesConfig.from_dict(info["model"])
+    g, video = config.gpt, config.kind == "video"
     summary = (f"A token GPT on the shared backbone ({g.depth} causal blocks, width {g.width}, {g.heads} heads, "
                f"{g.positions} positions) that writes the {'x'.join(map(str, g.grid))} code grid of the VQ-VAE in "
                f"`vq/` ({g.codebook_size} codes) after a prompt of up to {g.text_length} BPE tokens; "
                f"trained with the prompt dropped {100 * g.cond_drop:.0f} % of the time for classifier-free guidance.")
-    usage = ("`multimodal.pipeline(\"text-to-image\", model=this_folder)(prompt, num_images_per_prompt=4, "
+    task, count, verb, unit = (("text-to-video", "num_videos_per_prompt", "video", "clips") if video else
+                               ("text-to-image", "num_images_per_prompt", "image", "images"))
+    usage = (f"`multimodal.pipeline(\"{task}\", model=this_folder)(prompt, {count}=4, "
              "generator=torch.Generator().manual_seed(0))`, with the sampling defaults of `config.json` "
              "(override with `guidance_scale`, `temperature`, `top_k`, `top_p`); command line: "
-             "`multimodal generate image \"...\" --model this_folder`.")
+             f"`multimodal generate {verb} \"...\" --model this_folder`.")
     rows = [(name.replace("_", " ").replace(" loss", ""), f"{loss:.3f}") for name, loss in info.get("eval", {}).items()]
-    lines = [*markdown_table(("teacher-forced loss (256 renders)", "nats per code"), rows, "lr"), ""]
-    judged = Path(folder) / "evaluation.json" if folder is not None else None
+    lines = [*markdown_table((f"teacher-forced loss (256 {'clips' if video else 'renders'})", "nats per code"), rows,
+                             "lr"), ""]
+    judged = Path(folder) / "evaluation.json" if folder is not None and not video else None
     if judged is not None and judged.is_file():
         ev = read_json(judged)
         r = ev["row"]
@@ -263,10 +278,12 @@ def model_card(info: dict, folder: Path | None = None) -> str:
                   f"the CPU (codes and decoding, all prompts in one batch); codebook usage of the written codes "
                   f"{100 * r['codebook_usage']:.1f} %.", ""]
     evaluation = "\n".join(lines)
-    return build_model_card("Text -> image codes GPT for the captioned world", summary, info, usage=usage,
+    title = ("Text -> video codes GPT for the moving world" if video
+             else "Text -> image codes GPT for the captioned world")
+    return build_model_card(title, summary, info, usage=usage,
                             details=[f"Tokenizer: byte-level BPE of {info['tokenizer']['vocab_size']} tokens "
                                      f"({info['tokenizer']['source']})."],
-                            unit="images", evaluation=evaluation, notes=card_notes(folder))
+                            unit=unit, evaluation=evaluation, notes=card_notes(folder))
 
 
 SHIPPED_FILES = (TRAINING_NAME, "vocabulary.txt")  # run files a shipped folder keeps
@@ -304,10 +321,14 @@ def ship_text2codes(source: str | Path, dest: str | Path, vq: str | Path, *, dty
 
 
 # --------------------------------------------------------------------------------------------- CLI
-def add_train_text2codes_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Arguments of ``multimodal train text2codes``: the VQ-VAE, tokenizer, GPT and every TrainConfig flag."""
-    m = RECIPE_MODEL
-    parser.add_argument("--vq", required=True, help="the VQ-VAE folder or name whose codes the GPT writes")
+def add_train_text2codes_arguments(parser: argparse.ArgumentParser, world: str = "image") -> argparse.ArgumentParser:
+    """Arguments of ``multimodal train text2codes`` (``world="video"``: ``train text2video``, whose
+    defaults are the video recipe): the VQ-VAE, tokenizer, GPT and every TrainConfig flag."""
+    video = world == "video"
+    m, train_recipe = (RECIPE_VIDEO_MODEL, RECIPE_VIDEO_TRAIN) if video else (RECIPE_MODEL, RECIPE_TRAIN)
+    cache = RECIPE_VIDEO_CODE_CACHE if video else RECIPE_CODE_CACHE
+    parser.add_argument("--vq", required=True, help=f"the {'video ' if video else ''}VQ-VAE folder or name whose "
+                                                    f"codes the GPT writes")
     parser.add_argument("--tokenizer", default=None, help="a tokenizer.json to use instead of training one")
     model = parser.add_argument_group("GPT")
     for name, default in (("width", m.width), ("depth", m.depth), ("heads", m.heads), ("text-length", m.text_length),
@@ -318,26 +339,38 @@ def add_train_text2codes_arguments(parser: argparse.ArgumentParser) -> argparse.
     model.add_argument("--dropout", type=float, default=m.dropout, help=f"(default {m.dropout})")
     model.add_argument("--cond-drop", type=float, default=m.cond_drop,
                        help=f"probability of the empty prompt in training (default {m.cond_drop})")
-    parser.add_argument("--code-cache", type=int, default=RECIPE_CODE_CACHE, metavar="N",
-                        help=f"encode N training renders once and draw batches from their codes (default "
-                             f"{RECIPE_CODE_CACHE}; 0: render and encode every batch)")
-    add_train_args(parser, RECIPE_TRAIN)
-    parser.set_defaults(_command_parser=parser)
+    parser.add_argument("--code-cache", type=int, default=cache, metavar="N",
+                        help=f"encode N training {'clips' if video else 'renders'} once and draw batches from their "
+                             f"codes (default {cache}; 0: render and encode every batch)")
+    add_train_args(parser, train_recipe)
+    parser.set_defaults(_command_parser=parser, world=world)
     return parser
 
 
+def add_train_text2video_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Arguments of ``multimodal train text2video``: ``train text2codes``'s, with the video recipe as defaults."""
+    return add_train_text2codes_arguments(parser, "video")
+
+
 def run_train_text2codes(args: argparse.Namespace) -> dict:
-    """``multimodal train text2codes``: train, write ``<out-dir>/model`` and print where."""
-    config = RECIPE_MODEL.replace(width=args.width, depth=args.depth, heads=args.heads, text_length=args.text_length,
-                                  text_vocab=args.text_vocab, positions=args.positions, dropout=args.dropout,
-                                  cond_drop=args.cond_drop)
+    """``multimodal train text2codes`` (and ``text2video``): train, write ``<out-dir>/model`` and print where."""
+    world = getattr(args, "world", "image")
+    name = "text2video" if world == "video" else "text2codes"
+    dims = read_json(resolve_model(args.vq) / "config.json").get("dims", 2)
+    expect(dims == (3 if world == "video" else 2), "--vq", f"a VQ-VAE of {world}s for `multimodal train {name}`",
+           f"one of {'videos' if dims == 3 else 'images or audio'} (dims {dims}); "
+           f"`multimodal train {'text2video' if dims == 3 else 'text2codes'}` trains its GPT")
+    recipe = RECIPE_VIDEO_MODEL if world == "video" else RECIPE_MODEL
+    config = recipe.replace(width=args.width, depth=args.depth, heads=args.heads, text_length=args.text_length,
+                            text_vocab=args.text_vocab, positions=args.positions, dropout=args.dropout,
+                            cond_drop=args.cond_drop)
     config = TokenGPTConfig.from_dict(config.to_dict())
     fields = train_config_from_args(args).to_dict()
     named = {k: fields.pop(k) for k in ("out_dir", "max_steps", "batch_size", "lr", "seed")}
     result = train_text2codes(named["out_dir"], vq=args.vq, steps=named["max_steps"], batch_size=named["batch_size"],
                               lr=named["lr"], seed=named["seed"], resume=args.resume, config=config,
                               tokenizer=args.tokenizer, code_cache=args.code_cache, progress=args.progress,
-                              command=command_line(args, "multimodal train text2codes"), **fields)
+                              command=command_line(args, f"multimodal train {name}"), **fields)
     if "model_dir" in result:
         print(", ".join(f"{k} {v:.3f}" for k, v in result["eval"].items()))
         print(f"model: {result['model_dir']}")

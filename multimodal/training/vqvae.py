@@ -39,6 +39,7 @@ import torch
 
 from ..checkpoint import atomic_write_text, count_parameters, fresh_tmp_dir, publish_dir
 from ..data.world import CaptionedWorld
+from ..data.world_video import MovingWorld
 from ..errors import expect
 from ..models.autoencoders.quantizer import QuantizerConfig, codebook_usage, perplexity
 from ..models.autoencoders.vq import LOSSES, VQVAE, VQVAEConfig, training_loss
@@ -56,6 +57,17 @@ RECIPE_MODEL = VQVAEConfig(channels=48, channel_mult=(1, 2), strides=(2, 2), res
 RECIPE_TRAIN = TrainConfig(out_dir="runs/image-vq", max_steps=3000, batch_size=128, lr=1e-3, weight_decay=0.0,
                            warmup_steps=200, min_lr_ratio=0.05, grad_clip=1.0, eval_every=500, save_every=500,
                            log_every=50)
+# Clips: 16x32x32 -> 4x8x8 codes. No residual blocks at the two full-size stages: a Conv3d there costs
+# 16 frames of work per clip, and on 2 CPU cores the recipe must train in about an hour.
+RECIPE_VIDEO_MODEL = VQVAEConfig(dims=3, channels=32, channel_mult=(1, 2), strides=(2, 2), res_blocks=0, groups=16,
+                                 input_size=(16, 32, 32),
+                                 quantizer=QuantizerConfig(codebook_size=512, dim=64, codebook_dim=16))
+RECIPE_VIDEO_TRAIN = RECIPE_TRAIN.replace(out_dir="runs/video-vq", batch_size=32, max_steps=2000, eval_every=500,
+                                          save_every=250)
+WORLDS = ("image", "video")
+DATA_TEXT = {"image": "captioned world, split train (streamed; held-out combinations never drawn)",
+             "video": "moving world, split train: clips of 16 frames (streamed; held-out colour and direction pairs "
+                      "never drawn)"}
 
 
 def to_unit(images: torch.Tensor) -> torch.Tensor:
@@ -75,9 +87,12 @@ def make_loss_fn(kind: str, codebook_size: int):
 
 
 @torch.no_grad()
-def codebook_report(model: VQVAE, images: torch.Tensor, batch: int = 512) -> dict[str, float]:
-    """PSNR (dB, [0, 1] scale, mean over images), codebook usage and perplexity of ``model`` on uint8
-    ``images``; with residual VQ, usage and perplexity of the first level."""
+@torch.no_grad()
+def codebook_report(model: VQVAE, images: torch.Tensor, batch: int | None = None) -> dict[str, float]:
+    """PSNR (dB, [0, 1] scale, mean over items), codebook usage and perplexity of ``model`` on uint8
+    ``images`` (or clips ``[N, 3, T, H, W]``); with residual VQ, usage and perplexity of the first level.
+    ``batch``: items per pass (default 512 images or 32 clips)."""
+    batch = batch or (512 if images.ndim == 4 else 32)
     model = model.eval()
     device = next(model.parameters()).device
     psnrs, codes = [], []
@@ -103,14 +118,33 @@ def make_eval_fn(held_out: torch.Tensor, seen: torch.Tensor):
     return eval_fn
 
 
+def worlds_of(world: str, fashion=None):
+    """The (training, held-out) worlds of ``world``: "image" (``CaptionedWorld``) or "video" (``MovingWorld``)."""
+    expect(world in WORLDS, "world", " or ".join(WORLDS), repr(world))
+    if world == "video":
+        return MovingWorld("train", fashion=fashion), MovingWorld("held_out", fashion=fashion)
+    return CaptionedWorld("train", fashion=fashion), CaptionedWorld("held_out", fashion=fashion)
+
+
+def input_size_of(world) -> tuple[int, ...]:
+    """The item size a world draws: (side, side) for images, (frames, side, side) for clips."""
+    side = world.image_size
+    return (world.frames, side, side) if isinstance(world, MovingWorld) else (side, side)
+
+
 def train_vqvae(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, steps: int = RECIPE_TRAIN.max_steps,
                 batch_size: int = RECIPE_TRAIN.batch_size, lr: float = RECIPE_TRAIN.lr, seed: int = 0,
                 resume: bool = False, config: VQVAEConfig | None = None, eval_images: int = 2000, fashion=None,
-                progress: bool = True, command: str | None = None, **train_options: Any) -> dict:
-    """Train a ``VQVAE`` on the captioned world and write ``out_dir/model`` (see the module
-    docstring). ``train_options``: other ``TrainConfig`` fields. Returns the numbers of training.json."""
-    config = config or RECIPE_MODEL
-    expect(isinstance(config, VQVAEConfig) and config.dims == 2, "config", "a VQVAEConfig of images (dims 2)",
+                progress: bool = True, command: str | None = None, world: str = "image",
+                **train_options: Any) -> dict:
+    """Train a ``VQVAE`` on the captioned world (``world="image"``) or on the moving world's clips
+    (``"video"``, with ``RECIPE_VIDEO_MODEL`` by default) and write ``out_dir/model`` (see the module
+    docstring). ``eval_images``: items (images or clips) per split of the final measures.
+    ``train_options``: other ``TrainConfig`` fields. Returns the numbers of training.json."""
+    train_world, held_world = worlds_of(world, fashion)
+    dims = 3 if world == "video" else 2
+    config = config or (RECIPE_VIDEO_MODEL if world == "video" else RECIPE_MODEL)
+    expect(isinstance(config, VQVAEConfig) and config.dims == dims, "config", f"a VQVAEConfig of {world}s (dims {dims})",
            repr(config))
     expect(isinstance(eval_images, int) and eval_images > 0, "eval_images", "a positive count", eval_images)
     fields = {**RECIPE_TRAIN.to_dict(), **train_options, "out_dir": str(out_dir), "max_steps": steps,
@@ -120,13 +154,11 @@ def train_vqvae(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, steps: int = RECI
     run = {"model": config.to_dict()}
     if resume:
         check_resume_settings(run_file(out_dir, "vqvae"), run, "the model", configs={"model": VQVAEConfig})
-    train_world = CaptionedWorld("train", fashion=fashion)
-    held_world = CaptionedWorld("held_out", fashion=fashion)
-    side = train_world.image_size
-    expect(config.input_size in (None, (side, side)), "config.input_size", f"({side}, {side})", config.input_size)
-    config = config.replace(input_size=(side, side))
-    small = min(512, eval_images)
-    eval_fn = make_eval_fn(held_world.sample(small, HELD_OUT_SEED).images, train_world.sample(small, SEEN_SEED).images)
+    size = input_size_of(train_world)
+    expect(config.input_size in (None, size), "config.input_size", str(size), config.input_size)
+    config = config.replace(input_size=size)
+    small = min(512 if world == "image" else 128, eval_images)
+    eval_fn = make_eval_fn(held_world.sample(small, HELD_OUT_SEED)[0], train_world.sample(small, SEEN_SEED)[0])
 
     torch.manual_seed(train_config.seed)
     model = VQVAE(config)
@@ -137,12 +169,12 @@ def train_vqvae(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, steps: int = RECI
     if not trainer.is_main:
         return summary
     final = trainer.eval_model.eval()
-    held = codebook_report(final, held_world.sample(eval_images, HELD_OUT_SEED).images)
-    seen = codebook_report(final, train_world.sample(eval_images, SEEN_SEED).images)
+    held = codebook_report(final, held_world.sample(eval_images, HELD_OUT_SEED)[0])
+    seen = codebook_report(final, train_world.sample(eval_images, SEEN_SEED)[0])
     training = {
         "command": command or f"train_vqvae({str(out_dir)!r}, steps={steps}, batch_size={batch_size}, lr={lr}, "
                               f"seed={seed}{''.join(f', {k}={v!r}' for k, v in train_options.items())})",
-        "data": "captioned world, split train (streamed; held-out combinations never drawn)",
+        "data": DATA_TEXT[world],
         **trainer.run_record(seconds), "parameters": count_parameters(final), "eval_images": eval_images,
         "held_out": held, "seen": seen,
         "final_train": {k: v for k, v in summary.items() if k in ("loss", "mse", "l1", "vq", "perplexity")},
@@ -156,24 +188,32 @@ def model_card(info: dict, folder: Path | None = None) -> str:
     """MODEL_CARD.md of an image VQ-VAE from its training.json."""
     m = VQVAEConfig.from_dict(info["model"])
     q = m.quantizer
-    side = m.input_size[0] if m.input_size else 32
-    grid = m.grid((side, side))
+    video = m.dims == 3
+    size = m.input_size or ((16, 32, 32) if video else (32, 32))
+    grid = "x".join(map(str, m.grid(size)))
     lookup = f"{q.lookup_dim}-d{' l2-normalised' if q.l2_normalize else ''} lookup"
-    summary = (f"A VQ-VAE: {side}x{side}x{m.in_channels} images -> a {grid[0]}x{grid[1]} grid of codes from "
+    what = (f"clips of {size[0]} frames of {size[1]}x{size[2]}x{m.in_channels}" if video
+            else f"{size[0]}x{size[1]}x{m.in_channels} images")
+    summary = (f"A VQ-VAE{' of Conv3d layers' if video else ''}: {what} -> a {grid} grid of codes from "
                f"{q.levels} x {q.codebook_size} codes ({lookup}, EMA codebook, dead-code restarts after "
                f"{q.dead_code_steps} steps); stages of {[m.channels * c for c in m.channel_mult]} channels, "
                f"{m.res_blocks} residual block(s) each.")
-    usage = ("Load: `multimodal.models.VQVAE.from_pretrained(this_folder)`; `encode(images)` (float "
-             "`[B, 3, H, W]` in [-1, 1]) gives codes `[B, h, w]`, `decode(codes)` images. Command line: "
-             "`multimodal codes encode|decode --model this_folder`.")
-    rows = [(f"{name.replace('_', ' ')} combinations ({info['eval_images']} images)", f"{r['psnr']:.2f} dB",
+    items = "clips `[B, 3, T, H, W]`" if video else "`[B, 3, H, W]`"
+    usage = (f"Load: `multimodal.models.VQVAE.from_pretrained(this_folder)`; `encode(x)` (float {items} in "
+             f"[-1, 1]) gives codes `[B, {', '.join('thw' if video else 'hw')}]`, `decode(codes)` the "
+             f"{'clips' if video else 'images'}." + ("" if video else " Command line: `multimodal codes "
+                                                    "encode|decode --model this_folder`."))
+    unit = "clips" if video else "images"
+    rows = [(f"{name.replace('_', ' ')} combinations ({info['eval_images']} {unit})", f"{r['psnr']:.2f} dB",
              f"{100 * r['usage']:.1f} %", f"{r['perplexity']:.0f}")
             for name, r in (("seen", info["seen"]), ("held_out", info["held_out"]))]
     evaluation = "\n".join([
         *markdown_table(("", "PSNR", "codebook usage", "perplexity"), rows, "lrrr"), "",
-        "PSNR: mean over images of 10 log10(1 / MSE) on the [0, 1] scale. Usage: distinct codes over the "
+        f"PSNR: mean over {unit} of 10 log10(1 / MSE) on the [0, 1] scale. Usage: distinct codes over the "
         "evaluation pass divided by the codebook size; perplexity: exp(entropy) of the codes' histogram. "
-        "Held-out combinations (red sneaker, blue dress, ...) were never rendered for training."])
+        + ("Held-out clips (a held-out colour pair such as red sneaker, or direction pair such as t-shirt up) "
+           "were never rendered for training." if video else
+           "Held-out combinations (red sneaker, blue dress, ...) were never rendered for training.")])
     check = info.get("storage_check")
     if check:
         measured = lambda d: (" / ".join(f"{d[n]['psnr']:.2f}" for n in ("seen", "held_out")) + " dB PSNR and "  # noqa: E731
@@ -182,8 +222,8 @@ def model_card(info: dict, folder: Path | None = None) -> str:
                        f"{measured(check['float16'])} (seen / held out), float32 {measured(check['float32'])}; "
                        f"float16 ships when its PSNR is within {check['tolerance_db']} dB of float32's on both.")
     details = [f"Loss: {m.loss} reconstruction + {q.beta} x commitment; codebook by EMA (decay {q.decay})."]
-    return build_model_card("Image VQ-VAE for the captioned world", summary, info, usage=usage, details=details,
-                            unit="images", evaluation=evaluation, notes=card_notes(folder))
+    title = "Video VQ-VAE for the moving world" if video else "Image VQ-VAE for the captioned world"
+    return build_model_card(title, summary, info, usage=usage, details=details, unit=unit, evaluation=evaluation, notes=card_notes(folder))
 
 
 def ship_vqvae(source: str | Path, dest: str | Path, *, fashion=None) -> dict:
@@ -197,8 +237,8 @@ def ship_vqvae(source: str | Path, dest: str | Path, *, fashion=None) -> dict:
     expect("seen" in info and "eval_images" in info, "source", "a folder written by `multimodal train vqvae`",
            str(source))
     n = info["eval_images"]
-    images = {"held_out": CaptionedWorld("held_out", fashion=fashion).sample(n, HELD_OUT_SEED).images,
-              "seen": CaptionedWorld("train", fashion=fashion).sample(n, SEEN_SEED).images}
+    train_world, held_world = worlds_of("video" if info["model"]["dims"] == 3 else "image", fashion)
+    images = {"held_out": held_world.sample(n, HELD_OUT_SEED)[0], "seen": train_world.sample(n, SEEN_SEED)[0]}
     measure = lambda model: {k: codebook_report(model.eval(), x) for k, x in images.items()}  # noqa: E731
     full = VQVAE.from_pretrained(source)
     tmp = fresh_tmp_dir(dest)
@@ -221,9 +261,11 @@ def ship_vqvae(source: str | Path, dest: str | Path, *, fashion=None) -> dict:
 
 
 # --------------------------------------------------------------------------------------------- CLI
-def add_train_vqvae_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Arguments of ``multimodal train vqvae``: the model and quantizer, and every TrainConfig flag."""
-    m, q = RECIPE_MODEL, RECIPE_MODEL.quantizer
+def add_train_vqvae_arguments(parser: argparse.ArgumentParser, world: str = "image") -> argparse.ArgumentParser:
+    """Arguments of ``multimodal train vqvae`` (``world="video"``: ``train videovq``): the model and
+    quantizer, and every TrainConfig flag, with the world's recipe as defaults."""
+    recipe, train_recipe = (RECIPE_VIDEO_MODEL, RECIPE_VIDEO_TRAIN) if world == "video" else (RECIPE_MODEL, RECIPE_TRAIN)
+    m, q = recipe, recipe.quantizer
     model = parser.add_argument_group("model")
     model.add_argument("--channels", type=int, default=m.channels, help=f"first stage width (default {m.channels})")
     model.add_argument("--channel-mult", type=int, nargs="+", default=list(m.channel_mult),
@@ -241,19 +283,27 @@ def add_train_vqvae_arguments(parser: argparse.ArgumentParser) -> argparse.Argum
     quant.add_argument("--dead-code-steps", type=int, default=q.dead_code_steps,
                        help=f"re-seed codes unused this many steps; 0: never (default {q.dead_code_steps})")
     quant.add_argument("--beta", type=float, default=q.beta, help=f"commitment weight (default {q.beta})")
-    parser.add_argument("--eval-images", type=int, default=2000, help="renders per split of the final measures")
-    add_train_args(parser, RECIPE_TRAIN)
-    parser.set_defaults(_command_parser=parser)
+    parser.add_argument("--eval-images", type=int, default=2000,
+                        help=f"{'clips' if world == 'video' else 'renders'} per split of the final measures")
+    add_train_args(parser, train_recipe)
+    parser.set_defaults(_command_parser=parser, world=world)
     return parser
+
+
+def add_train_videovq_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Arguments of ``multimodal train videovq``: ``train vqvae``'s, with the video recipe as defaults."""
+    return add_train_vqvae_arguments(parser, "video")
 
 
 def run_train_vqvae(args: argparse.Namespace) -> dict:
     """``multimodal train vqvae``: train, measure, write ``<out-dir>/model`` and print the numbers."""
-    quantizer = RECIPE_MODEL.quantizer.replace(codebook_size=args.codebook_size, dim=args.dim,
+    world = getattr(args, "world", "image")
+    recipe = RECIPE_VIDEO_MODEL if world == "video" else RECIPE_MODEL
+    quantizer = recipe.quantizer.replace(codebook_size=args.codebook_size, dim=args.dim,
                                                codebook_dim=args.codebook_dim, l2_normalize=args.l2_normalize,
                                                levels=args.levels, dead_code_steps=args.dead_code_steps,
                                                beta=args.beta)
-    config = RECIPE_MODEL.replace(channels=args.channels, channel_mult=tuple(args.channel_mult),
+    config = recipe.replace(channels=args.channels, channel_mult=tuple(args.channel_mult),
                                   strides=(2,) * len(args.channel_mult), res_blocks=args.res_blocks, loss=args.loss,
                                   quantizer=quantizer)
     config = VQVAEConfig.from_dict(config.to_dict())  # checks the combination
@@ -261,7 +311,9 @@ def run_train_vqvae(args: argparse.Namespace) -> dict:
     named = {k: fields.pop(k) for k in ("out_dir", "max_steps", "batch_size", "lr", "seed")}
     result = train_vqvae(named["out_dir"], steps=named["max_steps"], batch_size=named["batch_size"], lr=named["lr"],
                          seed=named["seed"], resume=args.resume, config=config, eval_images=args.eval_images,
-                         progress=args.progress, command=command_line(args, "multimodal train vqvae"), **fields)
+                         progress=args.progress, world=world,
+                         command=command_line(args, f"multimodal train {'videovq' if world == 'video' else 'vqvae'}"),
+                         **fields)
     if "model_dir" in result:
         for name in ("seen", "held_out"):
             r = result[name]
