@@ -26,7 +26,8 @@ Targets: seen accuracy at least 90 % of the real clips' ceiling, each held-out g
 Results: ``benchmarks/results/text_to_video.json`` (``text_to_video_real.json`` with ``--real-only``;
 ``--results NAME``: ``NAME.json``; the sweep in ``NAME_sweep.json``); ``--out FILE`` writes the
 evaluation there instead (and the sweep beside it).
-With ``--write-checkpoint`` the evaluation also lands in the GPT folder's ``evaluation.json``.
+With ``--write-checkpoint`` the evaluation also lands in the GPT folder's ``evaluation.json`` and its
+card.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ from multimodal.evaluation.world_judge import Judge, load_or_train_judge
 from multimodal.models.autoencoders.quantizer import codebook_usage
 from multimodal.models.text2codes import MAX_ITEMS_PER_CALL, TextToCodes
 from multimodal.paths import resolve_model
+from multimodal.training.runs import read_training
+from multimodal.training.text2codes import model_card
 from multimodal.training.vqvae import codebook_report
 
 from .common import markdown_table, write_results
@@ -243,6 +246,9 @@ def main(argv=None, *, judge: Judge | None = None, fashion=None) -> dict:
     path = write_results(args.results, results, path=out)
     if args.write_checkpoint:
         atomic_write_text(folder / "evaluation.json", json.dumps(results, indent=2) + "\n")
+        info = read_training(folder)
+        if info:  # a trained folder: its card gains the evaluation
+            atomic_write_text(folder / "MODEL_CARD.md", model_card(info, folder))
     print(f"wrote {path}")
     return results
 

@@ -202,6 +202,9 @@ def test_the_benchmark_runs_end_to_end_on_a_tiny_video_gpt(video_gpt, tiny_judge
     assert len(sweep["rows"]) == 2 and written["setting"] == sweep["chosen"]
     assert sweep["chosen"]["guidance_scale"] in (1.0, 2.0) and sweep["chosen"]["top_p"] is None
     assert json.loads((video_gpt / "evaluation.json").read_text())["row"] == row
+    card = (video_gpt / "MODEL_CARD.md").read_text()
+    seen = f"{100 * row['seen_accuracy']:.1f} %"
+    assert f"| this model | {seen} |" in card and "| real clips |" in card and "s per clip" in card
     assert set(written["targets"]) == {"seen", "held_out_colour", "held_out_direction"}
     # without a GPT: the ceiling on real clips alone, the same as in the full run
     real = text_to_video.main(["--real-only", "--prompts-per-group", "1", "--videos-per-prompt", "2", "--threads", "1",

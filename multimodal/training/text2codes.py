@@ -236,8 +236,7 @@ def train_text2codes(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, vq: str | Pa
 
 def model_card(info: dict, folder: Path | None = None) -> str:
     """MODEL_CARD.md of a text -> codes GPT from its training.json (and the folder's evaluation.json,
-    written by ``benchmarks/text_to_image_gpt.py``, when present; a video GPT's card has its
-    teacher-forced losses, its judged evaluation is in ``benchmarks/text_to_video.py``'s results)."""
+    written by ``benchmarks/text_to_image_gpt.py`` or ``benchmarks/text_to_video.py``, when present)."""
     config = TextToCodesConfig.from_dict(info["model"])
     g, video = config.gpt, config.kind == "video"
     summary = (f"A token GPT on the shared backbone ({g.depth} causal blocks, width {g.width}, {g.heads} heads, "
@@ -253,8 +252,10 @@ def model_card(info: dict, folder: Path | None = None) -> str:
     rows = [(name.replace("_", " ").replace(" loss", ""), f"{loss:.3f}") for name, loss in info.get("eval", {}).items()]
     lines = [*markdown_table((f"teacher-forced loss (256 {'clips' if video else 'renders'})", "nats per code"), rows,
                              "lr"), ""]
-    judged = Path(folder) / "evaluation.json" if folder is not None and not video else None
-    if judged is not None and judged.is_file():
+    judged = Path(folder) / "evaluation.json" if folder is not None else None
+    if video and judged is not None and judged.is_file():
+        lines += _clip_evaluation(read_json(judged))
+    elif judged is not None and judged.is_file():
         ev = read_json(judged)
         r = ev["row"]
         pct = lambda d, k: f"{100 * d[k]:.1f} %"  # noqa: E731
@@ -284,6 +285,25 @@ def model_card(info: dict, folder: Path | None = None) -> str:
                             details=[f"Tokenizer: byte-level BPE of {info['tokenizer']['vocab_size']} tokens "
                                      f"({info['tokenizer']['source']})."],
                             unit=unit, evaluation=evaluation, notes=card_notes(folder))
+
+
+def _clip_evaluation(ev: dict) -> list[str]:
+    """The card's lines on a video GPT's evaluation.json (``benchmarks/text_to_video.py``)."""
+    r, s = ev["row"], ev["setting"]
+    pct = lambda d, k: f"{100 * d[k]:.1f} %" if k in d else ""  # noqa: E731
+    keys = ("seen_accuracy", "held_out_colour_accuracy", "held_out_direction_accuracy", "direction_accuracy",
+            "consistency")
+    rows = [("this model", *(pct(r, k) for k in keys))]
+    rows += [(name, *(pct(c, k) for k in keys)) for name, c in ev["ceilings"].items() if "image world" not in name]
+    return [f"Prompt accuracy under the clip judge ({ev['judge']}), {ev['videos_per_prompt']} clips per prompt of "
+            f"`world_video.clip_evaluation_prompts()`, guidance {s['guidance_scale']}, temperature "
+            f"{s['temperature']}, top-p {s['top_p']} (`{ev['command']}`). A clip is right when its object, colour, "
+            f"background and direction all are:", "",
+            *markdown_table(("", "seen", "held-out colour", "held-out direction", "direction right", "consistent"),
+                            rows, "lrrrrr"), "",
+            f"{r['seconds_per_clip']:.4f} s per clip on the CPU (codes and decoding); codebook usage of the written "
+            f"codes {100 * r['codebook_usage']:.1f} %; the VQ-VAE's PSNR on the real clips {ev['vq']['psnr']:.2f} dB.",
+            ""]
 
 
 SHIPPED_FILES = (TRAINING_NAME, "vocabulary.txt")  # run files a shipped folder keeps
