@@ -302,3 +302,24 @@ def test_each_train_command_refuses_the_other_kinds_vq(folder, tmp_path, capsys)
         assert cli.main([*argv, "--out-dir", str(tmp_path / "run"), "--device", "cpu"]) != 0
         assert match in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_the_shipped_video_vq_codes_clips_of_the_moving_world():
+    from multimodal.data.world_video import Motion, MovingWorld
+    from multimodal.models import VQVAE
+    from multimodal.training.vqvae import codebook_report
+
+    folder = SHIPPED_CHECKPOINTS / "video-vq"
+    vq = VQVAE.from_pretrained(folder)
+    training = json.loads((folder / "training.json").read_text())
+    assert training["seen"]["usage"] >= 0.9 and training["held_out"]["usage"] >= 0.9
+    assert training["storage_check"]["stored_dtype"] == "float16"
+    motions = [Motion(o, c, b, d) for o, c, b in (("circle", "red", "black"), ("star", "white", "navy"))
+               for d in ("left", "right", "up", "down")]
+    clips = MovingWorld("all", fashion=fake_fashion()).render(motions, 0)
+    codes = vq.encode(clips.float() / 127.5 - 1)
+    assert codes.shape == (8, 4, 8, 8) and codes.dtype == torch.long
+    assert torch.equal(codes, vq.encode(clips.float() / 127.5 - 1))  # deterministic
+    report = codebook_report(vq, clips)
+    assert report["psnr"] > training["seen"]["psnr"] - 3  # shapes code about as well as the card's mix
+    assert "Video VQ-VAE for the moving world" in (folder / "MODEL_CARD.md").read_text()
