@@ -89,9 +89,10 @@ def _quote(prompt: str, most: int = 60) -> str:
     return repr(prompt if len(prompt) <= most else prompt[:most - 1] + "…")
 
 
-def _is_world_caption(prompt: str) -> bool:
+def parses(parse, prompt: str) -> bool:
+    """Whether ``parse(prompt)`` (a caption parser of a world) reads the prompt without an InputError."""
     try:
-        parse_caption(prompt)
+        parse(prompt)
     except InputError:
         return False
     return True
@@ -156,7 +157,7 @@ class TextToImagePipeline(Pipeline):
             if unknown:
                 notes.append(f"{_quote(p)}: the model never read {', '.join(map(repr, unknown))} in training, so "
                              f"{'it does' if len(unknown) == 1 else 'they do'} not steer the image")
-            elif self.world and p.strip() and not _is_world_caption(p):
+            elif self.world and p.strip() and not parses(parse_caption, p):
                 notes.append(f"{_quote(p)}: not a caption of the kind it was trained on (an object, a colour and a "
                              f"background, as in {canonical_caption('circle', 'red', 'black')!r}), so the image "
                              f"may not follow it")

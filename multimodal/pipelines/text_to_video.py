@@ -45,7 +45,7 @@ from ..generation.sampling import check_guidance
 from ..models.text2codes import MAX_ITEMS_PER_CALL, TextToCodes
 from ..tokenizers.words import read_vocabulary, unknown_words
 from .base import Pipeline, as_generators, check_generators, is_int, text_list
-from .text_to_image import _quote
+from .text_to_image import _quote, parses
 
 DEFAULT_MODEL = "text2video-gpt"
 OUTPUT_TYPES = ("pil", "np", "pt")
@@ -60,14 +60,6 @@ class VideoPipelineOutput:
 
     frames: list[list[Image.Image]] | np.ndarray | torch.Tensor
     warnings: list[str] = field(default_factory=list)
-
-
-def _is_clip_caption(prompt: str) -> bool:
-    try:
-        parse_clip_caption(prompt)
-    except InputError:
-        return False
-    return True
 
 
 def _to_output(clips: torch.Tensor, output_type: str, notes: list[str]) -> VideoPipelineOutput:
@@ -124,7 +116,7 @@ class TextToVideoPipeline(Pipeline):
             if unknown:
                 notes.append(f"{_quote(p)}: the model never read {', '.join(map(repr, unknown))} in training, so "
                              f"{'it does' if len(unknown) == 1 else 'they do'} not steer the video")
-            elif self.world and p.strip() and not _is_clip_caption(p):
+            elif self.world and p.strip() and not parses(parse_clip_caption, p):
                 notes.append(f"{_quote(p)}: not a caption of the kind it was trained on (a colour, an object, a "
                              f"direction and a background, as in {example!r}), so the video may not follow it")
         return notes
