@@ -12,6 +12,10 @@ Texts, none of them read in training:
 - ``sentence``: WordNet usage examples from the corpus' validation share (never in train.jsonl);
   word error rate.
 
+What the voices themselves score (``--as-read``, default on): the same texts read by each voice's own
+engine (``speech_tts.speak``, digits spelled one at a time as the model reads them), judged by the same
+ear. The model learns to sound like these voices, so this is the intelligibility it imitates.
+
 What the codec alone costs (``--codec-clips N``): N validation clips of each voice from the corpus
 (``speech_tts``' val.jsonl, texts never in training), recognised as the voice read them and after the
 codec's encode -> decode: the best the GPT could do in that voice.
@@ -38,11 +42,13 @@ import json
 import random
 import re
 import resource
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
-from multimodal.data.speech_digits import wordnet_sentences
+from multimodal.data.speech_digits import DIGIT_WORDS, wordnet_sentences
 from multimodal.data import speech_tts
 from multimodal.data.speech_tts import _is_val, digit_strings, world_phrases
 from multimodal.evaluation.wer import edit_distance
@@ -66,18 +72,48 @@ def texts_to_judge(per_kind: int, seed: int) -> dict[str, list[str]]:
             "sentence": rng.sample(sentences, per_kind)}
 
 
+def digits_of(normalised: str) -> list[str]:
+    """The digits of a normalised transcript in order; the normaliser leaves a lone small number as
+    its word ("one"), so digit words count as their digits."""
+    words = "|".join(DIGIT_WORDS)
+    return list(re.sub(r"\D", "", re.sub(rf"\b({words})\b", lambda m: str(DIGIT_WORDS.index(m.group(1))), normalised)))
+
+
 def score(kind: str, texts: list[str], heard: list[str], norm) -> dict:
     """Digit strings: digit errors (edit distance) over digits spoken, and whole strings right;
     other texts: word errors over words, after ``norm``."""
     if kind == "digits":
-        spoken = [list(re.sub(r"\D", "", norm(t))) for t in texts]
-        got = [list(re.sub(r"\D", "", norm(h))) for h in heard]
+        spoken, got = [digits_of(norm(t)) for t in texts], [digits_of(norm(h)) for h in heard]
         errors = sum(edit_distance(s, g) for s, g in zip(spoken, got))
         words = sum(len(s) for s in spoken)
         return {"words": words, "errors": errors, "wer": errors / words,
                 "strings_right": sum(s == g for s, g in zip(spoken, got)) / len(texts)}
     rate, errors, words = wer([norm(t) for t in texts], [norm(h) for h in heard])
     return {"words": words, "errors": errors, "wer": rate}
+
+
+def score_rows(texts: dict[str, list[str]], voices: list[str], heard: dict[tuple[str, str], list[str]], norm) -> list[dict]:
+    """Scores per (voice, kind) of what was heard, then per kind over all voices (voice ``"all"``)."""
+    rows = [{"kind": kind, "voice": voice, **score(kind, items, heard[voice, kind], norm)}
+            for voice in voices for kind, items in texts.items()]
+    for kind in texts:
+        errors = sum(r["errors"] for r in rows if r["kind"] == kind)
+        words = sum(r["words"] for r in rows if r["kind"] == kind)
+        rows.append({"kind": kind, "voice": "all", "words": words, "errors": errors, "wer": errors / words})
+    return rows
+
+
+def voices_as_read(voices: list[str], texts: dict[str, list[str]], recognise, norm) -> list[dict]:
+    """The judged texts read by each voice's own engine (``speech_tts.speak``; digits spelled one at a
+    time, as the model reads them) and scored as the model's speech is: how intelligible the voices
+    the model learned from are to the same ear, text for text."""
+    heard = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for voice in voices:
+            for kind, items in texts.items():
+                wavs = [speech_tts.speak(speech_tts.spell_digits(t), voice, Path(tmp) / f"{i}.wav") for i, t in enumerate(items)]
+                heard[voice, kind] = [recognise(load_audio(str(w))) for w in wavs]
+    return score_rows(texts, voices, heard, norm)
 
 
 def codec_ceiling(model: TextToSpeech, voices: list[str], per_voice: int, recognise, norm) -> dict:
@@ -120,6 +156,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ears", nargs="+", default=["ours"], choices=["ours", "faster-whisper-int8", "openai-whisper"],
                    help="recognisers that judge (default: ours; faster-whisper is an independent ear)")
+    p.add_argument("--as-read", action=argparse.BooleanOptionalAction, default=True,
+                   help="also score the same texts read by each voice's own engine (default on)")
     p.add_argument("--codec-clips", type=int, default=10,
                    help="validation clips per voice through the codec alone (0: skip; needs the speech-tts corpus)")
     add_checkpoint_benchmark_args(p, "model", "text_to_speech")
@@ -148,17 +186,15 @@ def main(argv: list[str] | None = None) -> dict:
 
     rows, table = [], []
     for ear in ears:
-        mine = []
-        for voice in voices:
-            for kind, items in texts.items():
-                row = score(kind, items, heard[ear][voice, kind], norm)
-                mine.append({"kind": kind, "voice": voice, **row})
-        for kind in texts:
-            errors = sum(r["errors"] for r in mine if r["kind"] == kind)
-            words = sum(r["words"] for r in mine if r["kind"] == kind)
-            mine.append({"kind": kind, "voice": "all", "words": words, "errors": errors, "wer": errors / words})
+        mine = score_rows(texts, voices, heard[ear], norm)
         rows += [{"recogniser": ear, **r} for r in mine]
         table += [[ear, r["kind"], r["voice"], str(r["words"]), f"{100 * r['wer']:.1f} %"] for r in mine]
+
+    # the voices the model imitates: the same texts read by each voice's own engine
+    as_read = voices_as_read(voices, texts, ears[args.ears[0]], norm) if args.as_read else None
+    for r in as_read or []:
+        table.append([args.ears[0], f"{r['kind']}, as read by the voice's engine", r["voice"], str(r["words"]),
+                      f"{100 * r['wer']:.1f} %"])
 
     # what the codec alone costs the training voices: their validation clips as read, and through the codec
     ceiling = codec_ceiling(model, voices, args.codec_clips, ears[args.ears[0]], norm) if args.codec_clips else None
@@ -187,7 +223,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"command": command, "model": str(folder), "recogniser": "ours (whisper tiny.en, beam 5)",
               "recognisers": list(ears), "texts_per_kind": args.per_kind,
               "rows": [r for r in rows if r["recogniser"] == "ours"], "all_rows": rows, "speed": speed,
-              "memory": memory, "codec_round_trip": ceiling, "examples": examples}
+              "memory": memory, "codec_round_trip": ceiling, "as_read": as_read, "examples": examples}
     path = publish_judgement(args, folder, result, model_card)
     print(f"wrote {path}")
     return result

@@ -176,3 +176,38 @@ def test_bad_sampling_and_text_are_input_errors():
         model.voice_id("slt")
     with pytest.raises(InputError, match="at most 12 symbols"):
         model.text_ids(["a much longer text than twelve"])
+
+
+# ------------------------------------------------------------------------ judgement and its card
+def test_score_rows_sum_each_kind_over_voices():
+    from benchmarks.text_to_speech import score_rows
+    from benchmarks.asr import normaliser
+
+    texts = {"digits": ["407", "12"], "sentence": ["the cat sat", "a dog ran far"]}
+    heard = {("v1", "digits"): ["four oh seven", "12"], ("v1", "sentence"): ["the cat sat", "a dog ran far"],
+             ("v2", "digits"): ["407", "1"], ("v2", "sentence"): ["the bat sat", "dog ran"]}
+    rows = {(r["voice"], r["kind"]): r for r in score_rows(texts, ["v1", "v2"], heard, normaliser())}
+    assert rows["v1", "sentence"]["errors"] == 0 and rows["v2", "sentence"]["errors"] == 3
+    assert rows["v2", "digits"]["errors"] == 1 and rows["v2", "digits"]["strings_right"] == 0.5  # "1" heard as "one"
+    total = rows["all", "sentence"]
+    assert (total["words"], total["errors"]) == (14, 3) and total["wer"] == pytest.approx(3 / 14)
+
+
+def test_card_shows_the_voices_as_read_beside_the_model(tmp_path):
+    import json
+    import shutil
+    from pathlib import Path
+
+    from multimodal.training.text2speech import model_card
+
+    shipped = Path(__file__).resolve().parents[1] / "checkpoints" / "text2speech-gpt"
+    shutil.copy(shipped / "training.json", tmp_path / "training.json")
+    judged = json.loads((shipped / "evaluation.json").read_text())
+    info = json.loads((tmp_path / "training.json").read_text())
+    assert "as read by the voice's engine" not in model_card(info, shipped)
+    judged["as_read"] = [{**r, "wer": 0.5 * r["wer"]} for r in judged["rows"]]
+    (tmp_path / "evaluation.json").write_text(json.dumps(judged))
+    card = model_card(info, tmp_path)
+    first = judged["rows"][0]
+    assert "as read by the voice's engine" in card
+    assert f"| {100 * first['wer']:.1f} % | {50 * first['wer']:.1f} % |" in card

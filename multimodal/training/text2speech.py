@@ -335,10 +335,15 @@ def model_card(info: dict, folder: Path | None = None) -> str:
     judged = Path(folder) / "evaluation.json" if folder is not None else None
     if judged is not None and judged.is_file():
         ev = json.loads(judged.read_text())
-        lines += [f"Intelligibility, judged by {ev['recogniser']} (`{ev['command']}`):", "",
-                  *markdown_table(("texts", "voice", "words", "word error rate"),
-                                  [(r["kind"], r["voice"], str(r["words"]), f"{100 * r['wer']:.1f} %")
-                                   for r in ev["rows"]], "llrr"), ""]
+        as_read = {(r["kind"], r["voice"]): r["wer"] for r in ev.get("as_read") or []}
+        lines += [f"Intelligibility, judged by {ev['recogniser']} (`{ev['command']}`)"
+                  + ("; beside it, the same texts read by the voice's own engine, which the model learned to "
+                     "imitate:" if as_read else ":"), "",
+                  *markdown_table(("texts", "voice", "words", "word error rate",
+                                   *(["as read by the voice's engine"] if as_read else [])),
+                                  [(r["kind"], r["voice"], str(r["words"]), f"{100 * r['wer']:.1f} %",
+                                    *([f"{100 * as_read[r['kind'], r['voice']]:.1f} %"] if as_read else []))
+                                   for r in ev["rows"]], "llrrr" if as_read else "llrr"), ""]
     return build_model_card("Text to speech (codec-token GPT)", summary, info, usage=usage,
                             details=[f"Front end: {g.front_end} (`multimodal.tokenizers.phonemes`)."],
                             unit="clips", evaluation="\n".join(lines), notes=card_notes(folder))
