@@ -324,3 +324,22 @@ def test_the_shipped_video_vq_codes_clips_of_the_moving_world():
     report = codebook_report(vq, clips)
     assert report["psnr"] > training["seen"]["psnr"] - 3  # shapes code about as well as the card's mix
     assert "Video VQ-VAE for the moving world" in (folder / "MODEL_CARD.md").read_text()
+
+
+def test_train_videovq_strides_set_the_code_grid_per_axis():
+    from multimodal.cli import build_parser
+    from multimodal.training.vqvae import RECIPE_VIDEO_MODEL, config_from_args
+
+    def config(*argv):
+        return config_from_args(build_parser().parse_args(["train", "videovq", *argv]))
+
+    assert config() == RECIPE_VIDEO_MODEL and config().grid((16, 32, 32)) == (4, 8, 8)
+    assert config("--strides", "4,2,2", "2").grid((16, 32, 32)) == (2, 8, 8)
+    assert config("--strides", "4,2,2", "4,2,2").grid((16, 32, 32)) == (1, 8, 8)
+    assert config("--strides", "1,2,2", "2").strides == ((1, 2, 2), 2)
+    with pytest.raises(InputError, match="strides: expected one per stage of --channel-mult"):
+        config("--strides", "2")
+    with pytest.raises(InputError, match="strides"):
+        config("--strides", "4,2", "2")  # two axes for a clip's three
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "videovq", "--strides", "2,x", "2"])

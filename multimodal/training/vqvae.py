@@ -40,7 +40,7 @@ import torch
 from ..checkpoint import atomic_write_text, count_parameters, fresh_tmp_dir, publish_dir
 from ..data.world import CaptionedWorld
 from ..data.world_video import MovingWorld
-from ..errors import expect
+from ..errors import InputError, expect
 from ..models.autoencoders.quantizer import QuantizerConfig, codebook_usage, perplexity
 from ..models.autoencoders.vq import LOSSES, VQVAE, VQVAEConfig, training_loss
 from .autoencoder import make_batch_fn  # uint8 renders of the step, as the KL autoencoder trains on
@@ -271,6 +271,10 @@ def add_train_vqvae_arguments(parser: argparse.ArgumentParser, world: str = "ima
     model.add_argument("--channel-mult", type=int, nargs="+", default=list(m.channel_mult),
                        help=f"stage widths in units of --channels; each stage halves the side (default "
                             f"{' '.join(map(str, m.channel_mult))})")
+    model.add_argument("--strides", type=stride_argument, nargs="+", default=None, metavar="S|T,H,W",
+                       help="per stage, its downsampling: one stride for every axis, or one per axis joined by "
+                            "commas (clips: frames, height, width; 4,2,2 quarters the frames and halves the side) "
+                            "(default 2 for every stage)")
     model.add_argument("--res-blocks", type=int, default=m.res_blocks, help=f"(default {m.res_blocks})")
     model.add_argument("--loss", choices=LOSSES, default=m.loss, help=f"reconstruction loss (default {m.loss})")
     quant = parser.add_argument_group("quantizer")
@@ -290,23 +294,42 @@ def add_train_vqvae_arguments(parser: argparse.ArgumentParser, world: str = "ima
     return parser
 
 
+def stride_argument(text: str) -> int | tuple[int, ...]:
+    """One stage's ``--strides`` value: ``"2"`` (every axis) or ``"4,2,2"`` (one per axis)."""
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an int, or ints joined by commas (one per axis), found {text!r}")
+    if min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected strides >= 1, found {text!r}")
+    return values[0] if len(values) == 1 else values
+
+
 def add_train_videovq_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Arguments of ``multimodal train videovq``: ``train vqvae``'s, with the video recipe as defaults."""
     return add_train_vqvae_arguments(parser, "video")
 
 
+def config_from_args(args: argparse.Namespace) -> VQVAEConfig:
+    """The VQ-VAE configuration the command line asks for: the world's recipe with its model and
+    quantizer flags."""
+    recipe = RECIPE_VIDEO_MODEL if getattr(args, "world", "image") == "video" else RECIPE_MODEL
+    quantizer = recipe.quantizer.replace(codebook_size=args.codebook_size, dim=args.dim,
+                                         codebook_dim=args.codebook_dim, l2_normalize=args.l2_normalize,
+                                         levels=args.levels, dead_code_steps=args.dead_code_steps, beta=args.beta)
+    strides = tuple(args.strides) if args.strides else (2,) * len(args.channel_mult)
+    if len(strides) != len(args.channel_mult):
+        raise InputError(f"strides: expected one per stage of --channel-mult ({len(args.channel_mult)}), "
+                         f"found {len(strides)}")
+    config = recipe.replace(channels=args.channels, channel_mult=tuple(args.channel_mult), strides=strides,
+                            res_blocks=args.res_blocks, loss=args.loss, quantizer=quantizer)
+    return VQVAEConfig.from_dict(config.to_dict())  # checks the combination
+
+
 def run_train_vqvae(args: argparse.Namespace) -> dict:
     """``multimodal train vqvae``: train, measure, write ``<out-dir>/model`` and print the numbers."""
     world = getattr(args, "world", "image")
-    recipe = RECIPE_VIDEO_MODEL if world == "video" else RECIPE_MODEL
-    quantizer = recipe.quantizer.replace(codebook_size=args.codebook_size, dim=args.dim,
-                                               codebook_dim=args.codebook_dim, l2_normalize=args.l2_normalize,
-                                               levels=args.levels, dead_code_steps=args.dead_code_steps,
-                                               beta=args.beta)
-    config = recipe.replace(channels=args.channels, channel_mult=tuple(args.channel_mult),
-                                  strides=(2,) * len(args.channel_mult), res_blocks=args.res_blocks, loss=args.loss,
-                                  quantizer=quantizer)
-    config = VQVAEConfig.from_dict(config.to_dict())  # checks the combination
+    config = config_from_args(args)
     fields = train_config_from_args(args).to_dict()
     named = {k: fields.pop(k) for k in ("out_dir", "max_steps", "batch_size", "lr", "seed")}
     result = train_vqvae(named["out_dir"], steps=named["max_steps"], batch_size=named["batch_size"], lr=named["lr"],
