@@ -22,6 +22,7 @@ Targets: seen accuracy at least 90 % of the real clips' ceiling, each held-out g
     python -m benchmarks.text_to_video --gpt runs/text2video-gpt/model --sweep
     python -m benchmarks.text_to_video --gpt text2video-gpt --write-checkpoint
     python -m benchmarks.text_to_video --real-only --world-judge   # the judges on real clips only
+    python -m benchmarks.text_to_video --real-only --vq checkpoints/video-vq runs/vq/model   # VQ-VAEs' ceilings
 
 Results: ``benchmarks/results/text_to_video.json`` (``text_to_video_real.json`` with ``--real-only``;
 ``--results NAME``: ``NAME.json``; the sweep in ``NAME_sweep.json``); ``--out FILE`` writes the
@@ -48,6 +49,7 @@ from multimodal.evaluation.clip_judge import (GROUPS, clip_accuracy, describe, f
                                               load_or_train_frame_judge, validation_clip_prompts)
 from multimodal.evaluation.text_to_image import REAL_SEED, in_calls, to_uint8
 from multimodal.evaluation.world_judge import Judge, load_or_train_judge
+from multimodal.models import VQVAE
 from multimodal.models.autoencoders.quantizer import codebook_usage
 from multimodal.models.text2codes import MAX_ITEMS_PER_CALL, TextToCodes
 from multimodal.paths import resolve_model
@@ -91,9 +93,9 @@ def _motions(prompts: list[dict]) -> list[tuple]:
 
 
 @torch.no_grad()
-def round_trip(model: TextToCodes, clips: torch.Tensor) -> torch.Tensor:
-    """uint8 clips through the checkpoint's VQ-VAE (encode, decode) -> uint8 clips."""
-    return torch.cat([to_uint8(model.vqvae.decode(model.vqvae.encode(part.float() / 127.5 - 1)).clamp(-1, 1))
+def round_trip(vqvae: VQVAE, clips: torch.Tensor) -> torch.Tensor:
+    """uint8 clips through a video VQ-VAE (encode, decode) -> uint8 clips."""
+    return torch.cat([to_uint8(vqvae.decode(vqvae.encode(part.float() / 127.5 - 1)).clamp(-1, 1))
                       for part in clips.split(DECODE_BATCH)])
 
 
@@ -159,6 +161,8 @@ def main(argv=None, *, judge: Judge | None = None, fashion=None) -> dict:
                         help="also read the real clips with the image world's judge (the cached one, or this file)")
     parser.add_argument("--real-only", action="store_true",
                         help="only the judge's ceilings on real clips (no GPT; results: text_to_video_real)")
+    parser.add_argument("--vq", nargs="+", default=[], metavar="FOLDER",
+                        help="also the ceiling of real clips through these video VQ-VAEs (e.g. with --real-only)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--write-checkpoint", action="store_true", help="write evaluation.json into the GPT folder")
     parser.add_argument("--results", default=None,
@@ -199,8 +203,14 @@ def main(argv=None, *, judge: Judge | None = None, fashion=None) -> dict:
         ceilings[name] = {**clip_accuracy(judge_clips(image_judge, real, prompts), prompts),
                           "judge": image_judge.description}
     if model is not None:
-        ceilings["real clips through the VQ-VAE"] = clip_accuracy(judge_clips(judge, round_trip(model, real), prompts),
-                                                                  prompts)
+        ceilings["real clips through the VQ-VAE"] = clip_accuracy(judge_clips(judge, round_trip(model.vqvae, real),
+                                                                              prompts), prompts)
+    for name in args.vq:
+        vqvae = VQVAE.from_pretrained(resolve_model(name)).eval()
+        if vqvae.config.dims != 3:
+            raise InputError(f"--vq: expected a VQ-VAE of videos (dims 3), found dims {vqvae.config.dims} in {name}")
+        ceilings[f"real clips through {name}"] = clip_accuracy(judge_clips(judge, round_trip(vqvae, real), prompts),
+                                                               prompts)
     results["ceilings"] = ceilings
     if model is None:
         print(_table(ceilings))

@@ -211,6 +211,14 @@ def test_the_benchmark_runs_end_to_end_on_a_tiny_video_gpt(video_gpt, tiny_judge
                                "--out", str(tmp_path / "real.json")], judge=tiny_judge, fashion=fashion)
     assert real["ceilings"] == {"real clips": written["ceilings"]["real clips"]} and "row" not in real
     assert json.loads((tmp_path / "real.json").read_text())["ceilings"] == real["ceilings"]
+    # --vq: the ceiling through a named video VQ-VAE, the same as through the GPT's own
+    vq = text_to_video.main(["--real-only", "--prompts-per-group", "1", "--videos-per-prompt", "2", "--threads", "1",
+                             "--vq", str(video_gpt / "vq"), "--out", str(tmp_path / "vq.json")], judge=tiny_judge,
+                            fashion=fashion)
+    assert vq["ceilings"][f"real clips through {video_gpt / 'vq'}"] == written["ceilings"]["real clips through the VQ-VAE"]
+    with pytest.raises(InputError, match="--vq: expected a VQ-VAE of videos"):
+        text_to_video.main(["--real-only", "--vq", str(SHIPPED_CHECKPOINTS / "image-vq"), "--out",
+                            str(tmp_path / "bad.json")], judge=tiny_judge, fashion=fashion)
 
 
 def test_the_benchmark_refuses_an_image_checkpoint(tiny_judge, fashion, tmp_path):
