@@ -55,6 +55,16 @@ def train(command: list[str], out: Path) -> dict:
     return json.loads((model / "training.json").read_text())
 
 
+def load_tuned(folder: Path, base_folder: Path):
+    """A trained digits model: tiny.en with the adapter in ``folder`` loaded, or the fine-tuned
+    checkpoint ``folder`` itself."""
+    if (folder / CONFIG_NAME).is_file():
+        model = load_whisper(base_folder)
+        load_lora(model, folder, base=DEFAULT_NAME)
+        return model
+    return load_whisper(folder)
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.lora_digits", description=__doc__.split("\n")[0])
     parser.add_argument("--ranks", type=int, nargs="*", default=[4, 8, 16])
@@ -91,13 +101,9 @@ def main(argv=None) -> dict:
         start = time.perf_counter()
         training = train(command, out)
         folder = out / "model"
-        if (folder / CONFIG_NAME).is_file():
-            model = load_whisper(base_folder)
-            load_lora(model, folder, base=DEFAULT_NAME)
-            trainable = training["lora"]["trainable_parameters"]
-        else:
-            model = load_whisper(folder)
-            trainable = sum(p.numel() for p in model.decoder.parameters())
+        model = load_tuned(folder, base_folder)
+        trainable = (training["lora"]["trainable_parameters"] if (folder / CONFIG_NAME).is_file()
+                     else sum(p.numel() for p in model.decoder.parameters()))
         stored = sum(f.stat().st_size for f in folder.glob("*.safetensors"))
         scored = run_model(model.eval(), tokenizer, features, entries, ("pipeline",))["pipeline"]
         results[name] = {"command": training["command"], "trainable_parameters": trainable, "stored_bytes": stored,

@@ -35,15 +35,14 @@ from pathlib import Path
 import torch
 
 from multimodal.checkpoint import atomic_write_text
-from multimodal.convert.whisper import DEFAULT_NAME, load_whisper
+from multimodal.convert.whisper import load_whisper
 from multimodal.data.speech_digits import FSDD_ROOT, fsdd_clips, speech_digits_manifests, spoken
-from multimodal.lora import CONFIG_NAME, load_lora
 from multimodal.paths import cache_dir
 from multimodal.tokenizers.whisper_text import WhisperTokenizer
 from multimodal.training.whisper import encoder_features, encoder_key, init_folder, read_manifest
 
 from .common import markdown_table, write_results
-from .lora_digits import FULL_ARGS, train
+from .lora_digits import FULL_ARGS, load_tuned, train
 from .whisper_digits import heldout_sentences, paired_gain, run_model
 
 VALIDATION_SPEAKER = "yweweler"
@@ -94,10 +93,10 @@ def _write(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-def extra_fsdd(speakers: set[str], first_take: int, n: int) -> list[dict]:
-    """FSDD rows of ``speakers`` for takes first_take .. first_take + n - 1 of every digit."""
+def fsdd_rows(speakers: set[str], takes: range | None = None) -> list[dict]:
+    """Manifest rows of the FSDD clips of ``speakers`` whose take is in ``takes`` (every take when None)."""
     return [{"audio": str(p), "text": spoken(d), "source": f"fsdd/{s}"} for p, d, s, t in fsdd_clips(FSDD_ROOT)
-            if s in speakers and first_take <= t < first_take + n]
+            if s in speakers and (takes is None or t in takes)]
 
 
 def manifests(root: Path, extra_takes: int, without: str | None) -> tuple[Path, Path]:
@@ -108,21 +107,17 @@ def manifests(root: Path, extra_takes: int, without: str | None) -> tuple[Path, 
     train_rows = [r for r in _rows(corpus["train"]) if r.get("source") != f"fsdd/{without}"]
     val_rows = [r for r in _rows(corpus["val"]) if r.get("source") != f"fsdd/{without}"]
     speakers = {r["source"][5:] for r in train_rows if str(r.get("source", "")).startswith("fsdd/")}
-    train_rows += extra_fsdd(speakers, build["val_takes"] + build["fsdd_train_takes"], extra_takes)
+    first = build["val_takes"] + build["fsdd_train_takes"]
+    train_rows += fsdd_rows(speakers, range(first, first + extra_takes))
     tag = f"{without or 'all'}-t{extra_takes}"
     return _write(root / "manifests" / f"train-{tag}.jsonl", train_rows), _write(root / "manifests" / f"val-{tag}.jsonl", val_rows)
 
 
-def score(folder: Path, base_folder: Path, tokenizer, features: dict, entries: dict) -> dict:
+def score(folder: Path, base_folder: Path, base_encoder: str, tokenizer, features: dict, entries: dict) -> dict:
     """Digit accuracy and sentence WER of a trained adapter or full fine-tune (pipeline decoding);
-    ``features`` are the base encoder's, used when the model's encoder is the base's."""
-    if (folder / CONFIG_NAME).is_file():
-        model = load_whisper(base_folder)
-        load_lora(model, folder, base=DEFAULT_NAME)
-    else:
-        model = load_whisper(folder)
-    model.eval()
-    if encoder_key(model) != encoder_key(load_whisper(base_folder)):
+    ``features`` are the base encoder's (key ``base_encoder``), used when the model's encoder is the base's."""
+    model = load_tuned(folder, base_folder).eval()
+    if encoder_key(model) != base_encoder:
         features = {k: encoder_features(model, v, progress=False)[0] for k, v in entries.items()}
     return run_model(model, tokenizer, features, entries, ("pipeline",))["pipeline"]
 
@@ -137,11 +132,11 @@ def main(argv=None) -> dict:
     base_folder = init_folder("tiny.en")
     tokenizer = WhisperTokenizer.from_file(base_folder / "tokenizer.json")
     base = load_whisper(base_folder).eval()
+    base_encoder = encoder_key(base)
 
     # ---- stage 1: selection on the validation speaker
     sentences = [r for r in _rows(speech_digits_manifests()["val"]) if not r.get("source", "").startswith("fsdd/")]
-    speaker_rows = [{"audio": str(p), "text": spoken(d), "source": f"fsdd/{s}"}
-                    for p, d, s, _ in fsdd_clips(FSDD_ROOT) if s == VALIDATION_SPEAKER]
+    speaker_rows = fsdd_rows({VALIDATION_SPEAKER})
     val_entries = {"digits": read_manifest(_write(root / "manifests" / "validation-speaker.jsonl", speaker_rows)),
                    "sentences": read_manifest(_write(root / "manifests" / "validation-sentences.jsonl", sentences))}
     val_features = {k: encoder_features(base, v, progress=False)[0] for k, v in val_entries.items()}
@@ -155,7 +150,7 @@ def main(argv=None) -> dict:
     for name, (candidate, command, out) in runs.items():
         start = time.perf_counter()
         training = train(command, out)
-        selection[name] = {**_summary(score(out / "model", base_folder, tokenizer, val_features, val_entries)),
+        selection[name] = {**_summary(score(out / "model", base_folder, base_encoder, tokenizer, val_features, val_entries)),
                            "candidate": asdict(candidate) if candidate else None, "command": training["command"],
                            "train_seconds": training["train_seconds"], "best_step": training.get("best_step"),
                            "trainable_parameters": training.get("lora", {}).get("trainable_parameters"),
@@ -180,7 +175,7 @@ def main(argv=None) -> dict:
     out = root / "final" / chosen.slug
     start = time.perf_counter()
     training = train(chosen.command(*manifests(root, chosen.extra_takes, None)), out)
-    scored = score(out / "model", base_folder, tokenizer, test_features, test_entries)
+    scored = score(out / "model", base_folder, base_encoder, tokenizer, test_features, test_entries)
     final = {**_summary(scored),
              "command": training["command"], "train_seconds": training["train_seconds"],
              "best_step": training.get("best_step"), "folder": str(out / "model"),
@@ -188,7 +183,7 @@ def main(argv=None) -> dict:
              "stored_bytes": sum(f.stat().st_size for f in (out / "model").glob("*.safetensors")),
              "wall_seconds": time.perf_counter() - start}
     print(f"chosen ({chosen.name}) on george: {_line(final)}", flush=True)
-    reference = score(FULL_CHECKPOINT, base_folder, tokenizer, test_features, test_entries)
+    reference = score(FULL_CHECKPOINT, base_folder, base_encoder, tokenizer, test_features, test_entries)
     difference, se = paired_gain(reference["digit_right"], scored["digit_right"])
     print(f"{FULL_CHECKPOINT.name} on george: {_line(reference)}; adapter minus it: {100 * difference:+.1f} points "
           f"of digits (paired standard error {100 * se:.1f})", flush=True)
