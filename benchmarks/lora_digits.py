@@ -6,7 +6,7 @@ fine-tuning by the recipe of the shipped ``whisper-tiny.en-digits`` (``multimoda
 decoder only, its own learning rate and steps). Every model is then scored as
 ``benchmarks/whisper_digits.py`` scores one: digit accuracy on all 500 clips of the held-out FSDD
 speaker and word error rate on 80 sentences read by held-out voices, decoded as the pipeline
-decodes (beam 5, timestamps). Trainable parameters, bytes stored and training seconds (the
+decodes (beam 5, timestamps, temperature fallback). Trainable parameters, bytes stored and training seconds (the
 trainer's, evaluations excluded) come from each run.
 
     python -m benchmarks.lora_digits                 # ranks 4 8 16 and full fine-tuning
@@ -32,7 +32,7 @@ from multimodal.data.speech_digits import speech_digits_manifests
 from multimodal.lora import CONFIG_NAME, load_lora
 from multimodal.paths import cache_dir
 from multimodal.tokenizers.whisper_text import WhisperTokenizer
-from multimodal.training.whisper import encoder_features, init_folder, read_manifest
+from multimodal.training.whisper import FEATURES_FORM, encoder_features, init_folder, read_manifest
 
 from .common import markdown_table, write_results
 from .whisper_digits import heldout_sentences, run_model
@@ -74,7 +74,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--fresh", action="store_true", help="retrain instead of reusing finished runs")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    root = cache_dir() / "benchmarks" / "lora_digits"
+    root = cache_dir() / "benchmarks" / "lora_digits" / FEATURES_FORM
     if args.fresh:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -117,7 +117,7 @@ def main(argv=None) -> dict:
     table = markdown_table(["model", "trainable parameters", "stored MB", "training s", "digits (held-out speaker)",
                             "sentence WER (held-out voices)"], rows)
     print(table)
-    path = write_results("lora_digits", {"threads": args.threads, "decoding": "beam 5, timestamps (the pipeline's)",
+    path = write_results("lora_digits", {"threads": args.threads, "decoding": "the pipeline's: beam 5, timestamps, temperature fallback",
                                          "digits": "FSDD held-out speaker george, 500 clips",
                                          "sentences": "40 sentences x 2 held-out voices (flite slt, pico en-US)",
                                          "models": results})

@@ -12,10 +12,13 @@ Two stages, so that the held-out speaker (george) scores exactly one adapter:
    sentence WER, then fewer parameters) is trained again on the whole training split, all three
    training speakers, and scored once on george's 500 clips and the 80 held-out sentences
    (flite slt, pico en-US), as ``benchmarks/lora_digits.py`` scores, beside the shipped full
-   fine-tune (``checkpoints/whisper-tiny.en-digits``) with the paired difference on the same clips.
+   fine-tune (``checkpoints/whisper-tiny.en-digits``) and the full fine-tune's recipe trained
+   again here on the same data, each with the paired difference on the same clips.
 
-Decoding is the pipeline's (beam 5, timestamps). Runs live in ``<cache>/benchmarks/lora_digits_select/``
-and are reused when rerun. Results: ``benchmarks/results/lora_digits_select.json``.
+Decoding is the pipeline's (beam 5, timestamps, temperature fallback; the text equals the pipeline's),
+on the features the pipeline computes (``multimodal.training.whisper.clip_mel``). Runs live in
+``<cache>/benchmarks/lora_digits_select/<features form>/`` and are reused when rerun. Results:
+``benchmarks/results/lora_digits_select.json``.
 
     python -m benchmarks.lora_digits_select                # both stages
     python -m benchmarks.lora_digits_select --select-only  # stage 1 only
@@ -39,13 +42,14 @@ from multimodal.convert.whisper import load_whisper
 from multimodal.data.speech_digits import FSDD_ROOT, fsdd_clips, speech_digits_manifests, spoken
 from multimodal.paths import cache_dir
 from multimodal.tokenizers.whisper_text import WhisperTokenizer
-from multimodal.training.whisper import encoder_features, encoder_key, init_folder, read_manifest
+from multimodal.training.whisper import FEATURES_FORM, encoder_features, encoder_key, init_folder, read_manifest
 
 from .common import markdown_table, write_results
 from .lora_digits import FULL_ARGS, load_tuned, train
 from .whisper_digits import heldout_sentences, paired_gain, run_model
 
 VALIDATION_SPEAKER = "yweweler"
+DECODING = "the pipeline's: beam 5, timestamps, temperature fallback"
 FULL_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "whisper-tiny.en-digits"
 COMMON = ["--target", "all", "--batch-size", "12", "--warmup-steps", "4", "--eval-every", "20",
           "--save-every", "20", "--log-every", "5"]
@@ -128,7 +132,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--select-only", action="store_true", help="stop after the selection stage")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    root = cache_dir() / "benchmarks" / "lora_digits_select"
+    root = cache_dir() / "benchmarks" / "lora_digits_select" / FEATURES_FORM
     base_folder = init_folder("tiny.en")
     tokenizer = WhisperTokenizer.from_file(base_folder / "tokenizer.json")
     base = load_whisper(base_folder).eval()
@@ -162,7 +166,7 @@ def main(argv=None) -> dict:
     rows = [[name, f"{100 * s['digit_accuracy']:.1f} %", f"{100 * s['sentence_wer']:.2f} %",
              "chosen" if name == chosen.name else ""] for name, s in selection.items()]
     print(markdown_table(["model", f"digits ({VALIDATION_SPEAKER}, 500 clips)", "val sentence WER", ""], rows))
-    results = {"validation_speaker": VALIDATION_SPEAKER, "decoding": "beam 5, timestamps (the pipeline's)",
+    results = {"validation_speaker": VALIDATION_SPEAKER, "decoding": DECODING,
                "selection": selection, "chosen": chosen.name}
     if args.select_only:
         print(f"wrote {write_results('lora_digits_select', results)}")
@@ -183,14 +187,17 @@ def main(argv=None) -> dict:
              "stored_bytes": sum(f.stat().st_size for f in (out / "model").glob("*.safetensors")),
              "wall_seconds": time.perf_counter() - start}
     print(f"chosen ({chosen.name}) on george: {_line(final)}", flush=True)
-    reference = score(FULL_CHECKPOINT, base_folder, base_encoder, tokenizer, test_features, test_entries)
-    difference, se = paired_gain(reference["digit_right"], scored["digit_right"])
-    print(f"{FULL_CHECKPOINT.name} on george: {_line(reference)}; adapter minus it: {100 * difference:+.1f} points "
-          f"of digits (paired standard error {100 * se:.1f})", flush=True)
     results["test"] = {"digits": "FSDD held-out speaker george, 500 clips",
-                       "sentences": "40 sentences x 2 held-out voices (flite slt, pico en-US)", chosen.name: final,
-                       f"checkpoints/{FULL_CHECKPOINT.name} (reference)": _summary(reference),
-                       "digit_difference": difference, "digit_difference_se": se}
+                       "sentences": "40 sentences x 2 held-out voices (flite slt, pico en-US)", chosen.name: final}
+    full_out = root / "final" / "full"
+    train(["train", "whisper", *FULL_ARGS], full_out)
+    for name, folder in ((f"checkpoints/{FULL_CHECKPOINT.name} (reference)", FULL_CHECKPOINT),
+                         ("full fine-tuning (decoder), trained here (reference)", full_out / "model")):
+        reference = score(folder, base_folder, base_encoder, tokenizer, test_features, test_entries)
+        difference, se = paired_gain(reference["digit_right"], scored["digit_right"])
+        print(f"{name} on george: {_line(reference)}; adapter minus it: {100 * difference:+.1f} points "
+              f"of digits (paired standard error {100 * se:.1f})", flush=True)
+        results["test"][name] = {**_summary(reference), "digit_difference": difference, "digit_difference_se": se}
     print(f"wrote {write_results('lora_digits_select', results)}")
     return results
 

@@ -12,9 +12,9 @@ base; an adapter is evaluated on the base with the adapter loaded and ships as t
 Both models share tiny.en's encoder when the fine-tuning froze it (checked by hashing the
 weights), so each clip is encoded once (float32, as the pipeline does; cached by
 ``multimodal.training.whisper.encoder_features``) and only the decoders differ. Each window is
-decoded twice: as the pipeline decodes by default (beam 5, with timestamps, temperature 0; the
-pipeline's temperature fallback is not applied) and greedily without timestamps. A spot check runs
-the real ``multimodal.pipeline("automatic-speech-recognition")`` on a few clips per set.
+decoded twice: as the pipeline decodes by default (beam 5, with timestamps, and its temperature
+fallback: the text equals the pipeline's) and greedily without timestamps. A spot check runs the real
+``multimodal.pipeline("automatic-speech-recognition")`` on a few clips per set.
 
 Scoring (``multimodal.data.speech_digits``): lowercase, digits spelled as words, punctuation
 dropped; a digit clip is right when the transcript is exactly its digit word. ``--ship`` writes the
@@ -50,8 +50,8 @@ from multimodal.evaluation.wer import digit_word, normalize_words, word_error_ra
 from multimodal.paths import cache_dir  # noqa: E402
 from multimodal.training.runs import build_model_card, markdown_table  # noqa: E402
 from multimodal.tokenizers.whisper_text import WhisperTokenizer  # noqa: E402
-from multimodal.training.whisper import (encoder_features, encoder_key, init_folder, read_manifest,  # noqa: E402
-                                         transcribe_features)
+from multimodal.training.whisper import (FEATURES_FORM, encoder_features, encoder_key, init_folder,  # noqa: E402
+                                         read_manifest, transcribe_features)
 
 RESULTS = ROOT / "benchmarks" / "results" / "whisper_digits.json"
 
@@ -130,7 +130,7 @@ def digit_accuracy(entries, hypotheses) -> dict:
     return {"accuracy": sum(right) / len(right), "clips": len(right), "right": right, "per_digit": per_digit}
 
 
-MODES = {"pipeline": dict(beam_size=5, timestamps=True), "greedy": dict()}
+MODES = {"pipeline": dict(beam_size=5, timestamps=True, fallback=True), "greedy": dict()}
 
 
 def _weights_key(model) -> str:
@@ -147,7 +147,7 @@ def run_model(model, tokenizer, features: dict, entries: dict, modes=tuple(MODES
     weights, clips = _weights_key(model), [str(e.audio) for v in entries.values() for e in v]
     out = {}
     for mode in modes:
-        key = hashlib.sha256(json.dumps([weights, mode, clips]).encode()).hexdigest()[:16]
+        key = hashlib.sha256(json.dumps([weights, mode, MODES[mode], FEATURES_FORM, clips]).encode()).hexdigest()[:16]
         saved = cache_dir() / "benchmarks" / f"whisper_digits-{key}.json"
         if not saved.is_file():
             atomic_write_text(saved, json.dumps(_run_model(model, tokenizer, features, entries, (mode,))[mode]))
@@ -333,7 +333,7 @@ def model_card(s: dict, fp16: bool, note: str | None = None) -> str:
         f"{s['sentences']['clips']} clips), word error rate after lowercasing and dropping punctuation. "
         "Produced by `python benchmarks/whisper_digits.py`.", "",
         *markdown_table(("decoding", "digits before", "digits after", "sentence WER before", "sentence WER after"),
-                        [row("beam 5 + timestamps (pipeline default)", "pipeline"),
+                        [row("the pipeline's (beam 5, timestamps, temperature fallback)", "pipeline"),
                          *([row("greedy, no timestamps", "greedy")] if "before_greedy" in s else [])], "lrrrr"), "",
         f"Digit gain {100 * s['digit_gain']:.1f} points (paired standard error {100 * s['digit_gain_se']:.1f}); "
         f"sentence WER change {100 * s['sentence_wer_change']:+.2f} points."])
@@ -346,7 +346,7 @@ def model_card(s: dict, fp16: bool, note: str | None = None) -> str:
                f"{json.dumps({k: round(v, 4) for k, v in val_b.items() if k.startswith('val_')})}; best: "
                f"{json.dumps({k: round(v, 4) for k, v in val_a.items() if k.startswith('val_')})}.",
                ("Adapter weights stored float32." if s.get("adapter") else
-                f"Weights stored {'float16 (no worse than float32 on every test clip, beam 5 + timestamps)' if fp16 else 'float32'}.")]
+                f"Weights stored {'float16 (no worse than float32 on every test clip, in the pipeline decoding)' if fp16 else 'float32'}.")]
     lora = t.get("lora")
     if lora:
         details.append(f"LoRA rank {lora['r']} (alpha {lora['alpha']:g}) on {lora['modules']} {lora['target']} Linear "

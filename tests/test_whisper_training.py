@@ -208,3 +208,55 @@ def test_encoder_features_continue_and_match_the_encoder(tmp_path, tokenizer):
     with torch.no_grad():
         direct = model.embed_audio(clip_mel(load_clip(entries[2]))[None])[0]
     torch.testing.assert_close(torch.from_numpy(np.asarray(features[2], np.float32)), direct, atol=2e-3, rtol=2e-3)
+
+
+def test_clip_features_are_the_pipelines_window_and_fallback_decoding_is_the_pipelines(tmp_path, tokenizer, one_thread):
+    """Training and benchmarks see a clip as the pipeline does: its log-mel frames, then zeros (not the
+    log-mel of silence); decoding those features with ``fallback`` gives the pipeline's text."""
+    from multimodal.generation.transcribe import Fallback, Recording, transcribe
+    from multimodal.generation.whisper_decoding import DecodingOptions
+    from multimodal.training.whisper import clip_mel, load_clip
+
+    rng = np.random.default_rng(1)
+    audio = (0.2 * np.sin(2 * np.pi * 300 * np.arange(20_050) / 16000) + 0.05 * rng.standard_normal(20_050))
+    sf.write(tmp_path / "short.wav", audio.astype(np.float32), 16000)
+    write_manifest(tmp_path / "m.jsonl", [{"audio": "short.wav", "text": "Five."}])
+    entry = read_manifest(tmp_path / "m.jsonl")[0]
+    model = tiny_whisper().eval()
+    mel = clip_mel(load_clip(entry))
+    window = Recording(model, tokenizer, str(entry.audio), None, DecodingOptions(), Fallback()).next_window()[0]
+    torch.testing.assert_close(mel, window, atol=1e-6, rtol=0)
+    content = 20_050 // 160
+    assert mel.shape == (80, 3000) and bool((mel[:, content:] == 0).all()) and bool((mel[:, :content] != 0).any())
+    with torch.no_grad():
+        features = model.embed_audio(mel[None])
+        ours = transcribe_features(model, tokenizer, features, beam_size=2, timestamps=True, fallback=True)
+    theirs = transcribe(model, tokenizer, str(entry.audio), beam_size=2)["text"]
+    assert ours[0].strip() == theirs.strip()
+
+
+def test_evaluate_whisper_pipeline_decoding_scores_the_pipelines_text(tmp_path, tokenizer, one_thread, monkeypatch):
+    """``multimodal evaluate whisper --pipeline`` scores exactly the text ``transcribe()`` gives each clip."""
+    import argparse
+    import shutil
+
+    from multimodal.generation.transcribe import transcribe
+    from multimodal.training.whisper import add_evaluate_whisper_arguments, run_evaluate_whisper, score
+
+    monkeypatch.setenv("MULTIMODAL_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(2)
+    rows = []
+    for i, n in enumerate((12_000, 30_500)):
+        sf.write(tmp_path / f"c{i}.wav", (0.1 * rng.standard_normal(n)).astype(np.float32), 16000)
+        rows.append({"audio": f"c{i}.wav", "text": TEXTS[i]})
+    write_manifest(tmp_path / "m.jsonl", rows)
+    model = tiny_whisper(3).eval()
+    model.save_pretrained(tmp_path / "model")
+    shutil.copyfile(default_model_path() / "tokenizer.json", tmp_path / "model" / "tokenizer.json")
+    parser = add_evaluate_whisper_arguments(argparse.ArgumentParser())
+    args = parser.parse_args([str(tmp_path / "model"), "--manifest", str(tmp_path / "m.jsonl"), "--pipeline",
+                              "--no-progress"])
+    result = run_evaluate_whisper(args)
+    texts = [transcribe(model, tokenizer, str(tmp_path / r["audio"]))["text"] for r in rows]
+    assert result["decoding"] == dict(beam_size=5, timestamps=True, fallback=True)
+    assert result["wer"] == score(TEXTS[:2], texts)["wer"] and result["exact"] == score(TEXTS[:2], texts)["exact"]

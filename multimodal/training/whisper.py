@@ -5,8 +5,9 @@ ignored; a relative path is relative to the manifest's folder). Every clip must 
 window. ``--manifest speech-digits`` names the built-in spoken-digit corpus
 (``multimodal.data.speech_digits``), built into the cache on first use, with its own val split.
 
-The model sees each clip exactly as transcription does: the log-mel spectrogram of the clip padded
-with zeros to 30 s (``log_mel_spectrogram(audio, padding=N_SAMPLES)[:, :3000]``). The decoder is
+The model sees each clip exactly as transcription does (``clip_mel``): the clip's log-mel frames,
+normalised as ``log_mel_spectrogram(audio, padding=N_SAMPLES)`` normalises them, then zero frames up to
+3000, the pipeline's window for a clip of at most 30 s. The decoder is
 trained with teacher forcing on ``<|startoftranscript|> [<|en|> <|transcribe|>] <|notimestamps|>
 text <|endoftext|>``; with ``--timestamp-mix`` (the default) every clip also appears once in the
 timestamped form ``<|startoftranscript|> <|0.00|> text <|T|> <|endoftext|>``, T its duration, which
@@ -43,10 +44,11 @@ from tqdm.auto import tqdm
 from ..checkpoint import atomic_path, atomic_write_text, count_parameters, find_dir
 from ..errors import InputError
 from ..models.whisper import Whisper
+from ..generation.transcribe import Fallback, WindowedLogMel, decode_with_fallback
 from ..generation.whisper_decoding import DecodingOptions, decode
 from ..paths import cache_dir, resolve_model
 from ..media.audio import SAMPLE_RATE, load_audio
-from ..tokenizers.mel import N_FRAMES, N_SAMPLES, log_mel_spectrogram
+from ..tokenizers.mel import N_FRAMES, N_SAMPLES
 from ..tokenizers.whisper_text import WhisperTokenizer
 from ..lora import save_lora
 from .config import TrainConfig, add_train_args, train_config_from_args
@@ -130,8 +132,16 @@ def load_clip(entry: ManifestEntry) -> np.ndarray:
 
 
 def clip_mel(audio: np.ndarray, n_mels: int = 80) -> torch.Tensor:
-    """[n_mels, 3000]: the clip padded to 30 s, exactly as the pipeline's first window."""
-    return log_mel_spectrogram(audio, n_mels=n_mels, padding=N_SAMPLES)[:, :N_FRAMES]
+    """[n_mels, 3000]: the speech-recognition pipeline's window of a clip of at most 30 s, computed by
+    the same code: the clip's normalised log-mel frames (one per 160 samples), then zeros, as
+    openai-whisper pads a short window. (Zeros, not the log-mel of silence: a model trained on the
+    one and run on the other hears a different end of every short clip.)"""
+    samples = np.asarray(audio, dtype=np.float32)
+    mel = WindowedLogMel(lambda: iter([samples]), n_mels)
+    return mel.window(0, min(N_FRAMES, mel.content_frames))[0]
+
+
+FEATURES_FORM = "window"  # names what clip_mel computes in the feature cache's folder names
 
 
 def encoder_key(model: Whisper) -> str:
@@ -169,11 +179,11 @@ def encoder_features(model: Whisper, entries: Sequence[ManifestEntry], *, batch_
                      progress: bool = True) -> tuple[CachedFeatures, np.ndarray]:
     """Encoder outputs of every entry (``CachedFeatures``, float32 computed, stored float16) and the
     durations ``[N]`` in seconds. Each clip is encoded once into ``folder`` (default
-    ``<cache>/whisper-features/<hash of the encoder weights>``), named by its path, size and mtime,
+    ``<cache>/whisper-features/<hash of the encoder weights>-window``), named by its path, size and mtime,
     so other manifests and later runs with the same encoder reuse it, and an interrupted pass
     continues where it stopped."""
     cfg = model.config
-    folder = Path(folder) if folder is not None else cache_dir() / "whisper-features" / encoder_key(model)
+    folder = Path(folder) if folder is not None else cache_dir() / "whisper-features" / f"{encoder_key(model)}-{FEATURES_FORM}"
     folder.mkdir(parents=True, exist_ok=True)
     keys = [_clip_key(e.audio) for e in entries]
     paths = [folder / f"{k}.npy" for k in keys]
@@ -273,9 +283,21 @@ def loss_fn(model: Whisper, batch) -> tuple[torch.Tensor, dict]:
 # --------------------------------------------------------------------------------- evaluation
 @torch.no_grad()
 def transcribe_features(model: Whisper, tokenizer: WhisperTokenizer, features, *, beam_size: int | None = None,
-                        timestamps: bool = False, batch_size: int = 16) -> list[str]:
+                        timestamps: bool = False, batch_size: int = 16, fallback: bool = False) -> list[str]:
     """One 30-s window per row of ``features`` ([N, n_audio_ctx, n_audio_state], or log-mels
-    [N, n_mels, 3000]) decoded at temperature 0: greedy, or beam search with ``beam_size``."""
+    [N, n_mels, 3000]) decoded at temperature 0: greedy, or beam search with ``beam_size``.
+
+    ``fallback``: decode as the speech-recognition pipeline decodes a clip of at most 30 s with its
+    defaults: a window whose output is too improbable or too repetitive is decoded again by best-of-5
+    sampling at rising temperatures (each clip's sampling seeded 0), and a window judged silent
+    gives no text."""
+    if fallback:
+        rule = Fallback()
+        options = DecodingOptions(beam_size=beam_size, best_of=5, without_timestamps=not timestamps, prompt=[])
+        jobs = [(torch.as_tensor(np.asarray(f, dtype=np.float32)), options, torch.Generator().manual_seed(0))
+                for f in features]
+        return ["" if rule.is_silent(r) else r.text
+                for r in decode_with_fallback(model, tokenizer, jobs, rule, batch_size=batch_size)]
     options = DecodingOptions(beam_size=beam_size, without_timestamps=not timestamps, sample_len=96)
     texts = []
     for start in range(0, len(features), batch_size):
@@ -463,7 +485,10 @@ def add_evaluate_whisper_arguments(parser: argparse.ArgumentParser) -> argparse.
     parser.add_argument("--manifest", required=True, help=f"JSONL of {{\"audio\", \"text\"}} objects, or "
                                                           f"{BUILTIN_CORPUS!r} (its held-out test speaker)")
     parser.add_argument("--beam-size", type=int, default=None, help="beam search width (default: greedy)")
-    parser.add_argument("--timestamps", action="store_true", help="decode with timestamps, as the pipeline does")
+    parser.add_argument("--timestamps", action="store_true", help="decode with timestamp tokens")
+    parser.add_argument("--pipeline", action="store_true",
+                        help="decode exactly as the speech-recognition pipeline does by default (beam 5, timestamps, "
+                             "temperature fallback): the text is the pipeline's; overrides --beam-size and --timestamps")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     return parser
 
@@ -483,7 +508,10 @@ def run_evaluate_whisper(args: argparse.Namespace) -> dict:
     model = load_whisper(folder)
     tokenizer = WhisperTokenizer.from_file(folder / "tokenizer.json")
     features, _ = encoder_features(model, entries, progress=args.progress)
-    hypotheses = transcribe_features(model, tokenizer, features, beam_size=args.beam_size, timestamps=args.timestamps)
-    result = {"manifest": str(manifest), "clips": len(entries), **score([e.text for e in entries], hypotheses)}
+    decoding = (dict(beam_size=5, timestamps=True, fallback=True) if getattr(args, "pipeline", False)
+                else dict(beam_size=args.beam_size, timestamps=args.timestamps))
+    hypotheses = transcribe_features(model, tokenizer, features, **decoding)
+    result = {"manifest": str(manifest), "clips": len(entries), "decoding": decoding,
+              **score([e.text for e in entries], hypotheses)}
     print(f"{len(entries)} clips: WER {100 * result['wer']:.2f} %, exactly right {100 * result['exact']:.2f} %")
     return result
