@@ -35,7 +35,7 @@ from multimodal.tokenizers.whisper_text import WhisperTokenizer
 from multimodal.training.whisper import FEATURES_FORM, encoder_features, init_folder, read_manifest
 
 from .common import markdown_table, write_results
-from .whisper_digits import heldout_sentences, run_model
+from .whisper_digits import DECODING, heldout_sentences, run_model
 
 LORA_ARGS = ["--target", "all", "--manifest", "speech-digits", "--max-steps", "60", "--batch-size", "12",
              "--lr", "1e-3", "--warmup-steps", "4", "--eval-every", "20", "--save-every", "20", "--log-every", "5"]
@@ -117,7 +117,7 @@ def main(argv=None) -> dict:
     table = markdown_table(["model", "trainable parameters", "stored MB", "training s", "digits (held-out speaker)",
                             "sentence WER (held-out voices)"], rows)
     print(table)
-    path = write_results("lora_digits", {"threads": args.threads, "decoding": "the pipeline's: beam 5, timestamps, temperature fallback",
+    path = write_results("lora_digits", {"threads": args.threads, "decoding": DECODING,
                                          "digits": "FSDD held-out speaker george, 500 clips",
                                          "sentences": "40 sentences x 2 held-out voices (flite slt, pico en-US)",
                                          "models": results})

@@ -46,10 +46,9 @@ from multimodal.training.whisper import FEATURES_FORM, encoder_features, encoder
 
 from .common import markdown_table, write_results
 from .lora_digits import FULL_ARGS, load_tuned, train
-from .whisper_digits import heldout_sentences, paired_gain, run_model
+from .whisper_digits import DECODING, heldout_sentences, paired_gain, run_model
 
 VALIDATION_SPEAKER = "yweweler"
-DECODING = "the pipeline's: beam 5, timestamps, temperature fallback"
 FULL_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "whisper-tiny.en-digits"
 COMMON = ["--target", "all", "--batch-size", "12", "--warmup-steps", "4", "--eval-every", "20",
           "--save-every", "20", "--log-every", "5"]

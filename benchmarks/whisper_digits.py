@@ -50,8 +50,8 @@ from multimodal.evaluation.wer import digit_word, normalize_words, word_error_ra
 from multimodal.paths import cache_dir  # noqa: E402
 from multimodal.training.runs import build_model_card, markdown_table  # noqa: E402
 from multimodal.tokenizers.whisper_text import WhisperTokenizer  # noqa: E402
-from multimodal.training.whisper import (FEATURES_FORM, encoder_features, encoder_key, init_folder,  # noqa: E402
-                                         read_manifest, transcribe_features)
+from multimodal.training.whisper import (FEATURES_FORM, PIPELINE_DECODING, encoder_features, encoder_key,  # noqa: E402
+                                         init_folder, read_manifest, transcribe_features)
 
 RESULTS = ROOT / "benchmarks" / "results" / "whisper_digits.json"
 
@@ -130,7 +130,8 @@ def digit_accuracy(entries, hypotheses) -> dict:
     return {"accuracy": sum(right) / len(right), "clips": len(right), "right": right, "per_digit": per_digit}
 
 
-MODES = {"pipeline": dict(beam_size=5, timestamps=True, fallback=True), "greedy": dict()}
+MODES = {"pipeline": PIPELINE_DECODING, "greedy": dict()}
+DECODING = "the pipeline's: beam 5, timestamps, temperature fallback"  # the results' name of MODES["pipeline"]
 
 
 def _weights_key(model) -> str:

@@ -142,6 +142,8 @@ def clip_mel(audio: np.ndarray, n_mels: int = 80) -> torch.Tensor:
 
 
 FEATURES_FORM = "window"  # names what clip_mel computes in the feature cache's folder names
+# ``transcribe_features`` arguments that decode as the speech-recognition pipeline does by default
+PIPELINE_DECODING = dict(beam_size=5, timestamps=True, fallback=True)
 
 
 def encoder_key(model: Whisper) -> str:
@@ -508,8 +510,7 @@ def run_evaluate_whisper(args: argparse.Namespace) -> dict:
     model = load_whisper(folder)
     tokenizer = WhisperTokenizer.from_file(folder / "tokenizer.json")
     features, _ = encoder_features(model, entries, progress=args.progress)
-    decoding = (dict(beam_size=5, timestamps=True, fallback=True) if getattr(args, "pipeline", False)
-                else dict(beam_size=args.beam_size, timestamps=args.timestamps))
+    decoding = PIPELINE_DECODING if args.pipeline else dict(beam_size=args.beam_size, timestamps=args.timestamps)
     hypotheses = transcribe_features(model, tokenizer, features, **decoding)
     result = {"manifest": str(manifest), "clips": len(entries), "decoding": decoding,
               **score([e.text for e in entries], hypotheses)}
