@@ -7,16 +7,23 @@ Method
    codes (the sum of one embedding per residual level, learned positions) and gives, per code frame,
    log-probabilities over the front end's symbols and a CTC blank. It is trained with the CTC loss
    against the clip's *sounding* symbols: every symbol but the silent ones (``SILENT``: the word
-   space, stress marks and punctuation), which take no time of their own.
+   space, stress marks and punctuation), which take no time of their own. With ``kind="conv"`` the
+   network is a stack of residual convolutions instead, each frame seeing only its neighbours.
 2. **Forced alignment** (``align``). The Viterbi path of the CTC topology (blank, s1, blank, s2, …,
    blank; a symbol may repeat over frames; two different symbols may follow each other without a
    blank) through the frame log-probabilities: the single most likely way of reading the clip as its
    text. Each sounding symbol owns the frames where the path holds it, plus its share of the blank
    frames around it (a run of blanks between two symbols is cut in half; leading blanks go to the
-   first symbol, trailing blanks to the last). Silent symbols own no frame.
+   first symbol, trailing blanks to the last). Silent symbols own no frame. With
+   ``blanks="frames"`` (``align_frames``) there is no blank state: every frame goes to one symbol,
+   the one it leans to once the blank is left out.
 3. **Durations.** So the durations of a clip's symbols (silent ones 0) sum to its number of code
    frames, which is what ``TextToSpeechGPT`` trains its duration predictor on and expands its text
    with.
+
+Against flite's own phone timing (``benchmarks/speech_alignment.py``) the defaults (transformer,
+blank runs split) place word boundaries about a frame (20 ms) off on average; the convolutional
+network does as well, and ``blanks="frames"`` worse with either.
 """
 
 from __future__ import annotations
@@ -29,9 +36,11 @@ from torch import nn
 
 from ..backbone import BackboneConfig, Transformer
 from ..config import Config
-from ..errors import InputError
+from ..errors import InputError, expect
 from ..tokenizers import phonemes
 
+ALIGNER_KINDS = ("transformer", "conv")
+BLANK_RULES = ("split", "frames")
 SILENT = frozenset(" '.,;!?")  # symbols that take no time of their own
 _SILENT_TABLE = torch.zeros(phonemes.VOCAB + 1, dtype=torch.bool)  # by symbol id; PAD counts as silent
 _SILENT_TABLE[phonemes.encode("".join(sorted(SILENT))) + [phonemes.PAD]] = True
@@ -50,9 +59,17 @@ class SpeechAlignerConfig(Config):
     width: int = 192
     depth: int = 4
     heads: int = 6
+    kind: str = "transformer"  # transformer (whole-clip context) | conv (a local window of frames)
+    kernel: int = 5  # frames each conv block sees (kind "conv")
+    blanks: str = "split"  # split (a run of blanks is cut in half) | frames (every frame to a symbol)
 
     def __post_init__(self):
-        self.check_positive_ints("codebook_size", "levels", "max_frames", "width", "depth", "heads")
+        self.check_positive_ints("codebook_size", "levels", "max_frames", "width", "depth", "heads", "kernel")
+        expect(self.kind in ALIGNER_KINDS, "SpeechAlignerConfig.kind", f"one of {', '.join(ALIGNER_KINDS)}",
+               repr(self.kind))
+        expect(self.blanks in BLANK_RULES, "SpeechAlignerConfig.blanks", f"one of {', '.join(BLANK_RULES)}",
+               repr(self.blanks))
+        expect(self.kernel % 2 == 1, "SpeechAlignerConfig.kernel", "an odd number of frames", self.kernel)
 
     @property
     def blank(self) -> int:
@@ -63,6 +80,22 @@ class SpeechAlignerConfig(Config):
                               positions="learned", max_len=self.max_frames)
 
 
+class ConvBlock(nn.Module):
+    """A residual block that sees ``kernel`` neighbouring frames: LayerNorm, Conv1d over time, GELU,
+    a pointwise Linear (padding frames are zeroed before the convolution)."""
+
+    def __init__(self, width: int, kernel: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        self.conv = nn.Conv1d(width, 2 * width, kernel, padding=kernel // 2)
+        self.out = nn.Linear(2 * width, width)
+
+    def forward(self, x: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
+        h = self.norm(x).masked_fill(padding[..., None], 0.0)
+        h = F.gelu(self.conv(h.transpose(1, 2))).transpose(1, 2)
+        return x + self.out(h)
+
+
 class SpeechAligner(nn.Module):
     """``forward(codes [B, levels, T], frames [B]) -> log-probs [B, T, VOCAB + 1]``; ``loss`` (CTC) and
     ``durations`` (forced alignment)."""
@@ -71,7 +104,11 @@ class SpeechAligner(nn.Module):
         super().__init__()
         self.config = c = config
         self.code_embed = nn.ModuleList(nn.Embedding(c.codebook_size, c.width) for _ in range(c.levels))
-        self.transformer = Transformer(c.backbone())
+        if c.kind == "transformer":
+            self.transformer = Transformer(c.backbone())
+        else:
+            self.convs = nn.ModuleList(ConvBlock(c.width, c.kernel) for _ in range(c.depth))
+            self.norm = nn.LayerNorm(c.width)
         self.head = nn.Linear(c.width, phonemes.VOCAB + 1)
         for table in self.code_embed:
             nn.init.normal_(table.weight, std=0.02)
@@ -82,7 +119,13 @@ class SpeechAligner(nn.Module):
             raise InputError(f"codes: expected [batch, >= {c.levels}, <= {c.max_frames}], found {tuple(codes.shape)}")
         x = sum(table(codes[:, level]) for level, table in enumerate(self.code_embed))
         padding = torch.arange(codes.shape[2], device=codes.device)[None] >= frames.to(codes.device)[:, None]
-        h = self.transformer(x, key_padding_mask=padding)
+        if c.kind == "transformer":
+            h = self.transformer(x, key_padding_mask=padding)
+        else:
+            h = x
+            for block in self.convs:
+                h = block(h, padding)
+            h = self.norm(h)
         return F.log_softmax(self.head(h).float(), dim=-1)
 
     @staticmethod
@@ -110,8 +153,8 @@ class SpeechAligner(nn.Module):
             where = torch.nonzero(keep).flatten()
             if not len(where):
                 continue
-            owned = align(log_probs[b, :int(frames[b])], row[where], self.config.blank)
-            out[b, where] = owned
+            rule = align if self.config.blanks == "split" else align_frames
+            out[b, where] = rule(log_probs[b, :int(frames[b])], row[where], self.config.blank)
         return out
 
 
@@ -150,6 +193,34 @@ def align(log_probs: torch.Tensor, targets: torch.Tensor, blank: int) -> torch.T
         path[t] = state
         state = int(back[t, state])
     return _owned_frames(path, N)
+
+
+def align_frames(log_probs: torch.Tensor, targets: torch.Tensor, blank: int) -> torch.Tensor:
+    """Forced alignment without blanks: every frame belongs to one target, in order, each target at
+    least one frame; the path maximises the sum of the frames' log-probabilities of their target among
+    the targets alone (the blank left out and the rest renormalised), so a frame the recogniser
+    calls blank still goes to the symbol it leans to. Frames per target ``[N]`` summing to T (with
+    fewer frames than targets, shared out as evenly as possible)."""
+    T, N = log_probs.shape[0], len(targets)
+    if T < N:
+        return torch.tensor([T // N + (1 if i < T % N else 0) for i in range(N)], dtype=torch.long)
+    symbols = torch.cat([log_probs[:, :blank], log_probs[:, blank + 1:]], dim=1)
+    emit = log_probs[:, targets.long()] - torch.logsumexp(symbols, dim=1, keepdim=True)  # [T, N]
+    neg = torch.tensor(float("-inf"))
+    score = torch.full((N,), float("-inf"))
+    score[0] = emit[0, 0]
+    moved = torch.zeros(T, N, dtype=torch.bool)
+    for t in range(1, T):
+        step = torch.cat([neg[None], score[:-1]])
+        moved[t] = step > score
+        score = torch.maximum(score, step) + emit[t]
+    owner = torch.empty(T, dtype=torch.long)
+    n = N - 1
+    for t in range(T - 1, -1, -1):
+        owner[t] = n
+        if t > 0 and moved[t, n]:
+            n -= 1
+    return torch.bincount(owner, minlength=N)
 
 
 def _owned_frames(path: torch.Tensor, n: int) -> torch.Tensor:

@@ -25,7 +25,10 @@ Method
    fixed by the pattern) plus ``duration_weight`` times the duration loss.
 5. **Condition dropout.** In training the frame condition is the ``null`` one (the voice and the
    durations stay) with probability ``cond_drop``: the unconditional model of classifier-free
-   guidance.
+   guidance. **Token noise.** In training each code read as input (not the codes predicted) is
+   replaced by a random code with probability ``token_noise``, so that the model cannot lean on the
+   codes it has written alone and must follow the text (and meets codes unlike its training clips'
+   when it reads its own).
 6. **Generation** is ``multimodal.generation.autoregressive.generate_delayed``.
 
 Why durations rather than attention from the codes to the text (VALL-E): on a few thousand clips a
@@ -63,6 +66,7 @@ class TextToSpeechGPTConfig(Config):
     mlp_ratio: float = 4.0
     dropout: float = 0.0
     cond_drop: float = 0.1  # training probability of the empty text
+    token_noise: float = 0.0  # training probability that a code read as input is replaced by a random one
     duration_weight: float = 1.0  # weight of the duration loss
 
     def __post_init__(self):
@@ -74,6 +78,8 @@ class TextToSpeechGPTConfig(Config):
         expect(self.front_end in phonemes.FRONT_ENDS, "TextToSpeechGPTConfig.front_end",
                f"one of {', '.join(phonemes.FRONT_ENDS)}", repr(self.front_end))
         expect(0 <= self.cond_drop < 1, "TextToSpeechGPTConfig.cond_drop", "a probability below 1", repr(self.cond_drop))
+        expect(0 <= self.token_noise < 1, "TextToSpeechGPTConfig.token_noise", "a probability below 1",
+               repr(self.token_noise))
         expect(self.duration_weight >= 0, "TextToSpeechGPTConfig.duration_weight", "a weight >= 0",
                repr(self.duration_weight))
 
@@ -253,7 +259,12 @@ class TextToSpeechGPT(nn.Module):
         if self.training and self.config.cond_drop > 0:
             drop = torch.rand(text_ids.shape[0], generator=generator).to(text_ids.device) < self.config.cond_drop
         tokens = self.delay(codes, frames)
-        logits, log_frames = self(voice_ids, text_ids, durations, tokens, drop)
+        inputs = tokens
+        if self.training and self.config.token_noise > 0:
+            hit = torch.rand(tokens.shape, generator=generator).to(tokens.device) < self.config.token_noise
+            noise = torch.randint(self.config.codebook_size, tokens.shape, generator=generator).to(tokens.device)
+            inputs = torch.where(hit & (tokens != self.empty_id), noise, tokens)
+        logits, log_frames = self(voice_ids, text_ids, durations, inputs, drop)
         target = tokens.masked_fill(tokens == self.empty_id, -100)
         codes_loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1),
                                      ignore_index=-100)

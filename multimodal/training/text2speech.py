@@ -45,7 +45,7 @@ from safetensors.torch import load_file, save_file
 from ..checkpoint import count_parameters
 from ..errors import InputError, expect
 from ..media.audio import load_audio
-from ..models.speech_aligner import SpeechAligner, SpeechAlignerConfig
+from ..models.speech_aligner import ALIGNER_KINDS, BLANK_RULES, SpeechAligner, SpeechAlignerConfig
 from ..models.speech_codec import SpeechCodec
 from ..models.text2speech import TextToSpeech, TextToSpeechConfig
 from ..models.text2speech_gpt import TextToSpeechGPTConfig
@@ -58,7 +58,7 @@ from .runs import MODEL_DIR, build_model_card, card_notes, check_resume_settings
 from .trainer import CHECKPOINT_DIR, Trainer
 
 RECIPE_MODEL = TextToSpeechGPTConfig(width=192, depth=6, encoder_depth=3, heads=6, text_length=160, max_frames=300,
-                                     cond_drop=0.1)
+                                     cond_drop=0.1, token_noise=0.2)
 RECIPE_TRAIN = TrainConfig(out_dir="runs/text2speech-gpt", max_steps=6000, batch_size=32, lr=1e-3, weight_decay=0.05,
                            warmup_steps=300, min_lr_ratio=0.05, grad_clip=1.0, ema_decay=None, eval_every=1000,
                            save_every=250, log_every=50)
@@ -66,6 +66,7 @@ CODE_CACHE_NAME = "code_cache.safetensors"
 DURATIONS_NAME = "durations.safetensors"
 ALIGNER_DIR = "aligner"
 ALIGNER_STEPS = 1500
+ALIGNER: dict[str, Any] = {}  # the aligner's settings beyond its size (SpeechAlignerConfig's defaults)
 
 
 def _unwrap(model) -> TextToSpeech:
@@ -209,14 +210,17 @@ def all_durations(aligner: SpeechAligner, cache: dict[str, torch.Tensor], index:
 
 
 def load_or_align(out_dir: Path, cache: dict, keep: torch.Tensor, val_cache: dict, config: TextToSpeechGPTConfig,
-                  train_config: TrainConfig, steps: int, progress: bool) -> tuple[dict, dict, dict]:
+                  train_config: TrainConfig, steps: int, progress: bool,
+                  aligner: dict | None = None) -> tuple[dict, dict, dict]:
     """Train (or resume) the aligner in ``out_dir/aligner`` and write the durations of every
-    training and validation clip to ``out_dir/durations.safetensors``; read them when there."""
+    training and validation clip to ``out_dir/durations.safetensors``; read them when there.
+    ``aligner``: SpeechAlignerConfig fields that differ from the recipe's (``ALIGNER``)."""
     path = out_dir / DURATIONS_NAME
     info_path = out_dir / ALIGNER_DIR / "alignment.json"
     if not path.is_file():
         aligner_config = SpeechAlignerConfig(codebook_size=config.codebook_size, levels=config.levels,
-                                             max_frames=config.max_frames, width=config.width, heads=config.heads)
+                                             max_frames=config.max_frames, width=config.width, heads=config.heads,
+                                             **{**ALIGNER, **(aligner or {})})
         torch.manual_seed(train_config.seed)
         aligner = SpeechAligner(aligner_config)
         folder = out_dir / ALIGNER_DIR
@@ -250,7 +254,8 @@ def train_text2speech(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, codec: str 
                       lr: float = RECIPE_TRAIN.lr, seed: int = 0, resume: bool = False,
                       config: TextToSpeechGPTConfig | None = None, manifest: str | Path | None = None,
                       val_manifest: str | Path | None = None, max_clips: int | None = None, progress: bool = True,
-                      aligner_steps: int = ALIGNER_STEPS, command: str | None = None, **train_options: Any) -> dict:
+                      aligner_steps: int = ALIGNER_STEPS, aligner: dict | None = None, command: str | None = None,
+                      **train_options: Any) -> dict:
     """Train a ``TextToSpeech`` GPT over the codes of the codec folder ``codec`` and write
     ``out_dir/model`` (see the module docstring). Returns the numbers of training.json."""
     codec_folder = resolve_model(codec)
@@ -270,7 +275,7 @@ def train_text2speech(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, codec: str 
     train_config = TrainConfig.from_dict(fields, where="train_options")
     out_dir = Path(out_dir)
     run = {"model": config.to_dict(), "codec": str(codec_folder.resolve()), "manifest": str(manifest),
-           "clips": len(rows), "aligner_steps": aligner_steps}
+           "clips": len(rows), "aligner_steps": aligner_steps, "aligner": {**ALIGNER, **(aligner or {})}}
     if resume:
         check_resume_settings(run_file(out_dir, "text2speech"), run, "the model, codec and data",
                               configs={"model": TextToSpeechGPTConfig})
@@ -285,7 +290,7 @@ def train_text2speech(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, codec: str 
     expect(int(val_cache["offsets"].diff().max()) <= config.max_frames, "val_manifest",
            f"clips of at most {config.max_frames} code frames", int(val_cache["offsets"].diff().max()))
     cache, val_cache, alignment = load_or_align(out_dir, cache, keep, val_cache, config, train_config, aligner_steps,
-                                                progress)
+                                                progress, aligner)
     val = collate(val_cache, range(len(val_rows)))
     trainer = Trainer(model, train_config, loss_fn, batch_fn=make_batch_fn(cache, keep, train_config.batch_size,
                                                                             train_config.seed),
@@ -324,7 +329,9 @@ def model_card(info: dict, folder: Path | None = None) -> str:
                f"writes {g.levels} residual levels of the speech codec in `codec/` ({g.codebook_size} codes per "
                f"level) by MusicGen's delay pattern; the codec decodes them to 16 kHz audio. The durations it "
                f"learns come from a CTC speech aligner's forced alignment of the training clips. Trained with the "
-               f"text dropped {100 * g.cond_drop:.0f} % of the time for classifier-free guidance.")
+               f"text dropped {100 * g.cond_drop:.0f} % of the time for classifier-free guidance"
+               + (f", and each code it reads replaced by a random one {100 * g.token_noise:.0f} % of the time (token "
+                  f"noise, so that it follows the text rather than its own codes)." if g.token_noise else "."))
     usage = ("`multimodal.pipeline(\"text-to-speech\", model=this_folder)(\"call four zero seven\", voice=\"kal\", "
              "generator=torch.Generator().manual_seed(0))` -> `{\"audio\": float32 [samples], \"sampling_rate\": "
              "16000}`; command line: `multimodal generate speech \"...\" -o out.wav --model this_folder`.")
@@ -363,8 +370,18 @@ def add_train_text2speech_arguments(parser: argparse.ArgumentParser) -> argparse
     model.add_argument("--dropout", type=float, default=m.dropout, help=f"(default {m.dropout})")
     model.add_argument("--cond-drop", type=float, default=m.cond_drop,
                        help=f"probability of the empty text in training (default {m.cond_drop})")
+    model.add_argument("--token-noise", type=float, default=m.token_noise,
+                       help=f"probability that an input code is replaced by a random one in training "
+                            f"(default {m.token_noise})")
     model.add_argument("--aligner-steps", type=int, default=ALIGNER_STEPS,
                        help=f"training steps of the CTC aligner that finds the durations (default {ALIGNER_STEPS})")
+    a = SpeechAlignerConfig(**ALIGNER)
+    model.add_argument("--aligner-kind", choices=ALIGNER_KINDS, default=a.kind,
+                       help=f"the aligner's network: whole-clip transformer or local convolutions (default {a.kind})")
+    model.add_argument("--aligner-blanks", choices=BLANK_RULES, default=a.blanks,
+                       help="frames the aligner calls blank: split between the symbols around them, or each to "
+                            f"the symbol it leans to (default {a.blanks})")
+    model.add_argument("--aligner-depth", type=int, default=a.depth, help=f"(default {a.depth})")
     data = parser.add_argument_group("data")
     data.add_argument("--manifest", default=None,
                       help="JSONL manifest of {audio, text, voice} (default: the speech-tts corpus, built on first use)")
@@ -380,7 +397,7 @@ def run_train_text2speech(args: argparse.Namespace) -> dict:
     config = RECIPE_MODEL.replace(width=args.width, depth=args.depth, encoder_depth=args.encoder_depth,
                                   heads=args.heads, levels=args.levels,
                                   text_length=args.text_length, max_frames=args.max_frames, front_end=args.front_end,
-                                  dropout=args.dropout, cond_drop=args.cond_drop)
+                                  dropout=args.dropout, cond_drop=args.cond_drop, token_noise=args.token_noise)
     config = TextToSpeechGPTConfig.from_dict(config.to_dict())
     fields = train_config_from_args(args).to_dict()
     named = {k: fields.pop(k) for k in ("out_dir", "max_steps", "batch_size", "lr", "seed")}
@@ -388,6 +405,8 @@ def run_train_text2speech(args: argparse.Namespace) -> dict:
                                batch_size=named["batch_size"], lr=named["lr"], seed=named["seed"], resume=args.resume,
                                config=config, manifest=args.manifest, val_manifest=args.val_manifest,
                                max_clips=args.max_clips, progress=args.progress, aligner_steps=args.aligner_steps,
+                               aligner=dict(kind=args.aligner_kind, blanks=args.aligner_blanks,
+                                            depth=args.aligner_depth),
                                command=command_line(args, "multimodal train text2speech"), **fields)
     if "model_dir" in result:
         print(", ".join(f"{k} {v:.3f}" for k, v in result["eval"].items()))
