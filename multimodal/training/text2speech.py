@@ -22,8 +22,10 @@ training and validation clip are kept in ``durations.safetensors`` (reused on re
 
 **Loss.** Cross-entropy of every level's codes under the delay pattern, each frame told which
 symbol it says, plus the duration loss (``TextToSpeechGPT.loss``); the text is dropped with
-probability ``cond_drop`` for classifier-free guidance. Evaluations log the teacher-forced losses
-on the validation clips.
+probability ``cond_drop`` for classifier-free guidance, and each code the GPT reads is replaced by a
+random one with probability ``token_noise`` (0.2 in the recipe: heard better on open sentences than
+without, ``benchmarks/results/text_to_speech_nonoise.json``, although its teacher-forced loss is
+higher). Evaluations log the teacher-forced losses on the validation clips.
 
 Run folder: the trainer's files, ``text2speech_run.json``, the code cache, ``aligner/``, the
 durations and ``model/`` (a
