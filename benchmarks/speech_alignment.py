@@ -97,11 +97,10 @@ def run_word_ends(text_ids: torch.Tensor, durations: torch.Tensor) -> list[float
 def judge_run(run: Path, clips: int, seed: int) -> dict:
     settings = json.loads(run_file(run, "text2speech").read_text())
     rows = read_rows(settings["manifest"])
-    kinds = [json.loads(line).get("kind") for line in Path(settings["manifest"]).read_text().splitlines() if line.strip()]
     cache = load_file(run / CODE_CACHE_NAME)
     durations = load_file(run / DURATIONS_NAME)["train"]
     picks = [i for i, r in enumerate(rows[:len(durations)]) if r["voice"] in FLITE_VOICES
-             and kinds[i] in ("world", "sentence") and int(durations[i].sum()) > 0]
+             and r.get("kind") in ("world", "sentence") and int(durations[i].sum()) > 0]
     picks = random.Random(seed).sample(picks, min(clips, len(picks)))
     errors: dict[str, list[float]] = {}
     even: list[float] = []

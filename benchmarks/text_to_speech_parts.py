@@ -82,10 +82,7 @@ def main(argv=None) -> dict:
     gpt, c = tts.gpt, tts.config
     aligner = load_aligner(Path(args.aligner))
     manifest = speech_tts_manifests()[args.split]
-    rows = [r for r in read_rows(manifest) if r["voice"] in gpt.config.voices]
-    kinds = {json.loads(line)["audio"]: json.loads(line).get("kind")
-             for line in Path(manifest).read_text().splitlines() if line.strip()}
-    rows = [r for r in rows if kinds.get(r["audio"]) == "sentence"]
+    rows = [r for r in read_rows(manifest) if r["voice"] in gpt.config.voices and r.get("kind") == "sentence"]
     random.Random(0).shuffle(rows)
     picked = [r for v in gpt.config.voices for r in [r for r in rows if r["voice"] == v][:args.per_voice]]
     ear = build_systems(["ours"], beam_size=5, threads=args.threads)["ours"]

@@ -77,8 +77,8 @@ def _unwrap(model) -> TextToSpeech:
 
 
 def read_rows(manifest: str | Path) -> list[dict]:
-    """The rows of a JSONL manifest of ``{"audio", "text", "voice"}`` (relative audio paths are
-    relative to the manifest)."""
+    """The rows of a JSONL manifest of ``{"audio", "text", "voice"}`` and any other fields (such as
+    ``speech_tts``' ``kind``), relative audio paths made relative to the manifest."""
     manifest = Path(manifest)
     if not manifest.is_file():
         raise InputError(f"manifest: expected a JSONL file, found nothing at {manifest}")
@@ -93,7 +93,7 @@ def read_rows(manifest: str | Path) -> list[dict]:
             raise InputError(f"manifest: expected {{\"audio\", \"text\", \"voice\"}} on line {i + 1} of "
                              f"{manifest}") from None
         path = Path(audio)
-        rows.append({"audio": str(path if path.is_absolute() else manifest.parent / path), "text": text,
+        rows.append({**row, "audio": str(path if path.is_absolute() else manifest.parent / path), "text": text,
                      "voice": voice})
     if not rows:
         raise InputError(f"manifest: expected at least one clip in {manifest}, found none")
