@@ -2,7 +2,7 @@
 
 Each adapter is trained by ``multimodal train lora --base tiny.en --target all --rank R --alpha 2R
 --manifest speech-digits`` (the same steps, batch and learning rate for every rank), and full
-fine-tuning by the recipe of the shipped ``whisper-tiny.en-digits`` (``multimodal train whisper``,
+fine-tuning by the recipe of the fine-tune ``whisper-tiny.en-digits`` (``multimodal train whisper``,
 decoder only, its own learning rate and steps). Every model is then scored as
 ``benchmarks/whisper_digits.py`` scores one: digit accuracy on all 500 clips of the held-out FSDD
 speaker and word error rate on 80 sentences read by held-out voices, decoded as the pipeline

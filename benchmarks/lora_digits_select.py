@@ -6,13 +6,13 @@ Two stages, so that the held-out speaker (george) scores exactly one adapter:
    a LoRA adapter on tiny.en (``multimodal train lora --target all``) with a validation speaker
    (yweweler) taken out of the training and validation data, and is scored on all 500 of that
    speaker's FSDD clips, plus the corpus' validation sentences (training voices). The full decoder
-   fine-tune's recipe (that of ``checkpoints/whisper-tiny.en-digits``) is trained and scored the
+   fine-tune's recipe (that of the fine-tune ``whisper-tiny.en-digits``) is trained and scored the
    same way, as the reference. george's clips are not read in this stage.
 2. **Test.** The candidate with the best digit accuracy on the validation speaker (ties: lower
    sentence WER, then fewer parameters) is trained again on the whole training split, all three
    training speakers, and scored once on george's 500 clips and the 80 held-out sentences
    (flite slt, pico en-US), as ``benchmarks/lora_digits.py`` scores, beside the shipped full
-   fine-tune (``checkpoints/whisper-tiny.en-digits``) and the full fine-tune's recipe trained
+   fine-tune (``whisper-tiny.en-digits``, read from the repository's history) and the full fine-tune's recipe trained
    again here on the same data, each with the paired difference on the same clips.
 
 Decoding is the pipeline's (beam 5, timestamps, temperature fallback; the text equals the pipeline's),
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -50,6 +51,29 @@ from .whisper_digits import DECODING, heldout_sentences, paired_gain, run_model
 
 VALIDATION_SPEAKER = "yweweler"
 FULL_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "whisper-tiny.en-digits"
+FULL_COMMIT = "5919688"  # the last commit that ships the full fine-tune; its adapter form replaced it
+FULL_FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "MODEL_CARD.md")
+
+
+def full_finetune() -> Path:
+    """The full decoder fine-tune ``whisper-tiny.en-digits`` (75 MB; not shipped, its adapter form is):
+    read from the repository's history (``git show 5919688:checkpoints/whisper-tiny.en-digits/...``)
+    into the cache once; a folder at ``checkpoints/whisper-tiny.en-digits`` is used when there."""
+    if (FULL_CHECKPOINT / "model.safetensors").is_file():
+        return FULL_CHECKPOINT
+    dest = cache_dir() / "checkpoints" / f"whisper-tiny.en-digits-{FULL_COMMIT}"
+    if all((dest / f).is_file() for f in FULL_FILES):
+        return dest
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in FULL_FILES:
+        done = subprocess.run(["git", "-C", str(FULL_CHECKPOINT.parent.parent), "show",
+                               f"{FULL_COMMIT}:checkpoints/{FULL_CHECKPOINT.name}/{name}"], capture_output=True)
+        if done.returncode:
+            raise SystemExit(f"the full fine-tune is not in checkpoints/ and git could not read it from commit {FULL_COMMIT} "
+                             f"({done.stderr.decode().strip()}); a clone with the repository's history has it")
+        (dest / f"{name}.tmp").write_bytes(done.stdout)
+        (dest / f"{name}.tmp").replace(dest / name)
+    return dest
 COMMON = ["--target", "all", "--batch-size", "12", "--warmup-steps", "4", "--eval-every", "20",
           "--save-every", "20", "--log-every", "5"]
 
@@ -190,7 +214,7 @@ def main(argv=None) -> dict:
                        "sentences": "40 sentences x 2 held-out voices (flite slt, pico en-US)", chosen.name: final}
     full_out = root / "final" / "full"
     train(["train", "whisper", *FULL_ARGS], full_out)
-    for name, folder in ((f"checkpoints/{FULL_CHECKPOINT.name} (reference)", FULL_CHECKPOINT),
+    for name, folder in ((f"checkpoints/{FULL_CHECKPOINT.name} (reference)", full_finetune()),
                          ("full fine-tuning (decoder), trained here (reference)", full_out / "model")):
         reference = score(folder, base_folder, base_encoder, tokenizer, test_features, test_entries)
         difference, se = paired_gain(reference["digit_right"], scored["digit_right"])

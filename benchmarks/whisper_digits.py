@@ -3,7 +3,7 @@
 ordinary sentences read by held-out voices (flite ``slt`` and pico ``en-US``, never
 used for training or tuning).
 
-    python benchmarks/whisper_digits.py --model runs/whisper-digits/model [--ship checkpoints/whisper-tiny.en-digits]
+    python benchmarks/whisper_digits.py --model runs/whisper-digits/model [--ship checkpoints/my-digits]
     python benchmarks/whisper_digits.py --model runs/digits-lora/model [--ship checkpoints/whisper-tiny.en-digits-lora]
 
 ``--model`` is a fine-tuned checkpoint or a LoRA adapter folder (``multimodal train lora``) for the
@@ -269,7 +269,7 @@ def main(argv=None) -> dict:
         "pipeline_check": {k: {"clips": v["clips"], "accuracy": v["accuracy"]} for k, v in check.items()},
         "training": {k: training.get(k) for k in ("command", "steps", "batch_size", "epochs", "wall_seconds",
                                                   "train_seconds", "device", "torch_threads", "train_clips", "val_clips", "best_step",
-                                                  "val_before", "val_best", "resumed", "lora", "parameters")},
+                                                  "val_before", "val_best", "resumed", "lora", "parameters", "extracted")},
         "model": str(tuned_folder), "adapter": adapter,
         "stored_bytes": sum(f.stat().st_size for f in tuned_folder.iterdir()
                             if f.suffix == ".safetensors"),
@@ -346,13 +346,19 @@ def model_card(s: dict, fp16: bool, note: str | None = None) -> str:
     details = [f"Best validation WER at step {t.get('best_step')}; validation before: "
                f"{json.dumps({k: round(v, 4) for k, v in val_b.items() if k.startswith('val_')})}; best: "
                f"{json.dumps({k: round(v, 4) for k, v in val_a.items() if k.startswith('val_')})}.",
-               ("Adapter weights stored float32." if s.get("adapter") else
+               (f"Adapter weights stored {(t.get('extracted') or {}).get('dtype', 'float32')}." if s.get("adapter") else
                 f"Weights stored {'float16 (no worse than float32 on every test clip, in the pipeline decoding)' if fp16 else 'float32'}.")]
-    lora = t.get("lora")
+    lora, extracted = t.get("lora"), t.get("extracted")
     if lora:
         details.append(f"LoRA rank {lora['r']} (alpha {lora['alpha']:g}) on {lora['modules']} {lora['target']} Linear "
-                       f"layers of the decoder: {lora['trainable_parameters']:,} trained parameters, "
-                       f"{s['stored_bytes'] / 1e6:.2f} MB on disk; the base, tiny.en, is not stored here.")
+                       f"layers of the decoder: {lora['trainable_parameters']:,} {'' if extracted else 'trained '}"
+                       f"parameters, {s['stored_bytes'] / 1e6:.2f} MB on disk; the base, tiny.en, is not stored here.")
+    if extracted:
+        details.append(f"Extracted from `{extracted['from']}` (`python -m benchmarks.lora_extract_digits`): each "
+                       f"decoder Linear weight's change is replaced by its best rank-{lora['r']} approximation "
+                       f"(truncated SVD), which keeps {100 * extracted['kept']:.1f} % of the change's energy; the "
+                       f"changes to {len(extracted['not_carried'])} other tensors (token embedding, norms, biases) "
+                       f"are not carried. The fine-tune was trained by `{extracted['fine_tune_command']}`.")
     licence = "\n".join([
         "Whisper tiny.en weights: MIT (OpenAI). The fine-tuning data include recordings of the Free Spoken Digit "
         "Dataset (Zohar Jackson and contributors, github.com/Jakobovski/free-spoken-digit-dataset), licensed "
@@ -367,6 +373,11 @@ def model_card(s: dict, fp16: bool, note: str | None = None) -> str:
         usage = ("Load: `multimodal.pipeline(\"automatic-speech-recognition\", model=\"whisper-tiny.en-digits-lora\")` "
                  "(tiny.en plus this adapter), or `pipe.load_lora(this_folder)` on a tiny.en pipeline; command line: "
                  "`multimodal transcribe clip.wav --lora this_folder`.")
+        if extracted:
+            summary = ("A LoRA adapter for OpenAI's Whisper tiny.en (MIT): the decoder fine-tune on isolated spoken "
+                       f"digits (`{extracted['from']}`) extracted as a rank-{lora['r']} adapter, so that a single spoken "
+                       "digit comes out as its word (`Five.`) instead of a similar-sounding word. Everything else about "
+                       "the model (vocabulary, 30-s windows, timestamps) is tiny.en's.")
         title = "Whisper tiny.en + LoRA adapter for spoken digits"
     else:
         summary = ("OpenAI's Whisper tiny.en (MIT) with its decoder fine-tuned (encoder frozen) on isolated spoken "

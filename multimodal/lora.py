@@ -243,6 +243,67 @@ def remove_lora(model: nn.Module, names: str | Iterable[str] | None = None) -> n
     return model
 
 
+def extract_lora(model: nn.Module, tuned: nn.Module, name: str = "default", *, r: int = 16,
+                 target: str | Sequence[str] | None = None) -> dict:
+    """Add to ``model`` an adapter ``name`` of rank ``r`` that approximates the fine-tuned ``tuned``
+    (the same architecture): each target Linear gets the best rank-``r`` approximation of its weight
+    change ``W_tuned - W_model`` (truncated SVD, ``B = U sqrt(S)``, ``A = sqrt(S) V^T``, alpha = r), so
+    a full fine-tune becomes a small adapter. ``target``: as ``add_lora``'s; None, every Linear whose
+    weight differs. The adapter is the only active one.
+
+    Returns ``{"layers": {module: fraction of the change's energy (squared Frobenius norm) kept}, "kept":
+    the fraction over all of them, "not_carried": names of other parameters that differ (embeddings,
+    norms, biases), which an adapter of Linear weights cannot hold}``. Nothing changes on bad input."""
+    _check_name(name)
+    if isinstance(r, bool) or not isinstance(r, int) or r < 1:
+        raise InputError(f"rank: expected an int >= 1, found {r!r}")
+    if name in adapters(model):
+        raise InputError(f"adapter name: {name!r} is already loaded (remove_lora it first)")
+    if lora_layers(tuned):
+        raise InputError("tuned: expected a model without adapters (merge_lora(..., unload=True) it first)")
+    mine, theirs = dict(model.named_parameters()), dict(tuned.named_parameters())
+    mine = {k.replace(".base_layer.", "."): v for k, v in mine.items() if ".lora_A." not in k and ".lora_B." not in k}
+    if mine.keys() != theirs.keys() or any(mine[k].shape != theirs[k].shape for k in mine):
+        raise InputError("tuned: expected a fine-tune of the same architecture (parameter names or shapes differ)")
+    differs = {k for k in mine if not torch.equal(mine[k].detach().float().cpu(), theirs[k].detach().float().cpu())}
+    if target is None:
+        modules = dict(tuned.named_modules())
+        names = [k[: -len(".weight")] for k in sorted(differs)
+                 if k.endswith(".weight") and isinstance(modules.get(k[: -len(".weight")]), nn.Linear)]
+        if not names:
+            raise InputError("tuned: no Linear layer's weight differs from the model's; nothing to extract")
+    else:
+        names = lora_targets(model, target)
+    factors, kept = {}, {}
+    total_kept = total = 0.0
+    for module_name in names:
+        delta = (theirs[f"{module_name}.weight"].detach().float().cpu()
+                 - mine[f"{module_name}.weight"].detach().float().cpu())
+        u, s, vh = torch.linalg.svd(delta, full_matrices=False)
+        k = min(r, s.numel())
+        root = s[:k].sqrt()
+        a, b = torch.zeros(r, delta.shape[1]), torch.zeros(delta.shape[0], r)
+        a[:k], b[:, :k] = root[:, None] * vh[:k], u[:, :k] * root
+        energy = float((s ** 2).sum())
+        part = float((s[:k] ** 2).sum())
+        kept[module_name] = part / energy if energy > 0 else 1.0
+        total_kept, total = total_kept + part, total + energy
+        factors[module_name] = (a, b)
+    for module_name, (a, b) in factors.items():
+        layer = model.get_submodule(module_name)
+        if not isinstance(layer, LoraLinear):
+            layer = LoraLinear(layer)
+            _set_module(model, module_name, layer)
+        layer.add(name, r, float(r))
+        with torch.no_grad():
+            layer.lora_A[name].weight.copy_(a)
+            layer.lora_B[name].weight.copy_(b)
+    set_lora(model, [name])
+    carried = {f"{n}.weight" for n in names}
+    return {"layers": kept, "kept": total_kept / total if total > 0 else 1.0,
+            "not_carried": sorted(differs - carried)}
+
+
 def mark_only_lora_trainable(model: nn.Module, name: str | None = None) -> list[nn.Parameter]:
     """Freeze everything but the adapters (``name``: only that one); returns the trainable parameters."""
     params = []
@@ -266,9 +327,13 @@ def lora_state_dict(model: nn.Module, name: str = "default") -> dict[str, torch.
     return out
 
 
-def save_lora(model: nn.Module, folder: str | Path, name: str = "default", *, base: str | None = None) -> Path:
+def save_lora(model: nn.Module, folder: str | Path, name: str = "default", *, base: str | None = None,
+              dtype: torch.dtype = torch.float32) -> Path:
     """Write adapter ``name`` as peft does: ``adapter_config.json`` + ``adapter_model.safetensors``.
-    ``base``: the base model's name or path, recorded as ``base_model_name_or_path``."""
+    ``base``: the base model's name or path, recorded as ``base_model_name_or_path``; ``dtype``: the
+    stored weights' (float32, or float16 / bfloat16 for half the size; loading casts back to float32)."""
+    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise InputError(f"dtype: expected torch.float32, float16 or bfloat16, found {dtype!r}")
     state = lora_state_dict(model, name)
     layers = {n: l for n, l in lora_layers(model).items() if name in l.lora_A}
     first = next(iter(layers.values()))
@@ -279,7 +344,7 @@ def save_lora(model: nn.Module, folder: str | Path, name: str = "default", *, ba
               "use_rslora": False, "use_dora": False, "modules_to_save": None, "inference_mode": True}
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    save_tensors(folder / WEIGHTS_NAME, {k: v.float().contiguous() for k, v in state.items()})
+    save_tensors(folder / WEIGHTS_NAME, {k: v.to(dtype).contiguous() for k, v in state.items()})
     (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
     return folder
 

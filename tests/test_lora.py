@@ -258,3 +258,92 @@ def test_bad_adapters_are_input_errors_and_leave_the_model_working(tmp_path, ima
         remove_lora(model, "nobody")
     assert not adapters(model) and not any(isinstance(m, LoraLinear) for m in model.modules())
     torch.testing.assert_close(model(images), want, atol=0, rtol=0)
+
+
+def _fine_tuned(model, seed=5, std=0.05, rank=None):
+    """A copy of ``model`` whose backbone Linear weights moved (by a rank-``rank`` change each, or a
+    full-rank one), as a full fine-tune would move them."""
+    import copy
+
+    tuned = copy.deepcopy(model)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name in lora_targets(tuned, "all"):
+            w = tuned.get_submodule(name).weight
+            if rank is None:
+                w += torch.randn(w.shape, generator=g) * std
+            else:
+                w += torch.randn(w.shape[0], rank, generator=g) @ torch.randn(rank, w.shape[1], generator=g) * std
+    return tuned
+
+
+def test_extracting_a_fine_tune_reproduces_it_and_saves_small(tmp_path, images):
+    from multimodal.lora import extract_lora
+
+    base = vit()
+    tuned = _fine_tuned(base, rank=3)
+    want = tuned(images)
+    model = vit()
+    report = extract_lora(model, tuned, r=4)  # rank 4 holds a rank-3 change exactly
+    assert sorted(report["layers"]) == sorted(lora_targets(base, "all")) and report["not_carried"] == []
+    assert report["kept"] == pytest.approx(1.0, abs=1e-6)
+    torch.testing.assert_close(model(images), want, atol=1e-5, rtol=1e-5)
+    merge_lora(model)  # merged: the fine-tune's weights
+    for name in report["layers"]:
+        torch.testing.assert_close(model.get_submodule(name).weight, tuned.get_submodule(name).weight,
+                                   atol=1e-5, rtol=1e-5)
+    unmerge_lora(model)
+    folder = save_lora(model, tmp_path / "half", base="vit-test", dtype=torch.float16)
+    full = save_lora(model, tmp_path / "full", base="vit-test")
+    half_bytes, full_bytes = ((f / "adapter_model.safetensors").stat().st_size for f in (folder, full))
+    assert half_bytes < 0.6 * full_bytes
+    other = vit()
+    load_lora(other, folder)
+    torch.testing.assert_close(other(images), want, atol=2e-3, rtol=2e-3)  # float16 storage, close
+
+
+def test_extraction_keeps_the_largest_directions_of_a_full_rank_change(images):
+    from multimodal.lora import extract_lora
+
+    base = vit()
+    tuned = _fine_tuned(base)
+    errors, kept = [], []
+    for r in (2, 8, 32):
+        model = vit()
+        report = extract_lora(model, tuned, r=r)
+        kept.append(report["kept"])
+        errors.append(max((model.get_submodule(n).weight + model.get_submodule(n).delta("default")
+                           - tuned.get_submodule(n).weight).norm().item() for n in report["layers"]))
+        # the best rank-r approximation: its error is the energy of the dropped singular values
+        name = next(iter(report["layers"]))
+        delta = tuned.get_submodule(name).weight - base.get_submodule(name).weight
+        s = torch.linalg.svdvals(delta)
+        got = model.get_submodule(name).delta("default")
+        assert (delta - got).norm().item() == pytest.approx(s[r:].norm().item(), rel=1e-4, abs=1e-5)
+    assert kept[0] < kept[1] < kept[2] and errors[0] > errors[1] > errors[2]
+    assert kept[2] == pytest.approx(1.0, abs=1e-6)  # 32 >= every layer's rank in this model
+
+
+def test_extraction_names_what_it_cannot_carry_and_rejects_bad_input(images):
+    from multimodal.lora import extract_lora
+
+    base = vit()
+    tuned = _fine_tuned(base, rank=2)
+    with torch.no_grad():
+        tuned.head.weight += 0.1  # the head is a Linear outside the backbone: extracted too when it differs
+        tuned.transformer.blocks[0].norm1.weight += 0.1  # a norm: no adapter can hold it
+    model = vit()
+    report = extract_lora(model, tuned, r=2)
+    assert "head" in report["layers"]
+    assert report["not_carried"] == ["transformer.blocks.0.norm1.weight"]
+    for bad, match in ((dict(r=0), "rank"), (dict(r=2.5), "rank")):
+        with pytest.raises(InputError, match=match):
+            extract_lora(vit(), tuned, **bad)
+    with pytest.raises(InputError, match="same architecture"):
+        extract_lora(vit(), gpt(), r=2)
+    with pytest.raises(InputError, match="nothing to extract"):
+        extract_lora(vit(), vit(), r=2)
+    fresh = vit()
+    with pytest.raises(InputError, match="already loaded"):
+        extract_lora(model, tuned, r=2)
+    assert adapters(fresh) == [] and torch.equal(fresh(images), vit()(images))
