@@ -191,6 +191,46 @@ def test_the_recipe_resumes_exactly(corpus, tmp_path, monkeypatch):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_train_lora_adapts_a_speech_gpt_that_the_pipeline_and_app_load(corpus, tmp_path, capsys, monkeypatch):
+    """`multimodal train lora` on a text-to-speech base: the recipe's data options, only the GPT's
+    adapter trains and is stored (peft's files, naming the base), and the folder works as a model."""
+    base_dir = train_text2speech(tmp_path / "base", **_options(corpus, steps=10))["model_dir"]
+    out = tmp_path / "lora"
+    assert cli.main(["train", "lora", "--base", str(base_dir), "--target", "all", "--rank", "2", "--alpha", "4",
+                     "--manifest", str(corpus["train"]), "--val-manifest", str(corpus["val"]), "--out-dir", str(out),
+                     "--max-steps", "12", "--batch-size", "8", "--lr", "1e-2", "--aligner-steps", "5",
+                     "--eval-every", "12", "--save-every", "6", "--warmup-steps", "1", "--no-progress"]) == 0
+    folder = out / "model"
+    config = json.loads((folder / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == str(base_dir) and config["r"] == 2
+    assert not (folder / "model.safetensors").exists() and "LoRA adapter" in (folder / "MODEL_CARD.md").read_text()
+    assert all(m.startswith("gpt.") for m in config["target_modules"])
+    weights = load_file(folder / "adapter_model.safetensors")
+    assert any(v.abs().max() > 0 for k, v in weights.items() if ".lora_B." in k)  # it trained
+    base, adapted = (pipeline("text-to-speech", model=str(m), device="cpu") for m in (base_dir, folder))
+    assert adapted.adapters == ["default"] and base.adapters == []
+    rows = recipe.read_rows(corpus["val"])
+    durations = load_file(out / recipe.DURATIONS_NAME)["val"]
+    eval_fn = recipe.make_eval_fn(recipe.collate({**recipe.encode_rows(base.model, rows), "durations": durations},
+                                                 range(len(rows))))
+    assert eval_fn(adapted.model)["val_loss"] < eval_fn(base.model)["val_loss"]  # the adapter learned
+    say = lambda pipe: pipe("tone 3 of b", voice="b", generator=0, top_k=0, temperature=1.0)["audio"]  # noqa: E731
+    plain = say(base)
+    assert not np.array_equal(say(adapted), plain)
+    from multimodal.app import common, text_to_speech as tab  # the app's tab with the adapter chosen
+
+    monkeypatch.setattr(common, "_APP_PIPELINES", {})
+    rate, samples = tab.speak("tone 3 of b", "b", 0, 1.0, adapter=str(folder))
+    np.testing.assert_allclose(samples / 32767, np.clip(say(adapted), -1, 1), atol=1 / 32767)
+    adapted.unload_lora()  # the base's weights were never touched
+    assert np.array_equal(say(adapted), plain)
+    bad = tmp_path / "other-voice.jsonl"  # a voice the base does not have: refused, nothing written
+    bad.write_text(corpus["train"].read_text().replace('"voice": "a"', '"voice": "zz"'))
+    assert cli.main(["train", "lora", "--base", str(base_dir), "--manifest", str(bad), "--val-manifest",
+                     str(corpus["val"]), "--out-dir", str(tmp_path / "bad"), "--max-steps", "2", "--no-progress"]) == 2
+    assert "voices zz" in capsys.readouterr().err and not (tmp_path / "bad" / "model").exists()
+
+
 def test_the_recipe_rejects_bad_manifests(corpus, tmp_path):
     (tmp_path / "bad.jsonl").write_text('{"audio": "x.wav"}\n')
     for name, match in (("missing.jsonl", "expected a JSONL file"), ("bad.jsonl", "line 1")):

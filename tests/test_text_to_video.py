@@ -297,6 +297,46 @@ def test_the_video_gpt_and_vq_cards_say_what_they_are(folder):
     assert training["data"].startswith("moving world, split train") and training["model"]["kind"] == "video"
 
 
+def test_a_lora_adapter_trains_on_the_video_gpt_with_its_recipe_and_the_tab_offers_it(installed, tmp_path):
+    """`train lora` takes a text-to-video base to the text2video recipe; only the GPT's adapter trains
+    and is stored; the adapter folder works as a model whose base is left untouched, and the app's tab
+    offers it once it is installed beside its base."""
+    import gradio as gr
+    from safetensors.torch import load_file
+
+    from multimodal.app import text_to_video
+    from multimodal.training.lora import LoraOptions, base_kind
+
+    assert base_kind("text2video-gpt") == "text2video"
+    lora = LoraOptions(base="text2video-gpt", r=2, alpha=4.0, target="all")
+    result = train_text2codes(tmp_path / "lora", vq=None, steps=4, batch_size=4, lr=1e-2, fashion=fake_fashion(),
+                              lora=lora, **SMALL)
+    adapter = Path(result["model_dir"])
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == "text2video-gpt"
+    assert all(m.startswith("gpt.") for m in config["target_modules"])
+    assert not (adapter / "model.safetensors").exists() and result["parameters"] == result["lora"]["trainable_parameters"]
+    assert any(v.abs().max() > 0 for k, v in load_file(adapter / "adapter_model.safetensors").items() if ".lora_B." in k)
+    base = multimodal.pipeline("text-to-video", device="cpu")
+    adapted = multimodal.pipeline("text-to-video", model=str(adapter), device="cpu")
+    for p in (base, adapted):
+        p.set_progress_bar_config(disable=True)
+    clip = lambda p: _array(p(PROMPT, generator=torch.Generator().manual_seed(0)).frames[0])  # noqa: E731
+    plain = clip(base)
+    assert adapted.adapters == ["default"] and not np.array_equal(clip(adapted), plain)
+    adapted.unload_lora()
+    assert np.array_equal(clip(adapted), plain)
+
+    (paths.SHIPPED_CHECKPOINTS / "t2v-lora").symlink_to(adapter, target_is_directory=True)
+    with gr.Blocks() as demo:
+        text_to_video.text_to_video_tab()
+    menus = [b for b in demo.blocks.values() if isinstance(b, gr.Dropdown) and b.label == "LoRA adapter"]
+    assert [c[0] for c in menus[0].choices] == ["none", "t2v-lora"]
+    frames = {a: _array(read_video(text_to_video.generate_video(PROMPT, seed=3, adapter=a).mp4))
+              for a in ("none", "t2v-lora")}
+    assert not np.array_equal(frames["none"], frames["t2v-lora"])
+
+
 def test_each_train_command_refuses_the_other_kinds_vq(folder, tmp_path, capsys):
     for argv, match in ((["train", "text2video", "--vq", "image-vq"], "--vq: expected a VQ-VAE of videos"),
                         (["train", "text2codes", "--vq", str(Path(folder) / "vq")], "--vq: expected a VQ-VAE of images")):

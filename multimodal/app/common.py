@@ -59,10 +59,16 @@ def adapter_dropdown(*bases: str):
                        info="an adapter loaded onto the model (its base plus the adapter)")
 
 
-def adapted_pipeline(task: str, adapter: str | None) -> Pipeline:
-    """The app's pipeline for ``task``: its default model, or the adapter folder ``adapter`` (which loads
-    the base it names plus the adapter; one pipeline per adapter, so requests never switch a shared one)."""
-    return app_pipeline(task, None if adapter in (None, "", NO_ADAPTER) else adapter)
+def adapted_pipeline(task: str, adapter: str | None, model: str | None = None) -> Pipeline:
+    """The app's pipeline for ``task``: ``model`` (default: the task's default model), or the adapter
+    folder ``adapter`` (which loads the base it names plus the adapter; one pipeline per adapter, so
+    requests never switch a shared one)."""
+    return app_pipeline(task, chosen_model(model, adapter))
+
+
+def chosen_model(model: str | None, adapter: str | None) -> str | None:
+    """What a tab loads: the adapter folder ``adapter`` when one is chosen, else ``model``."""
+    return model if adapter in (None, "", NO_ADAPTER) else adapter
 
 
 _DEVNULL = open(os.devnull, "w")  # noqa: SIM115 (open for the life of the process)

@@ -12,7 +12,7 @@ from ..errors import InputError, check_seed
 from ..paths import available_models
 from ..pipelines.base import time_limit
 from ..pipelines.text_to_speech import DEFAULT_MODEL
-from .common import TIME_LIMITS, app_pipeline, gradio_errors
+from .common import TIME_LIMITS, adapter_dropdown, app_pipeline, chosen_model, gradio_errors
 
 MAX_CHARS = 600  # the longest text one request may speak (a few sentences; the command takes any length)
 RANDOM_SEEDS = 2 ** 32
@@ -21,25 +21,26 @@ EXAMPLE_TEXTS = ["Call 4071 after nine.", "a red bag on a navy background",
                  "a purple circle on a white background", "The train leaves at 6 and arrives at 9."]
 
 
-def speak(text: str, voice: str | None = None, seed: float = 0, temperature: float = 0.0):
+def speak(text: str, voice: str | None = None, seed: float = 0, temperature: float = 0.0, adapter: str | None = None):
     """(sampling rate, int16 samples) of ``text`` read by ``voice``, for ``gr.Audio``. ``temperature``
     0 takes the model's own sampling (the shipped one decodes greedily, guided against the empty
-    text); above 0 it samples every code at that temperature (``top_k`` off)."""
+    text); above 0 it samples every code at that temperature (``top_k`` off). ``adapter``: a LoRA
+    adapter checkpoint for the default model (None or "none": the model alone)."""
     if not isinstance(text, str) or len(text) > MAX_CHARS:
         raise InputError(f"text: expected at most {MAX_CHARS} characters in the app, found "
                          f"{len(text) if isinstance(text, str) else type(text).__name__}")
-    pipe = app_pipeline("text-to-speech", DEFAULT_MODEL)
+    pipe = app_pipeline("text-to-speech", chosen_model(DEFAULT_MODEL, adapter))
     sampling = {"temperature": float(temperature), "top_k": 0} if temperature and float(temperature) > 0 else {}
     out = pipe(text, voice=voice or None, generator=check_seed(seed), **sampling)
     return out["sampling_rate"], (np.clip(out["audio"], -1, 1) * 32767).astype(np.int16)
 
 
 def speak_for_tab(text: str, voice: str, randomize: bool, seed: float, temperature: float,
-                  progress=gr.Progress(track_tqdm=True)):
+                  adapter: str | None = None, progress=gr.Progress(track_tqdm=True)):
     """The tab's handler: (the audio, the seed used)."""
     seed = random.randint(0, RANDOM_SEEDS - 1) if randomize else seed
     with time_limit(TIME_LIMITS["text-to-speech"], "try a shorter text"):
-        return speak(text, voice, seed, temperature), seed
+        return speak(text, voice, seed, temperature, adapter), seed
 
 
 def hear(audio) -> str:
@@ -77,12 +78,14 @@ def text_to_speech_tab() -> None:
             randomize = gr.Checkbox(value=False, label="random seed",
                                     info="a new seed each time, shown below; untick to repeat a seed")
             seed = gr.Number(value=0, precision=0, label="seed")
+            adapter = adapter_dropdown(DEFAULT_MODEL)
             button = gr.Button("speak", variant="primary")
         with gr.Column():
             audio = gr.Audio(label="speech", type="numpy", interactive=False)
             listen = gr.Button("hear it (transcribe)")
             heard = gr.Textbox(label="what the recogniser heard", lines=2)
     gr.Examples([[t] for t in EXAMPLE_TEXTS], inputs=[text])
-    button.click(speak_handler, [text, voice, randomize, seed, temperature], [audio, seed], api_name="speak",
+    inputs = [text, voice, randomize, seed, temperature] + ([adapter] if adapter is not None else [])
+    button.click(speak_handler, inputs, [audio, seed], api_name="speak",
                  concurrency_limit=CONCURRENCY, concurrency_id="text-to-speech")
     listen.click(hear_handler, [audio], [heard], api_name="hear", concurrency_limit=2, concurrency_id="transcribe")

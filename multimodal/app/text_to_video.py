@@ -15,7 +15,7 @@ from ..media.video import write_video
 from ..paths import available_models, resolve_model
 from ..pipelines.base import time_limit
 from ..pipelines.text_to_video import DEFAULT_MODEL
-from .common import TIME_LIMITS, app_pipeline, gradio_errors, request_folder
+from .common import TIME_LIMITS, adapted_pipeline, adapter_dropdown, gradio_errors, request_folder
 
 MODEL = DEFAULT_MODEL
 CONCURRENCY = 1  # generations served at once (each uses every core); more wait in the queue
@@ -49,16 +49,18 @@ def sampling_defaults() -> dict[str, float]:
 
 
 def generate_video(prompt: str, guidance: float | None = None, temperature: float | None = None,
-                   top_k: float | None = None, top_p: float | None = None, seed: float = 0) -> VideoFiles:
+                   top_k: float | None = None, top_p: float | None = None, seed: float = 0,
+                   adapter: str | None = None) -> VideoFiles:
     """One clip of ``prompt``, written to a fresh request folder as an MP4 (to play) and a GIF, each
     magnified ``SCALE`` times. A sampling argument left None takes the checkpoint's default; ``top_k``
-    0 and ``top_p`` 1 turn those filters off."""
+    0 and ``top_p`` 1 turn those filters off. ``adapter``: a LoRA adapter checkpoint for the model
+    (None or "none": the model alone)."""
     if not isinstance(prompt, str) or len(prompt) > MAX_PROMPT_CHARS:
         raise InputError(f"prompt: expected at most {MAX_PROMPT_CHARS} characters in the app, found "
                          f"{len(prompt) if isinstance(prompt, str) else type(prompt).__name__}")
     if isinstance(top_k, float) and top_k.is_integer():
         top_k = int(top_k)  # a slider's number; the pipeline refuses any other non-integer
-    pipe = app_pipeline("text-to-video", MODEL)
+    pipe = adapted_pipeline("text-to-video", adapter, MODEL)
     sampling = {"guidance_scale": guidance, "temperature": temperature, "top_k": top_k, "top_p": top_p}
     out = pipe(prompt, generator=check_seed(seed), **sampling)
     folder = request_folder()
@@ -68,13 +70,13 @@ def generate_video(prompt: str, guidance: float | None = None, temperature: floa
 
 
 def generate_for_tab(prompt: str, guidance: float, temperature: float, top_k: float, top_p: float, randomize: bool,
-                     seed: float, progress=gr.Progress(track_tqdm=True)):
+                     seed: float, adapter: str | None = None, progress=gr.Progress(track_tqdm=True)):
     """The tab's handler: (the MP4 to play, the MP4 and GIF to download, the notes about the prompt as
     Markdown, the seed used). With ``randomize``, a fresh seed is drawn, used and shown, so that any
     clip can be made again."""
     seed = random.randint(0, RANDOM_SEEDS - 1) if randomize else seed
     with time_limit(TIME_LIMITS["text-to-video"], "the machine may be busy: try again in a moment"):
-        files = generate_video(prompt, guidance, temperature, top_k, top_p, seed)
+        files = generate_video(prompt, guidance, temperature, top_k, top_p, seed, adapter)
     notes = "\n".join(f"- ⚠️ {line}" for line in files.warnings)
     return str(files.mp4), [str(files.mp4), str(files.gif)], notes, seed
 
@@ -100,11 +102,13 @@ def text_to_video_tab() -> None:
             randomize = gr.Checkbox(value=True, label="random seed",
                                     info="a new seed each time, shown below; untick to repeat a seed")
             seed = gr.Number(value=0, precision=0, label="seed")
+            adapter = adapter_dropdown(MODEL)
             button = gr.Button("generate", variant="primary")
         with gr.Column():
             video = gr.Video(label="video", format="mp4", autoplay=True, loop=True, interactive=False)
             files = gr.File(label="download (MP4, GIF)", file_count="multiple", interactive=False)
             notes = gr.Markdown()
     gr.Examples([[p] for p in EXAMPLE_PROMPTS], inputs=[prompt])
-    button.click(handler, [prompt, guidance, temperature, top_k, top_p, randomize, seed], [video, files, notes, seed],
+    inputs = [prompt, guidance, temperature, top_k, top_p, randomize, seed] + ([adapter] if adapter is not None else [])
+    button.click(handler, inputs, [video, files, notes, seed],
                  api_name="generate_video", concurrency_limit=CONCURRENCY, concurrency_id="text-to-video")

@@ -87,6 +87,18 @@ def lora_card_lines(info: dict) -> list[str]:
             "command line, or this folder as the model (the base is read from adapter_config.json)."]
 
 
+def adapter_card(info: dict, task: str, unit: str = "examples") -> str:
+    """MODEL_CARD.md of an adapter trained by a task's own recipe (the token GPTs'): what it adapts,
+    its data and run, from its training.json ``info``."""
+    from .runs import build_model_card
+
+    lora = info["lora"]
+    summary = (f"A LoRA adapter for the {task} model `{lora['base']}`, trained with that model's recipe on the data "
+               "below; the base stays frozen.")
+    return build_model_card(f"LoRA adapter for {Path(str(lora['base'])).name}", summary, info,
+                            details=lora_card_lines(info), unit=unit)
+
+
 # ------------------------------------------------------------------------------------------ CLI
 def base_kind(base: str) -> str:
     """The recipe of a base model (``whisper``, ``vit`` or ``text2image``), from its config.json."""
@@ -102,8 +114,12 @@ def base_kind(base: str) -> str:
         return "vit"
     if ("denoiser" in config and "objective" in config) or ("gpt" in config and config.get("kind") == "image"):
         return "text2image"
-    raise InputError(f"base: expected a Whisper, ViT or text-to-image (DiT/SiT or token GPT) checkpoint (the models "
-                     f"`train lora` has recipes for), found {base!r}")
+    if "gpt" in config and config.get("kind") == "video":
+        return "text2video"
+    if "gpt" in config and "voices" in config.get("gpt", {}):
+        return "text2speech"
+    raise InputError(f"base: expected a Whisper, ViT, text-to-image (DiT/SiT or token GPT), text-to-video or "
+                     f"text-to-speech checkpoint (the models `train lora` has recipes for), found {base!r}")
 
 
 def add_lora_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -127,11 +143,13 @@ def lora_options(args: argparse.Namespace) -> LoraOptions:
 
 def recipes() -> dict:
     """kind -> (add_arguments, run) of the recipes that train adapters."""
-    from . import text2image_lora, vit, whisper
+    from . import text2codes, text2image_lora, text2speech, vit, whisper
 
     return {"whisper": (whisper.add_train_whisper_arguments, whisper.run_train_whisper),
             "vit": (vit.add_train_vit_arguments, vit.run_train_vit),
-            "text2image": (text2image_lora.add_train_new_colour_arguments, text2image_lora.train_new_colour)}
+            "text2image": (text2image_lora.add_train_new_colour_arguments, text2image_lora.train_new_colour),
+            "text2video": (text2codes.add_train_text2video_arguments, text2codes.run_train_text2codes),
+            "text2speech": (text2speech.add_train_text2speech_arguments, text2speech.run_train_text2speech)}
 
 
 def add_train_lora_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -140,8 +158,10 @@ def add_train_lora_arguments(parser: argparse.ArgumentParser) -> argparse.Argume
     ``--colour``, ``--examples``, ``--prior-share`` and the training options, see
     ``multimodal.training.text2image_lora``)."""
     parser.description = ("Train a LoRA adapter for --base with its recipe: the options below, then the options of "
-                          "`multimodal train whisper` (Whisper bases) or `multimodal train vit` (ViT bases); a "
-                          "text-to-image base (DiT/SiT or token GPT) learns a new colour word (--colour, --examples, --prior-share).")
+                          "`multimodal train whisper` (Whisper bases), `train vit` (ViT bases), `train text2video` "
+                          "(text-to-video GPTs) or `train text2speech` (text-to-speech GPTs; the model options are "
+                          "the base's); a text-to-image base (DiT/SiT or token GPT) learns a new colour word "
+                          "(--colour, --examples, --prior-share).")
     add_lora_arguments(parser)
     parser.set_defaults(_takes_extra=True)
     return parser

@@ -48,17 +48,19 @@ from ..checkpoint import count_parameters, fresh_tmp_dir, publish_dir
 from ..config import read_json
 from ..data.world import CaptionedWorld, caption_corpus
 from ..data.world_video import clip_caption_corpus
-from ..errors import expect
+from ..errors import InputError, expect
 from ..models.autoencoders.vq import VQVAE
 from ..models.text2codes import TOKENIZER_NAME, VQ_DIR, TextToCodes, TextToCodesConfig
 from ..models.token_gpt import TokenGPTConfig, prompt_ids
 from ..paths import resolve_model
+from ..lora import save_lora
 from ..tokenizers.text import TextTokenizer
 from .batching import step_generator
 from .config import TrainConfig, add_train_args, train_config_from_args
 from .runs import CARD_NAME, MODEL_DIR, NOTES_NAME, TRAINING_NAME, build_model_card, card_notes, \
     check_resume_settings, command_line, markdown_table, publish_model, read_training, run_file
 from .text2image import train_caption_tokenizer
+from .lora import LoraOptions, adapter_card, adapter_saver, attach_lora, reload_adapter
 from .trainer import Trainer
 from .vqvae import input_size_of, to_unit, worlds_of
 
@@ -161,17 +163,22 @@ def train_text2codes(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, vq: str | Pa
                      batch_size: int = RECIPE_TRAIN.batch_size, lr: float = RECIPE_TRAIN.lr, seed: int = 0,
                      resume: bool = False, config: TokenGPTConfig | None = None, tokenizer: str | Path | None = None,
                      code_cache: int = 0, fashion=None, progress: bool = True, command: str | None = None,
-                     **train_options: Any) -> dict:
+                     lora: LoraOptions | None = None, **train_options: Any) -> dict:
     """Train a ``TextToCodes`` GPT over the codes of the VQ-VAE folder ``vq`` and write
-    ``out_dir/model`` (see the module docstring). Returns the numbers of training.json."""
-    vq_folder = resolve_model(vq)
-    vqvae = VQVAE.from_pretrained(vq_folder)
+    ``out_dir/model`` (see the module docstring). Returns the numbers of training.json.
+
+    ``lora``: train a LoRA adapter on the GPT of the trained model ``lora.base`` instead (its VQ-VAE,
+    tokenizer and GPT settings; ``vq``, ``config`` and ``tokenizer`` are not used), on the same data;
+    ``out_dir/model`` is then the adapter's folder."""
+    base = TextToCodes.from_pretrained(resolve_model(lora.base)) if lora else None
+    vq_folder = resolve_model(lora.base) / VQ_DIR if lora else resolve_model(vq)
+    vqvae = base.vqvae if lora else VQVAE.from_pretrained(vq_folder)
     world = "video" if vqvae.config.dims == 3 else "image"  # a video VQ-VAE's GPT trains on the moving world
     train_world, held_world = worlds_of(world, fashion)
     size = input_size_of(train_world)
     expect(vqvae.config.input_size in (None, size), "vq", f"a VQ-VAE of {world}s of size {size}",
            vqvae.config.input_size)
-    config = config or (RECIPE_VIDEO_MODEL if world == "video" else RECIPE_MODEL)
+    config = base.config.gpt if lora else config or (RECIPE_VIDEO_MODEL if world == "video" else RECIPE_MODEL)
     q = vqvae.config.quantizer
     config = config.replace(codebook_size=q.codebook_size, levels=q.levels, grid=vqvae.config.grid(size))
     fields = {**RECIPE_TRAIN.to_dict(), **train_options, "out_dir": str(out_dir), "max_steps": steps,
@@ -180,12 +187,14 @@ def train_text2codes(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, vq: str | Pa
     out_dir = Path(out_dir)
     expect(isinstance(code_cache, int) and code_cache >= 0, "code_cache", "a number of examples >= 0", code_cache)
     run = {"model": config.to_dict(), "vq": str(vq_folder.resolve()), "tokenizer": str(tokenizer) if tokenizer else None,
-           **({"code_cache": code_cache} if code_cache else {})}
+           **({"code_cache": code_cache} if code_cache else {}), **({"lora": lora.to_dict()} if lora else {})}
     own_tokenizer = out_dir / TOKENIZER_NAME
     if resume:
         check_resume_settings(run_file(out_dir, "text2codes"), run, "the model, VQ-VAE and tokenizer",
                               configs={"model": TokenGPTConfig})
-        text_tokenizer = TextTokenizer.from_file(Path(tokenizer) if tokenizer else own_tokenizer)
+        text_tokenizer = base.tokenizer if lora else TextTokenizer.from_file(Path(tokenizer) if tokenizer else own_tokenizer)
+    elif lora:
+        text_tokenizer = base.tokenizer
     elif tokenizer:
         text_tokenizer = TextTokenizer.from_file(tokenizer)
     else:
@@ -199,7 +208,8 @@ def train_text2codes(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, vq: str | Pa
                             for name, b in fixed.items()})
 
     torch.manual_seed(train_config.seed)
-    model = TextToCodes(TextToCodesConfig(gpt=config, kind=world), text_tokenizer, vqvae)
+    model = base if lora else TextToCodes(TextToCodesConfig(gpt=config, kind=world), text_tokenizer, vqvae)
+    lora_record = attach_lora(model, lora, within=["gpt."]) if lora else None
     source, items, never = (("moving world", "clips", "held-out colour and direction pairs") if world == "video"
                             else ("captioned world", "renders", "held-out combinations"))
     if code_cache:
@@ -211,13 +221,14 @@ def train_text2codes(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, vq: str | Pa
         batch_fn = make_batch_fn(train_world, text_tokenizer, config, train_config.batch_size, train_config.seed)
         data = f"{source}, split train (streamed; {never} never drawn), coded by the VQ-VAE"
     trainer = Trainer(model, train_config, loss_fn, batch_fn=batch_fn,
-                      eval_fn=eval_fn, resume=resume, progress=progress)
-    if trainer.is_main and not tokenizer and not resume:
+                      eval_fn=eval_fn, resume=resume, progress=progress,
+                      trainable_only=lora is not None, save_best=adapter_saver(lora) if lora else None)
+    if trainer.is_main and not tokenizer and not resume and not lora:
         text_tokenizer.save(out_dir)
     summary, seconds = trainer.train_run(run_file(out_dir, "text2codes"), run)
     if not trainer.is_main:
         return summary
-    final = trainer.eval_model.eval()
+    final = trainer.final_model(lambda folder: reload_adapter(model, folder)) if lora else trainer.eval_model.eval()
     training = {
         "command": command or f"train_text2codes({str(out_dir)!r}, vq={str(vq)!r}, steps={steps}, "
                               f"batch_size={batch_size}, lr={lr}, seed={seed})",
@@ -229,8 +240,12 @@ def train_text2codes(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, vq: str | Pa
         "eval": {k: v for k, v in summary.items() if k.endswith("_loss")},
         "final_train": {k: summary[k] for k in ("loss",) if k in summary},
         "model": final.config.to_dict(),
+        **({"lora": lora_record, "parameters": lora_record["trainable_parameters"]} if lora else {}),
     }
-    folder = publish_model(out_dir / MODEL_DIR, final, training, lambda tmp: model_card(training, tmp),
+    card = ((lambda tmp: adapter_card(training, f"text-to-{world}", "clips" if world == "video" else "renders"))
+            if lora else (lambda tmp: model_card(training, tmp)))
+    folder = publish_model(out_dir / MODEL_DIR, final, training, card,
+                           save=(lambda tmp: save_lora(final, tmp, base=lora.base)) if lora else None,
                            vocabulary=clip_caption_corpus("train") if world == "video" else caption_corpus("train"))
     return {**training, "model_dir": str(folder)}
 
@@ -348,8 +363,8 @@ def add_train_text2codes_arguments(parser: argparse.ArgumentParser, world: str =
     video = world == "video"
     m, train_recipe = (RECIPE_VIDEO_MODEL, RECIPE_VIDEO_TRAIN) if video else (RECIPE_MODEL, RECIPE_TRAIN)
     cache = RECIPE_VIDEO_CODE_CACHE if video else RECIPE_CODE_CACHE
-    parser.add_argument("--vq", required=True, help=f"the {'video ' if video else ''}VQ-VAE folder or name whose "
-                                                    f"codes the GPT writes")
+    parser.add_argument("--vq", default=None, help=f"the {'video ' if video else ''}VQ-VAE folder or name whose "
+                                                   f"codes the GPT writes (required, but for `train lora`: the base's)")
     parser.add_argument("--tokenizer", default=None, help="a tokenizer.json to use instead of training one")
     model = parser.add_argument_group("GPT")
     for name, default in (("width", m.width), ("depth", m.depth), ("heads", m.heads), ("text-length", m.text_length),
@@ -377,7 +392,10 @@ def run_train_text2codes(args: argparse.Namespace) -> dict:
     """``multimodal train text2codes`` (and ``text2video``): train, write ``<out-dir>/model`` and print where."""
     world = getattr(args, "world", "image")
     name = "text2video" if world == "video" else "text2codes"
-    dims = read_json(resolve_model(args.vq) / "config.json").get("dims", 2)
+    lora = getattr(args, "lora", None)  # set by `multimodal train lora`: adapt the base, its own settings
+    if lora is None and args.vq is None:
+        raise InputError("--vq: expected the VQ-VAE folder or name whose codes the GPT writes, found none")
+    dims = read_json((resolve_model(lora.base) / VQ_DIR if lora else resolve_model(args.vq)) / "config.json").get("dims", 2)
     expect(dims == (3 if world == "video" else 2), "--vq", f"a VQ-VAE of {world}s for `multimodal train {name}`",
            f"one of {'videos' if dims == 3 else 'images or audio'} (dims {dims}); "
            f"`multimodal train {'text2video' if dims == 3 else 'text2codes'}` trains its GPT")
@@ -391,7 +409,8 @@ def run_train_text2codes(args: argparse.Namespace) -> dict:
     result = train_text2codes(named["out_dir"], vq=args.vq, steps=named["max_steps"], batch_size=named["batch_size"],
                               lr=named["lr"], seed=named["seed"], resume=args.resume, config=config,
                               tokenizer=args.tokenizer, code_cache=args.code_cache, progress=args.progress,
-                              command=command_line(args, f"multimodal train {name}"), **fields)
+                              command=command_line(args, "multimodal train lora" if lora else f"multimodal train {name}"),
+                              lora=lora, **fields)
     if "model_dir" in result:
         print(", ".join(f"{k} {v:.3f}" for k, v in result["eval"].items()))
         print(f"model: {result['model_dir']}")

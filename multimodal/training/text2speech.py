@@ -49,7 +49,8 @@ from ..errors import InputError, expect
 from ..media.audio import load_audio
 from ..models.speech_aligner import ALIGNER_KINDS, BLANK_RULES, SpeechAligner, SpeechAlignerConfig
 from ..models.speech_codec import SpeechCodec
-from ..models.text2speech import TextToSpeech, TextToSpeechConfig
+from ..lora import save_lora
+from ..models.text2speech import CODEC_DIR, TextToSpeech, TextToSpeechConfig
 from ..models.text2speech_gpt import TextToSpeechGPTConfig
 from ..paths import resolve_model
 from ..tokenizers import phonemes
@@ -57,6 +58,7 @@ from .batching import step_generator
 from .config import TrainConfig, add_train_args, train_config_from_args
 from .runs import MODEL_DIR, build_model_card, card_notes, check_resume_settings, command_line, markdown_table, \
     publish_model, run_file
+from .lora import LoraOptions, adapter_card, adapter_saver, attach_lora, reload_adapter
 from .trainer import CHECKPOINT_DIR, Trainer
 
 RECIPE_MODEL = TextToSpeechGPTConfig(width=192, depth=6, encoder_depth=3, heads=6, text_length=160, max_frames=300,
@@ -257,11 +259,17 @@ def train_text2speech(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, codec: str 
                       config: TextToSpeechGPTConfig | None = None, manifest: str | Path | None = None,
                       val_manifest: str | Path | None = None, max_clips: int | None = None, progress: bool = True,
                       aligner_steps: int = ALIGNER_STEPS, aligner: dict | None = None, command: str | None = None,
-                      **train_options: Any) -> dict:
+                      lora: LoraOptions | None = None, **train_options: Any) -> dict:
     """Train a ``TextToSpeech`` GPT over the codes of the codec folder ``codec`` and write
-    ``out_dir/model`` (see the module docstring). Returns the numbers of training.json."""
-    codec_folder = resolve_model(codec)
-    speech_codec = SpeechCodec.from_pretrained(codec_folder)
+    ``out_dir/model`` (see the module docstring). Returns the numbers of training.json.
+
+    ``lora``: train a LoRA adapter on the GPT of the trained model ``lora.base`` instead (its codec
+    and GPT settings; ``codec`` and ``config`` are not used), on clips of the base's voices (the
+    durations come from an aligner trained on them, as in the recipe); ``out_dir/model`` is then the
+    adapter's folder."""
+    base = TextToSpeech.from_pretrained(resolve_model(lora.base)) if lora else None
+    codec_folder = resolve_model(lora.base) / CODEC_DIR if lora else resolve_model(codec)
+    speech_codec = base.codec if lora else SpeechCodec.from_pretrained(codec_folder)
     if manifest is None or val_manifest is None:
         from ..data.speech_tts import speech_tts_manifests  # builds the corpus on first use
 
@@ -270,19 +278,27 @@ def train_text2speech(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, codec: str 
     rows = read_rows(manifest)[:max_clips]
     val_rows = read_rows(val_manifest)[:64]
     voices = tuple(sorted({r["voice"] for r in rows}))
-    config = (config or RECIPE_MODEL).replace(codebook_size=speech_codec.codebook_size, voices=voices)
-    config = config.replace(levels=min(config.levels, speech_codec.levels))
+    if lora:
+        config = base.config.gpt
+        unknown = sorted(set(voices) - set(config.voices))
+        expect(not unknown, "manifest", f"clips of the base's voices ({', '.join(config.voices)})",
+               f"voices {', '.join(unknown)}")
+        voices = config.voices
+    else:
+        config = (config or RECIPE_MODEL).replace(codebook_size=speech_codec.codebook_size, voices=voices)
+        config = config.replace(levels=min(config.levels, speech_codec.levels))
     fields = {**RECIPE_TRAIN.to_dict(), **train_options, "out_dir": str(out_dir), "max_steps": steps,
               "batch_size": batch_size, "lr": lr, "seed": seed}
     train_config = TrainConfig.from_dict(fields, where="train_options")
     out_dir = Path(out_dir)
     run = {"model": config.to_dict(), "codec": str(codec_folder.resolve()), "manifest": str(manifest),
-           "clips": len(rows), "aligner_steps": aligner_steps, "aligner": {**ALIGNER, **(aligner or {})}}
+           "clips": len(rows), "aligner_steps": aligner_steps, "aligner": {**ALIGNER, **(aligner or {})},
+           **({"lora": lora.to_dict()} if lora else {})}
     if resume:
         check_resume_settings(run_file(out_dir, "text2speech"), run, "the model, codec and data",
                               configs={"model": TextToSpeechGPTConfig})
     torch.manual_seed(train_config.seed)
-    model = TextToSpeech(TextToSpeechConfig(gpt=config), speech_codec)
+    model = base if lora else TextToSpeech(TextToSpeechConfig(gpt=config), speech_codec)
     cache = load_or_encode(out_dir / CODE_CACHE_NAME, model, rows)
     lengths = cache["offsets"].diff()
     keep = torch.nonzero(lengths <= config.max_frames).flatten()
@@ -294,13 +310,18 @@ def train_text2speech(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, codec: str 
     cache, val_cache, alignment = load_or_align(out_dir, cache, keep, val_cache, config, train_config, aligner_steps,
                                                 progress, aligner)
     val = collate(val_cache, range(len(val_rows)))
+    lora_record = None
+    if lora:
+        torch.manual_seed(train_config.seed)  # the adapter's initial weights
+        lora_record = attach_lora(model, lora, within=["gpt."])
     trainer = Trainer(model, train_config, loss_fn, batch_fn=make_batch_fn(cache, keep, train_config.batch_size,
                                                                             train_config.seed),
-                      eval_fn=make_eval_fn(val), resume=resume, progress=progress)
+                      eval_fn=make_eval_fn(val), resume=resume, progress=progress,
+                      trainable_only=lora is not None, save_best=adapter_saver(lora) if lora else None)
     summary, seconds = trainer.train_run(run_file(out_dir, "text2speech"), run)
     if not trainer.is_main:
         return summary
-    final = trainer.eval_model.eval()
+    final = trainer.final_model(lambda folder: reload_adapter(model, folder)) if lora else trainer.eval_model.eval()
     seconds_of_audio = float(lengths[keep].sum()) / speech_codec.frame_rate
     training = {
         "command": command or f"train_text2speech({str(out_dir)!r}, codec={str(codec)!r}, steps={steps}, "
@@ -314,8 +335,11 @@ def train_text2speech(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, codec: str 
         "final_train": {k: summary[k] for k in ("loss", "codes_loss", "duration_loss") if k in summary},
         "aligner": alignment,
         "model": final.config.to_dict(),
+        **({"lora": lora_record, "parameters": lora_record["trainable_parameters"]} if lora else {}),
     }
-    folder = publish_model(out_dir / MODEL_DIR, final, training, lambda tmp: model_card(training, tmp))
+    card = (lambda tmp: adapter_card(training, "text-to-speech", "clips")) if lora else (lambda tmp: model_card(training, tmp))
+    folder = publish_model(out_dir / MODEL_DIR, final, training, card,
+                           save=(lambda tmp: save_lora(final, tmp, base=lora.base)) if lora else None)
     return {**training, "model_dir": str(folder)}
 
 
@@ -362,7 +386,8 @@ def model_card(info: dict, folder: Path | None = None) -> str:
 def add_train_text2speech_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Arguments of ``multimodal train text2speech``: the codec, the GPT and every TrainConfig flag."""
     m = RECIPE_MODEL
-    parser.add_argument("--codec", required=True, help="the speech codec folder or name whose codes the GPT writes")
+    parser.add_argument("--codec", default=None, help="the speech codec folder or name whose codes the GPT writes "
+                                                      "(required, but for `train lora`: the base's)")
     model = parser.add_argument_group("GPT")
     for name, default in (("width", m.width), ("depth", m.depth), ("encoder-depth", m.encoder_depth),
                           ("heads", m.heads), ("levels", m.levels), ("text-length", m.text_length),
@@ -396,6 +421,9 @@ def add_train_text2speech_arguments(parser: argparse.ArgumentParser) -> argparse
 
 def run_train_text2speech(args: argparse.Namespace) -> dict:
     """``multimodal train text2speech``: train, write ``<out-dir>/model`` and print where."""
+    lora = getattr(args, "lora", None)  # set by `multimodal train lora`: adapt the base, its own settings
+    if lora is None and args.codec is None:
+        raise InputError("--codec: expected the speech codec folder or name whose codes the GPT writes, found none")
     config = RECIPE_MODEL.replace(width=args.width, depth=args.depth, encoder_depth=args.encoder_depth,
                                   heads=args.heads, levels=args.levels,
                                   text_length=args.text_length, max_frames=args.max_frames, front_end=args.front_end,
@@ -409,7 +437,8 @@ def run_train_text2speech(args: argparse.Namespace) -> dict:
                                max_clips=args.max_clips, progress=args.progress, aligner_steps=args.aligner_steps,
                                aligner=dict(kind=args.aligner_kind, blanks=args.aligner_blanks,
                                             depth=args.aligner_depth),
-                               command=command_line(args, "multimodal train text2speech"), **fields)
+                               command=command_line(args, "multimodal train lora" if lora else
+                                                    "multimodal train text2speech"), lora=lora, **fields)
     if "model_dir" in result:
         print(", ".join(f"{k} {v:.3f}" for k, v in result["eval"].items()))
         print(f"model: {result['model_dir']}")
