@@ -95,7 +95,9 @@ def adapter_card(info: dict, task: str, unit: str = "examples") -> str:
     lora = info["lora"]
     summary = (f"A LoRA adapter for the {task} model `{lora['base']}`, trained with that model's recipe on the data "
                "below; the base stays frozen.")
-    return build_model_card(f"LoRA adapter for {Path(str(lora['base'])).name}", summary, info,
+    evaluation = ", ".join(f"{k} {v:.3f}" for k, v in (info.get("eval") or {}).items())
+    return build_model_card(f"LoRA adapter for {lora['base']}", summary, info,
+                            results=[("last evaluation", evaluation)] if evaluation else (),
                             details=lora_card_lines(info), unit=unit)
 
 
