@@ -347,3 +347,24 @@ def test_extraction_names_what_it_cannot_carry_and_rejects_bad_input(images):
     with pytest.raises(InputError, match="already loaded"):
         extract_lora(model, tuned, r=2)
     assert adapters(fresh) == [] and torch.equal(fresh(images), vit()(images))
+
+
+def test_the_extract_command_writes_an_adapter_that_reproduces_the_fine_tune(tmp_path, images, capsys):
+    from multimodal.cli import main
+
+    base, tuned = vit(), _fine_tuned(vit(), rank=2)
+    base.save_pretrained(tmp_path / "base")
+    tuned.save_pretrained(tmp_path / "tuned")
+    out = tmp_path / "adapter"
+    assert main(["lora", "extract", str(tmp_path / "base"), str(tmp_path / "tuned"), "-o", str(out), "--rank", "2",
+                 "--dtype", "float32"]) == 0
+    assert "100.0 % of the change kept" in capsys.readouterr().out
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == str(tmp_path / "base") and config["r"] == 2
+    model = vit()
+    load_lora(model, out)
+    torch.testing.assert_close(model(images), tuned(images), atol=1e-5, rtol=1e-5)
+    ViT(ViTConfig(image_size=8, patch_size=4, in_channels=3, num_classes=5, width=48, depth=2, heads=4)).save_pretrained(
+        tmp_path / "other")  # not a fine-tune of the base (another width): refused, nothing written
+    assert main(["lora", "extract", str(tmp_path / "base"), str(tmp_path / "other"), "-o", str(tmp_path / "bad")]) == 2
+    assert "tuned" in capsys.readouterr().err and not (tmp_path / "bad").exists()

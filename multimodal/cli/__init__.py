@@ -14,12 +14,12 @@ from typing import Callable, Sequence
 
 from .. import __version__
 from ..errors import InputError
-from . import classify, codes, generate, pipelines, tokenizer, train, transcribe
+from . import classify, codes, generate, lora, pipelines, tokenizer, train, transcribe
 from .command import Command
 
 COMMANDS: dict[str, Command] = {c.name: c for c in (
     pipelines.COMMAND, tokenizer.COMMAND, transcribe.COMMAND, classify.COMMAND, generate.COMMAND, codes.COMMAND,
-    train.TRAIN, train.EVALUATE)}
+    train.TRAIN, train.EVALUATE, lora.COMMAND)}
 
 
 def command(name: str, help: str, arguments: Callable[[argparse.ArgumentParser], None] = lambda parser: None):

@@ -124,6 +124,70 @@ def base_kind(base: str) -> str:
                      f"text-to-speech checkpoint (the models `train lora` has recipes for), found {base!r}")
 
 
+def load_model(name: str) -> nn.Module:
+    """The model a checkpoint folder or name holds, of any kind ``train lora`` knows (``base_kind``),
+    as its pipeline loads it: the module adapters attach to."""
+    kind = base_kind(name)
+    if kind == "whisper":
+        from ..convert.whisper import load_whisper
+        from .whisper import init_folder
+
+        return load_whisper(init_folder(name)).eval()
+    if kind == "vit":
+        from ..models.vit import ViT
+
+        return ViT.from_pretrained(resolve_model(name)).eval()
+    if kind == "text2image":
+        from .text2image_lora import load_base
+
+        return load_base(name).eval()
+    if kind == "text2video":
+        from ..models.text2codes import TextToCodes
+
+        return TextToCodes.from_pretrained(resolve_model(name)).eval()
+    from ..models.text2speech import TextToSpeech
+
+    return TextToSpeech.from_pretrained(resolve_model(name)).eval()
+
+
+def add_extract_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``multimodal lora extract``."""
+    parser.add_argument("base", help="the model before fine-tuning (folder or name)")
+    parser.add_argument("tuned", help="its full fine-tune (folder or name), the same architecture")
+    parser.add_argument("-o", "--out", required=True, help="the adapter folder to write")
+    parser.add_argument("--rank", type=int, default=16, help="adapter rank r (default 16)")
+    parser.add_argument("--target", choices=TARGETS, default=None,
+                        help="which Linears (default: every Linear whose weight the fine-tune changed)")
+    parser.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float16",
+                        help="the stored weights' type (default float16)")
+
+
+def run_extract(args: argparse.Namespace) -> dict:
+    """``multimodal lora extract``: a fine-tune's change as a LoRA adapter of ``--rank`` for ``base``."""
+    import torch
+
+    from ..lora import extract_lora
+
+    if args.rank < 1:
+        raise InputError(f"rank: expected an int >= 1, found {args.rank}")
+    if base_kind(args.base) != base_kind(args.tuned):
+        raise InputError(f"tuned: expected a fine-tune of {args.base}, found a {base_kind(args.tuned)} model")
+    model = load_model(args.base)
+    report = extract_lora(model, load_model(args.tuned), r=args.rank, target=args.target)
+    base = args.base
+    if base_kind(base) == "whisper":
+        from ..convert.whisper import canonical_name
+
+        base = canonical_name(base)  # adapters name the base as the pipelines load it
+    folder = save_lora(model, args.out, base=base, dtype=getattr(torch, args.dtype))
+    print(f"{len(report['layers'])} Linear layers, rank {args.rank}: {100 * report['kept']:.1f} % of the change kept; "
+          f"{len(report['not_carried'])} other changed tensors not carried"
+          + (f" ({', '.join(report['not_carried'][:4])}{', ...' if len(report['not_carried']) > 4 else ''})"
+             if report["not_carried"] else ""))
+    print(f"adapter: {folder}")
+    return report
+
+
 def add_lora_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     group = parser.add_argument_group("LoRA")
     group.add_argument("--base", required=True, help="the model the adapter is for (folder or name)")
