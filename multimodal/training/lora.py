@@ -68,6 +68,16 @@ def adapter_saver(options: LoraOptions):
     return save
 
 
+def adapter_trainer_options(lora: LoraOptions | None) -> dict:
+    """The Trainer options of a recipe run that trains an adapter (``lora``) or, with None, the model."""
+    return {"trainable_only": lora is not None, "save_best": adapter_saver(lora) if lora else None}
+
+
+def adapter_save(final: nn.Module, lora: LoraOptions | None):
+    """``publish_model``'s ``save``: the adapter of ``final`` in peft's format, or None (the model)."""
+    return (lambda tmp: save_lora(final, tmp, base=lora.base)) if lora else None
+
+
 def reload_adapter(model: nn.Module, folder: Path) -> nn.Module:
     """``model`` (a trained run's, adapters attached) with its adapter replaced by the one saved in
     ``folder`` (the run's best/), on the CPU in eval mode."""

@@ -53,14 +53,13 @@ from ..models.autoencoders.vq import VQVAE
 from ..models.text2codes import TOKENIZER_NAME, VQ_DIR, TextToCodes, TextToCodesConfig
 from ..models.token_gpt import TokenGPTConfig, prompt_ids
 from ..paths import resolve_model
-from ..lora import save_lora
 from ..tokenizers.text import TextTokenizer
 from .batching import step_generator
 from .config import TrainConfig, add_train_args, train_config_from_args
 from .runs import CARD_NAME, MODEL_DIR, NOTES_NAME, TRAINING_NAME, build_model_card, card_notes, \
     check_resume_settings, command_line, markdown_table, publish_model, read_training, run_file
 from .text2image import train_caption_tokenizer
-from .lora import LoraOptions, adapter_card, adapter_saver, attach_lora, reload_adapter
+from .lora import LoraOptions, adapter_card, adapter_save, adapter_trainer_options, attach_lora, reload_adapter
 from .trainer import Trainer
 from .vqvae import input_size_of, to_unit, worlds_of
 
@@ -222,7 +221,7 @@ def train_text2codes(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, vq: str | Pa
         data = f"{source}, split train (streamed; {never} never drawn), coded by the VQ-VAE"
     trainer = Trainer(model, train_config, loss_fn, batch_fn=batch_fn,
                       eval_fn=eval_fn, resume=resume, progress=progress,
-                      trainable_only=lora is not None, save_best=adapter_saver(lora) if lora else None)
+                      **adapter_trainer_options(lora))
     if trainer.is_main and not tokenizer and not resume and not lora:
         text_tokenizer.save(out_dir)
     summary, seconds = trainer.train_run(run_file(out_dir, "text2codes"), run)
@@ -245,7 +244,7 @@ def train_text2codes(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, vq: str | Pa
     card = ((lambda tmp: adapter_card(training, f"text-to-{world}", "clips" if world == "video" else "renders"))
             if lora else (lambda tmp: model_card(training, tmp)))
     folder = publish_model(out_dir / MODEL_DIR, final, training, card,
-                           save=(lambda tmp: save_lora(final, tmp, base=lora.base)) if lora else None,
+                           save=adapter_save(final, lora),
                            vocabulary=clip_caption_corpus("train") if world == "video" else caption_corpus("train"))
     return {**training, "model_dir": str(folder)}
 

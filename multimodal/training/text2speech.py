@@ -49,7 +49,6 @@ from ..errors import InputError, expect
 from ..media.audio import load_audio
 from ..models.speech_aligner import ALIGNER_KINDS, BLANK_RULES, SpeechAligner, SpeechAlignerConfig
 from ..models.speech_codec import SpeechCodec
-from ..lora import save_lora
 from ..models.text2speech import CODEC_DIR, TextToSpeech, TextToSpeechConfig
 from ..models.text2speech_gpt import TextToSpeechGPTConfig
 from ..paths import resolve_model
@@ -58,7 +57,7 @@ from .batching import step_generator
 from .config import TrainConfig, add_train_args, train_config_from_args
 from .runs import MODEL_DIR, build_model_card, card_notes, check_resume_settings, command_line, markdown_table, \
     publish_model, run_file
-from .lora import LoraOptions, adapter_card, adapter_saver, attach_lora, reload_adapter
+from .lora import LoraOptions, adapter_card, adapter_save, adapter_trainer_options, attach_lora, reload_adapter
 from .trainer import CHECKPOINT_DIR, Trainer
 
 RECIPE_MODEL = TextToSpeechGPTConfig(width=192, depth=6, encoder_depth=3, heads=6, text_length=160, max_frames=300,
@@ -317,7 +316,7 @@ def train_text2speech(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, codec: str 
     trainer = Trainer(model, train_config, loss_fn, batch_fn=make_batch_fn(cache, keep, train_config.batch_size,
                                                                             train_config.seed),
                       eval_fn=make_eval_fn(val), resume=resume, progress=progress,
-                      trainable_only=lora is not None, save_best=adapter_saver(lora) if lora else None)
+                      **adapter_trainer_options(lora))
     summary, seconds = trainer.train_run(run_file(out_dir, "text2speech"), run)
     if not trainer.is_main:
         return summary
@@ -339,7 +338,7 @@ def train_text2speech(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, codec: str 
     }
     card = (lambda tmp: adapter_card(training, "text-to-speech", "clips")) if lora else (lambda tmp: model_card(training, tmp))
     folder = publish_model(out_dir / MODEL_DIR, final, training, card,
-                           save=(lambda tmp: save_lora(final, tmp, base=lora.base)) if lora else None)
+                           save=adapter_save(final, lora))
     return {**training, "model_dir": str(folder)}
 
 

@@ -37,13 +37,13 @@ from ..data.images import (FASHION_MNIST_LABELS, ImageFolderDataset, ImageTensor
                            keep_batch, load_fashion_mnist, normalize, split_indices)
 from ..devices import default_device, parse_device
 from ..errors import InputError
-from ..lora import adapter_base, load_lora, save_lora
+from ..lora import adapter_base, load_lora
 from ..models.vit import ViT, ViTConfig
 from ..paths import resolve_model
 from .config import TrainConfig, add_train_args, train_config_from_args
 from .runs import (CARD_NAME, MODEL_DIR, TRAINING_NAME, build_model_card, card_notes, check_resume_settings,
                    command_line, markdown_table, publish_model, read_training, run_file)
-from .lora import adapter_saver, attach_lora, lora_card_lines, reload_adapter
+from .lora import adapter_save, adapter_trainer_options, attach_lora, lora_card_lines, reload_adapter
 from .trainer import Trainer
 
 FASHION_MNIST = "fashion-mnist"
@@ -315,7 +315,7 @@ def run_train_vit(args: argparse.Namespace) -> dict:
     trainer = Trainer(model, train_config, make_loss_fn(augment, args.label_smoothing), dataset=train_set,
                       collate_fn=keep_batch, resume=args.resume, progress=args.progress,
                       eval_fn=make_eval_fn(val_set, args.eval_batch_size) if val_set is not None else None,
-                      trainable_only=lora is not None, save_best=adapter_saver(lora) if lora else None)
+                      **adapter_trainer_options(lora))
     summary, seconds = trainer.train_run(run_file(out_dir, "vit"), run)
     if not trainer.is_main:
         return summary
@@ -336,7 +336,7 @@ def run_train_vit(args: argparse.Namespace) -> dict:
         **({"lora": lora_record, "parameters": lora_record["trainable_parameters"]} if lora else {}),
     }
     folder = publish_model(out_dir / MODEL_DIR, final, training, model_card,
-                           save=(lambda tmp: save_lora(final, tmp, base=lora.base)) if lora else None)
+                           save=adapter_save(final, lora))
     has_test = fashion or _folder_splits(Path(data))["test"] is not None
     for split in ("test",) if has_test else ():
         result = evaluate_vit(folder, split, batch_size=args.eval_batch_size, device=trainer.device)
