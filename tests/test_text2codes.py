@@ -2,6 +2,7 @@
 pipeline and command with a GPT checkpoint, the codes command, and the shipped checkpoints."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -174,6 +175,42 @@ def test_a_code_cache_holds_the_vq_codes_of_its_renders_and_resumes_exactly(trai
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(InputError, match="resume"):  # the cache size is part of what a resume must match
         train_text2codes(tmp_path / "part", resume=True, **{**options, "code_cache": 32})
+
+
+def test_init_from_starts_at_the_folders_gpt_tokenizer_and_vq(trained, tmp_path, capsys, monkeypatch):
+    fashion, folder = trained["fashion"], trained["gpt"]["model_dir"]
+    source = TextToCodes.from_pretrained(folder)
+    tuned_run = train_text2codes(tmp_path / "ft", vq=None, steps=1, batch_size=8, lr=1e-12, weight_decay=0.0,
+                                 init_from=folder, fashion=fashion, **SMALL)
+    tuned = TextToCodes.from_pretrained(tuned_run["model_dir"])
+    a, b = source.gpt.state_dict(), tuned.gpt.state_dict()
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-8) for k in a)  # one step of lr 1e-12
+    inner, outer = tuned.vqvae.state_dict(), source.vqvae.state_dict()
+    assert all(torch.equal(inner[k], outer[k]) for k in outer)  # the folder's VQ-VAE, as --vq was not given
+    assert tuned.tokenizer.encode(PROMPT) == source.tokenizer.encode(PROMPT)
+    assert (tmp_path / "ft" / "tokenizer.json").read_text() == (Path(folder) / "tokenizer.json").read_text()
+    assert tuned_run["init_from"]["folder"] == folder and tuned_run["init_from"]["steps"] == trained["gpt"]["steps"]
+    assert f"Started from the weights of `{folder}`, trained for 4 steps" in \
+        (tmp_path / "ft" / "model" / "MODEL_CARD.md").read_text()
+    # from scratch, the same step lands elsewhere
+    scratch = TextToCodes.from_pretrained(train_text2codes(
+        tmp_path / "scratch", vq=trained["vq"]["model_dir"], steps=1, batch_size=8, lr=1e-12, weight_decay=0.0,
+        config=TINY_GPT, tokenizer=trained["tokenizer"], fashion=fashion, **SMALL)["model_dir"])
+    assert not torch.allclose(scratch.gpt.head.weight, tuned.gpt.head.weight)
+    # another architecture or another VQ-VAE: refused, nothing written
+    monkeypatch.setattr(world, "_default_fashion", lambda: world._prepare_fashion(fashion))
+    bad = tmp_path / "bad"
+    assert cli.main(["train", "text2codes", "--init-from", folder, "--depth", "3", "--max-steps", "1",
+                     "--out-dir", str(bad), "--no-progress", "--device", "cpu"]) == 2
+    assert "--init-from" in capsys.readouterr().err and not bad.exists()
+    other = tmp_path / "other-vq"
+    VQVAE(TINY_VQ).save_pretrained(other)
+    with pytest.raises(InputError, match="init_from"):
+        train_text2codes(bad, vq=other, steps=1, batch_size=8, init_from=folder, fashion=fashion, **SMALL)
+    with pytest.raises(InputError, match="init_from"):
+        train_text2codes(bad, vq=None, steps=1, batch_size=8, init_from=folder, fashion=fashion,
+                         config=TINY_GPT.replace(width=64), **SMALL)
+    assert not bad.exists()
 
 
 def test_pipeline_and_command_with_a_gpt_checkpoint(trained, tmp_path, capsys):

@@ -26,6 +26,7 @@ from multimodal.app import common as app_common
 from multimodal.app import text_to_image as text_to_image_tab
 from multimodal.app.text_to_image import generate_images
 from multimodal.pipelines.text_to_image import TextToImagePipeline, image_grid
+from multimodal.training import runs
 from multimodal.training import text2image as training
 from conftest import kill_batches_at
 from helpers import fake_fashion
@@ -309,7 +310,7 @@ def test_init_from_starts_at_the_folder_weights_and_tokenizer(tmp_path, vae_dir,
     assert "In all" not in card  # the first model's steps are unknown
     record = {"folder": "b", "steps": 300, "train_seconds": 60.0, "command": "cmd-b",
               "init_from": {"folder": "a", "steps": 1000, "train_seconds": 120.0, "command": "cmd-a", "init_from": None}}
-    assert training._init_text(record, 20) == (
+    assert runs.init_text(record, 20) == (
         "- Started from the weights of `b`, trained for 300 steps (1.0 min of training steps): `cmd-b`; which started "
         "from the weights of `a`, trained for 1,000 steps (2.0 min of training steps): `cmd-a`. The numbers below are "
         "this run's alone (a fresh optimizer and learning-rate schedule). In all, with this run's 20: 1,320 steps.\n")

@@ -250,3 +250,39 @@ def build_model_card(title: str, summary: str, info: dict, *, data: str | None =
     if notes:
         lines += ["## Notes", "", notes.strip(), ""]
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------- fine-tuning records
+def init_record(folder: str | Path) -> dict:
+    """What training.json says of the starting model: its folder, how it was trained and, when it was
+    itself a fine-tune, the record of the model it started from (nested, so the card shows the chain)."""
+    before = read_training(folder)
+    return {"folder": str(folder), "steps": before.get("steps"), "train_seconds": before.get("train_seconds"),
+            "command": before.get("command"), "init_from": before.get("init_from")}
+
+
+def init_text(init: dict | None, steps: int) -> str:
+    """The card's line on the models a fine-tuning run of ``steps`` steps started from, nearest first
+    (nothing for a run from scratch)."""
+    chain = chain_of(init)
+    if not chain:
+        return ""
+    parts = []
+    for record in chain:
+        before = (f", trained for {record['steps']:,} steps ({record['train_seconds'] / 60:.1f} min of training steps)"
+                  if record.get("steps") and record.get("train_seconds") else "")
+        command = f": `{record['command']}`" if record.get("command") else ""
+        parts.append(f"`{record['folder']}`{before}{command}")
+    total = (f" In all, with this run's {steps:,}: {steps + sum(r['steps'] for r in chain):,} steps."
+             if all(r.get("steps") for r in chain) else "")
+    return (f"- Started from the weights of {'; which started from the weights of '.join(parts)}. The numbers below "
+            f"are this run's alone (a fresh optimizer and learning-rate schedule).{total}\n")
+
+
+def chain_of(init: dict | None) -> list[dict]:
+    """A fine-tune's starting models, nearest first."""
+    chain = []
+    while init:
+        chain.append(init)
+        init = init.get("init_from")
+    return chain

@@ -57,7 +57,7 @@ from ..tokenizers.text import TextTokenizer
 from .batching import step_generator
 from .config import TrainConfig, add_train_args, train_config_from_args
 from .runs import CARD_NAME, MODEL_DIR, NOTES_NAME, TRAINING_NAME, build_model_card, card_notes, \
-    check_resume_settings, command_line, markdown_table, publish_model, read_training, run_file
+    check_resume_settings, command_line, init_record, init_text, markdown_table, publish_model, read_training, run_file
 from .text2image import train_caption_tokenizer
 from .lora import LoraOptions, adapter_card, adapter_save, adapter_trainer_options, attach_lora, reload_adapter
 from .trainer import Trainer
@@ -162,16 +162,32 @@ def train_text2codes(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, vq: str | Pa
                      batch_size: int = RECIPE_TRAIN.batch_size, lr: float = RECIPE_TRAIN.lr, seed: int = 0,
                      resume: bool = False, config: TokenGPTConfig | None = None, tokenizer: str | Path | None = None,
                      code_cache: int = 0, fashion=None, progress: bool = True, command: str | None = None,
-                     lora: LoraOptions | None = None, **train_options: Any) -> dict:
+                     lora: LoraOptions | None = None, init_from: str | Path | None = None,
+                     **train_options: Any) -> dict:
     """Train a ``TextToCodes`` GPT over the codes of the VQ-VAE folder ``vq`` and write
     ``out_dir/model`` (see the module docstring). Returns the numbers of training.json.
 
     ``lora``: train a LoRA adapter on the GPT of the trained model ``lora.base`` instead (its VQ-VAE,
     tokenizer and GPT settings; ``vq``, ``config`` and ``tokenizer`` are not used), on the same data;
-    ``out_dir/model`` is then the adapter's folder."""
+    ``out_dir/model`` is then the adapter's folder.
+
+    ``init_from``: fine-tune a trained text -> codes folder (or name): the run starts from its GPT's
+    weights, with its tokenizer, its GPT architecture and (``vq`` None) its VQ-VAE, under a fresh
+    optimizer and learning-rate schedule; ``config`` may differ from its GPT only in ``dropout`` and
+    ``cond_drop``."""
     base = TextToCodes.from_pretrained(resolve_model(lora.base)) if lora else None
-    vq_folder = resolve_model(lora.base) / VQ_DIR if lora else resolve_model(vq)
+    init_folder = source = None
+    if init_from is not None:
+        expect(lora is None, "init_from", "none with lora (an adapter starts from its base)", str(init_from))
+        expect(tokenizer is None, "tokenizer", "none with init_from (the run uses the folder's)", str(tokenizer))
+        init_folder = resolve_model(init_from)
+        source = TextToCodes.from_pretrained(init_folder)
+    vq_folder = (resolve_model(lora.base) / VQ_DIR if lora else init_folder / VQ_DIR if source is not None and vq is None
+                 else resolve_model(vq))
     vqvae = base.vqvae if lora else VQVAE.from_pretrained(vq_folder)
+    if source is not None:
+        _check_init_source(source, init_folder, vqvae, config)
+        config = source.config.gpt.replace(**{k: getattr(config, k) for k in TUNABLE_FIELDS} if config else {})
     world = "video" if vqvae.config.dims == 3 else "image"  # a video VQ-VAE's GPT trains on the moving world
     train_world, held_world = worlds_of(world, fashion)
     size = input_size_of(train_world)
@@ -186,7 +202,8 @@ def train_text2codes(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, vq: str | Pa
     out_dir = Path(out_dir)
     expect(isinstance(code_cache, int) and code_cache >= 0, "code_cache", "a number of examples >= 0", code_cache)
     run = {"model": config.to_dict(), "vq": str(vq_folder.resolve()), "tokenizer": str(tokenizer) if tokenizer else None,
-           **({"code_cache": code_cache} if code_cache else {}), **({"lora": lora.to_dict()} if lora else {})}
+           **({"code_cache": code_cache} if code_cache else {}), **({"lora": lora.to_dict()} if lora else {}),
+           **({"init_from": str(init_folder.resolve())} if init_folder else {})}
     own_tokenizer = out_dir / TOKENIZER_NAME
     if resume:
         check_resume_settings(run_file(out_dir, "text2codes"), run, "the model, VQ-VAE and tokenizer",
@@ -194,6 +211,8 @@ def train_text2codes(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, vq: str | Pa
         text_tokenizer = base.tokenizer if lora else TextTokenizer.from_file(Path(tokenizer) if tokenizer else own_tokenizer)
     elif lora:
         text_tokenizer = base.tokenizer
+    elif source is not None:
+        text_tokenizer = source.tokenizer
     elif tokenizer:
         text_tokenizer = TextTokenizer.from_file(tokenizer)
     else:
@@ -208,6 +227,8 @@ def train_text2codes(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, vq: str | Pa
 
     torch.manual_seed(train_config.seed)
     model = base if lora else TextToCodes(TextToCodesConfig(gpt=config, kind=world), text_tokenizer, vqvae)
+    if source is not None and not resume:
+        model.gpt.load_state_dict(source.gpt.state_dict())
     lora_record = attach_lora(model, lora, within=["gpt."]) if lora else None
     source, items, never = (("moving world", "clips", "held-out colour and direction pairs") if world == "video"
                             else ("captioned world", "renders", "held-out combinations"))
@@ -234,8 +255,11 @@ def train_text2codes(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, vq: str | Pa
         "data": data,
         **trainer.run_record(seconds),
         "parameters": {"gpt": count_parameters(final.gpt), "vq-vae (frozen)": count_parameters(final.vqvae)},
-        "vq": str(vq), "tokenizer": {"vocab_size": text_tokenizer.vocab_size,
-                                     "source": str(tokenizer) if tokenizer else "trained by this run"},
+        "vq": str(vq if vq is not None else vq_folder),
+        "tokenizer": {"vocab_size": text_tokenizer.vocab_size,
+                      "source": str(tokenizer) if tokenizer else f"the tokenizer of {init_from}" if source is not None
+                      else "trained by this run"},
+        "init_from": init_record(init_folder) if init_folder else None,
         "eval": {k: v for k, v in summary.items() if k.endswith("_loss")},
         "final_train": {k: summary[k] for k in ("loss",) if k in summary},
         "model": final.config.to_dict(),
@@ -247,6 +271,25 @@ def train_text2codes(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, vq: str | Pa
                            save=adapter_save(final, lora),
                            vocabulary=clip_caption_corpus("train") if world == "video" else caption_corpus("train"))
     return {**training, "model_dir": str(folder)}
+
+
+# What a fine-tuning run (``init_from``) may change of the GPT it starts from.
+TUNABLE_FIELDS = ("dropout", "cond_drop")
+
+
+def _check_init_source(source: TextToCodes, folder: Path, vqvae: VQVAE, config: TokenGPTConfig | None) -> None:
+    """A fine-tuning run starts from ``source`` only if it writes the codes of the run's VQ-VAE (same
+    weights, up to float16 storage) with the run's GPT architecture (``config``, when given)."""
+    ours, theirs = vqvae.state_dict(), source.vqvae.state_dict()
+    same = ours.keys() == theirs.keys() and all(
+        ours[k].shape == theirs[k].shape and torch.allclose(ours[k].float(), theirs[k].float(), rtol=2e-3, atol=1e-3)
+        for k in ours)
+    expect(same, "init_from", f"a model over the run's VQ-VAE (--vq), the weights in {folder / VQ_DIR}",
+           "other weights")
+    if config is not None:
+        a, b = source.config.gpt.to_dict(), config.to_dict()
+        changed = [k for k in a if k not in (*TUNABLE_FIELDS, "grid", "codebook_size", "levels") and a[k] != b[k]]
+        expect(not changed, "init_from", "a GPT of the run's architecture", f"{folder} differing in {', '.join(changed)}")
 
 
 def model_card(info: dict, folder: Path | None = None) -> str:
@@ -297,7 +340,9 @@ def model_card(info: dict, folder: Path | None = None) -> str:
     title = ("Text -> video codes GPT for the moving world" if video
              else "Text -> image codes GPT for the captioned world")
     return build_model_card(title, summary, info, usage=usage,
-                            details=[f"Tokenizer: byte-level BPE of {info['tokenizer']['vocab_size']} tokens "
+                            details=[*([init_text(info["init_from"], info["steps"]).removeprefix("- ")]
+                                       if info.get("init_from") else []),
+                                     f"Tokenizer: byte-level BPE of {info['tokenizer']['vocab_size']} tokens "
                                      f"({info['tokenizer']['source']})."],
                             unit=unit, evaluation=evaluation, notes=card_notes(folder))
 
@@ -365,6 +410,10 @@ def add_train_text2codes_arguments(parser: argparse.ArgumentParser, world: str =
     parser.add_argument("--vq", default=None, help=f"the {'video ' if video else ''}VQ-VAE folder or name whose "
                                                    f"codes the GPT writes (required, but for `train lora`: the base's)")
     parser.add_argument("--tokenizer", default=None, help="a tokenizer.json to use instead of training one")
+    parser.add_argument("--init-from", default=None, metavar="MODEL_DIR",
+                        help=f"fine-tune: start from the GPT weights, tokenizer and VQ-VAE of a trained folder or name "
+                             f"(e.g. text2{'video' if video else 'image'}-gpt), with its GPT architecture, a fresh "
+                             f"optimizer and this command's training settings")
     model = parser.add_argument_group("GPT")
     for name, default in (("width", m.width), ("depth", m.depth), ("heads", m.heads), ("text-length", m.text_length),
                           ("text-vocab", m.text_vocab)):
@@ -387,14 +436,33 @@ def add_train_text2video_arguments(parser: argparse.ArgumentParser) -> argparse.
     return add_train_text2codes_arguments(parser, "video")
 
 
+def _config_for_init(init_from: str, asked: TokenGPTConfig, recipe: TokenGPTConfig) -> TokenGPTConfig:
+    """With ``--init-from``: the folder's GPT, with the command's dropout and prompt dropping; a GPT flag
+    set to other than its default must agree with the folder."""
+    path = resolve_model(init_from) / "config.json"
+    gpt = read_json(path).get("gpt") if path.is_file() else None
+    if not isinstance(gpt, dict):
+        raise InputError(f"--init-from: expected a text -> codes folder (config.json with a 'gpt'), found {init_from}")
+    source = TokenGPTConfig.from_dict(gpt)
+    conflicts = [k for k in ("width", "depth", "heads", "text_length", "text_vocab", "positions")
+                 if getattr(asked, k) != getattr(recipe, k) and getattr(asked, k) != getattr(source, k)]
+    if conflicts:
+        raise InputError(f"--init-from: expected GPT flags that agree with {init_from} (or none), found other "
+                         f"{', '.join(conflicts)}")
+    return source.replace(**{k: getattr(asked, k) for k in TUNABLE_FIELDS})
+
+
 def run_train_text2codes(args: argparse.Namespace) -> dict:
     """``multimodal train text2codes`` (and ``text2video``): train, write ``<out-dir>/model`` and print where."""
     world = getattr(args, "world", "image")
     name = "text2video" if world == "video" else "text2codes"
     lora = getattr(args, "lora", None)  # set by `multimodal train lora`: adapt the base, its own settings
-    if lora is None and args.vq is None:
+    init_from = getattr(args, "init_from", None)
+    if lora is None and args.vq is None and init_from is None:
         raise InputError("--vq: expected the VQ-VAE folder or name whose codes the GPT writes, found none")
-    dims = read_json((resolve_model(lora.base) / VQ_DIR if lora else resolve_model(args.vq)) / "config.json").get("dims", 2)
+    vq_folder = (resolve_model(lora.base) / VQ_DIR if lora else resolve_model(init_from) / VQ_DIR if args.vq is None
+                 else resolve_model(args.vq))
+    dims = read_json(vq_folder / "config.json").get("dims", 2)
     expect(dims == (3 if world == "video" else 2), "--vq", f"a VQ-VAE of {world}s for `multimodal train {name}`",
            f"one of {'videos' if dims == 3 else 'images or audio'} (dims {dims}); "
            f"`multimodal train {'text2video' if dims == 3 else 'text2codes'}` trains its GPT")
@@ -403,13 +471,15 @@ def run_train_text2codes(args: argparse.Namespace) -> dict:
                             text_vocab=args.text_vocab, positions=args.positions, dropout=args.dropout,
                             cond_drop=args.cond_drop)
     config = TokenGPTConfig.from_dict(config.to_dict())
+    if init_from is not None:
+        config = _config_for_init(init_from, config, recipe)
     fields = train_config_from_args(args).to_dict()
     named = {k: fields.pop(k) for k in ("out_dir", "max_steps", "batch_size", "lr", "seed")}
     result = train_text2codes(named["out_dir"], vq=args.vq, steps=named["max_steps"], batch_size=named["batch_size"],
                               lr=named["lr"], seed=named["seed"], resume=args.resume, config=config,
                               tokenizer=args.tokenizer, code_cache=args.code_cache, progress=args.progress,
                               command=command_line(args, "multimodal train lora" if lora else f"multimodal train {name}"),
-                              lora=lora, **fields)
+                              lora=lora, init_from=init_from, **fields)
     if "model_dir" in result:
         print(", ".join(f"{k} {v:.3f}" for k, v in result["eval"].items()))
         print(f"model: {result['model_dir']}")

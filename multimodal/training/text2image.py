@@ -57,7 +57,7 @@ from ..tokenizers.text import TextTokenizer
 from .batching import step_generator
 from .config import TrainConfig, add_train_args, train_config_from_args
 from .runs import (CARD_NAME, MODEL_DIR, TRAINING_NAME, build_model_card, card_notes, check_resume_settings,
-                   command_line, markdown_table, publish_model, read_training, run_file)
+                   command_line, init_record, init_text, markdown_table, publish_model, read_training, run_file)
 from .trainer import Trainer
 GENERAL_CORPUS = Path("/usr/share/doc/python3.11/html/_sources")
 HELD_OUT_SEED, SEEN_SEED, EVAL_NOISE_SEED = 20_001, 20_002, 20_003
@@ -184,7 +184,7 @@ def train_text2image(out_dir: str | Path, *, vae: str | Path, config: TextToImag
                       "trained on the captions + " + (", ".join(map(str, corpus)) if corpus else
                                                        str(GENERAL_CORPUS) if GENERAL_CORPUS.is_dir() else "nothing else")},
         "vae": str(vae),
-        "init_from": _init_record(init_from) if init_from is not None else None,
+        "init_from": init_record(init_from) if init_from is not None else None,
         "final_eval": {k: v for k, v in last_eval.items() if k not in ("kind",)},
     }
     vae_files = {f"vae/{name}": Path(vae) / name for name in (CARD_NAME, TRAINING_NAME) if (Path(vae) / name).is_file()}
@@ -225,14 +225,6 @@ def _architecture_changes(a: TextToImageConfig, b: TextToImageConfig) -> list[st
     return [k for k in a if k not in LOSS_FIELDS and a[k] != b.get(k)]
 
 
-def _init_record(folder: str | Path) -> dict:
-    """What training.json says of the starting model: its folder, how it was trained and, when it was
-    itself a fine-tune, the record of the model it started from (nested, so the card shows the chain)."""
-    before = read_training(folder)
-    return {"folder": str(folder), "steps": before.get("steps"), "train_seconds": before.get("train_seconds"),
-            "command": before.get("command"), "init_from": before.get("init_from")}
-
-
 # ------------------------------------------------------------------------------------- model card
 def model_card(folder: str | Path) -> str:
     """MODEL_CARD.md of a text-to-image folder from its config.json, training.json, card_notes.md
@@ -256,7 +248,7 @@ def model_card(folder: str | Path) -> str:
                "a frozen AutoencoderKL (in `vae/`) maps latents to 32x32 RGB images.")
     details = []
     if info:
-        init = _init_text(info.get("init_from"), info["steps"])
+        init = init_text(info.get("init_from"), info["steps"])
         details += [init.removeprefix("- ")] if init else []
         ema = info.get("train_config", {}).get("ema_decay")
         details += [f"{100 * d.class_dropout_prob:g} % of captions dropped (classifier-free guidance)"
@@ -303,33 +295,6 @@ def _evaluation_text(path: Path) -> str:
                   f"{check['float32']['steps']} steps) against float32's {100 * check['float32']['seen_accuracy']:.1f} % "
                   f"and {100 * check['float32']['held_out_accuracy']:.1f} %.", ""]
     return "\n".join([*lines, held_out])
-
-
-def _init_text(init: dict | None, steps: int) -> str:
-    """The card's line on the models a fine-tuning run of ``steps`` steps started from, nearest first
-    (nothing for a run from scratch)."""
-    chain = _chain(init)
-    if not chain:
-        return ""
-    parts = []
-    for record in chain:
-        before = (f", trained for {record['steps']:,} steps ({record['train_seconds'] / 60:.1f} min of training steps)"
-                  if record.get("steps") and record.get("train_seconds") else "")
-        command = f": `{record['command']}`" if record.get("command") else ""
-        parts.append(f"`{record['folder']}`{before}{command}")
-    total = (f" In all, with this run's {steps:,}: {steps + sum(r['steps'] for r in chain):,} steps."
-             if all(r.get("steps") for r in chain) else "")
-    return (f"- Started from the weights of {'; which started from the weights of '.join(parts)}. The numbers below "
-            f"are this run's alone (a fresh optimizer and learning-rate schedule).{total}\n")
-
-
-def _chain(init: dict | None) -> list[dict]:
-    """A fine-tune's starting models, nearest first."""
-    chain = []
-    while init:
-        chain.append(init)
-        init = init.get("init_from")
-    return chain
 
 
 # --------------------------------------------------------------------------------------------- CLI
