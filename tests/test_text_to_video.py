@@ -383,3 +383,25 @@ def test_train_videovq_strides_set_the_code_grid_per_axis():
         config("--strides", "4,2", "2")  # two axes for a clip's three
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "videovq", "--strides", "2,x", "2"])
+
+
+def test_the_limits_benchmark_scores_codes_as_the_training_loss_does(folder):
+    import torch.nn.functional as F
+
+    from benchmarks.text_to_video_limits import code_log_likelihoods, object_classifier
+    from multimodal.data.world_video import MovingWorld
+    from multimodal.models.text2codes import TextToCodes
+
+    model = TextToCodes.from_pretrained(folder).eval()
+    fashion = fake_fashion()
+    batch = MovingWorld("train", fashion=fashion).sample(5, 0)
+    with torch.no_grad():
+        codes = model.codes_of(batch.clips.float() / 127.5 - 1)
+        log_p = code_log_likelihoods(model, list(batch.captions), codes, batch=2)  # in three calls
+        logits = model.gpt(model.tokenize(list(batch.captions)), codes)
+    assert log_p.shape == codes.shape and bool((log_p <= 0).all())
+    assert float(-log_p.mean()) == pytest.approx(float(F.cross_entropy(logits.flatten(0, 1), codes.flatten())), abs=1e-5)
+    result = object_classifier(model, 1, fashion=fashion)
+    assert result["clips"] == 56 and 0 <= result["object_accuracy"] <= 1
+    assert 0 <= result["object_accuracy_first_slice"] <= 1 and result["nats_per_code_true_caption"] > 0
+
