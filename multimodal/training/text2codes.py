@@ -275,20 +275,25 @@ def train_text2codes(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, vq: str | Pa
 
 # What a fine-tuning run (``init_from``) may change of the GPT it starts from.
 TUNABLE_FIELDS = ("dropout", "cond_drop")
+# What it may not: the GPT's shape (its grid and codebook follow the VQ-VAE, checked on its own).
+ARCHITECTURE_FIELDS = ("width", "depth", "heads", "mlp_ratio", "text_length", "text_vocab", "positions")
+
+
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    """Whether two modules hold the same weights, up to float16 storage."""
+    ours, theirs = a.state_dict(), b.state_dict()
+    return ours.keys() == theirs.keys() and all(
+        ours[k].shape == theirs[k].shape and torch.allclose(ours[k].float(), theirs[k].float(), rtol=2e-3, atol=1e-3)
+        for k in ours)
 
 
 def _check_init_source(source: TextToCodes, folder: Path, vqvae: VQVAE, config: TokenGPTConfig | None) -> None:
     """A fine-tuning run starts from ``source`` only if it writes the codes of the run's VQ-VAE (same
     weights, up to float16 storage) with the run's GPT architecture (``config``, when given)."""
-    ours, theirs = vqvae.state_dict(), source.vqvae.state_dict()
-    same = ours.keys() == theirs.keys() and all(
-        ours[k].shape == theirs[k].shape and torch.allclose(ours[k].float(), theirs[k].float(), rtol=2e-3, atol=1e-3)
-        for k in ours)
-    expect(same, "init_from", f"a model over the run's VQ-VAE (--vq), the weights in {folder / VQ_DIR}",
+    expect(_same_weights(vqvae, source.vqvae), "init_from", f"a model over the run's VQ-VAE (--vq), the weights in {folder / VQ_DIR}",
            "other weights")
     if config is not None:
-        a, b = source.config.gpt.to_dict(), config.to_dict()
-        changed = [k for k in a if k not in (*TUNABLE_FIELDS, "grid", "codebook_size", "levels") and a[k] != b[k]]
+        changed = [k for k in ARCHITECTURE_FIELDS if getattr(source.config.gpt, k) != getattr(config, k)]
         expect(not changed, "init_from", "a GPT of the run's architecture", f"{folder} differing in {', '.join(changed)}")
 
 
@@ -381,9 +386,7 @@ def ship_text2codes(source: str | Path, dest: str | Path, vq: str | Path, *, dty
     model = TextToCodes.from_pretrained(source)
     shipped = VQVAE.from_pretrained(vq)
     expect(shipped.config == model.vqvae.config, "vq", f"the VQ-VAE of {source} ({source / 'vq'})", str(vq))
-    ours, theirs = model.vqvae.state_dict(), shipped.state_dict()
-    close = all(torch.allclose(ours[k].float(), theirs[k].float(), rtol=2e-3, atol=1e-3) for k in ours)
-    expect(close, "vq", f"the weights of {source / 'vq'} (up to float16 rounding)", f"other weights in {vq}")
+    expect(_same_weights(model.vqvae, shipped), "vq", f"the weights of {source / 'vq'} (up to float16 rounding)", f"other weights in {vq}")
     unknown = set(sampling) - {"guidance_scale", "temperature", "top_k", "top_p"}
     expect(not unknown, "sampling", "guidance_scale, temperature, top_k or top_p", ", ".join(sorted(unknown)))
     model.config = model.config.replace(**sampling)
@@ -444,7 +447,7 @@ def _config_for_init(init_from: str, asked: TokenGPTConfig, recipe: TokenGPTConf
     if not isinstance(gpt, dict):
         raise InputError(f"--init-from: expected a text -> codes folder (config.json with a 'gpt'), found {init_from}")
     source = TokenGPTConfig.from_dict(gpt)
-    conflicts = [k for k in ("width", "depth", "heads", "text_length", "text_vocab", "positions")
+    conflicts = [k for k in ARCHITECTURE_FIELDS
                  if getattr(asked, k) != getattr(recipe, k) and getattr(asked, k) != getattr(source, k)]
     if conflicts:
         raise InputError(f"--init-from: expected GPT flags that agree with {init_from} (or none), found other "
