@@ -48,7 +48,8 @@ from .common import markdown_table, write_results
 
 FRAME_RATE = 50  # code frames per second of the speech codec
 LEAD = 0.05  # seconds of silence speech_tts pads the front of a trimmed clip with
-FLITE_VOICES = tuple(v for v, (engine, *_rest) in VOICES.items() if engine == "flite")
+# flite voices at their own speed (the timing read back is flite's unstretched one)
+FLITE_VOICES = tuple(v for v, (engine, _, speed, _) in VOICES.items() if engine == "flite" and speed == 1.0)
 
 
 def _flite(text: str, voice: str) -> list[tuple[str, float]]:

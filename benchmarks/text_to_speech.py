@@ -16,6 +16,10 @@ What the voices themselves score (``--as-read``, default on): the same texts rea
 engine (``speech_tts.speak``, digits spelled one at a time as the model reads them), judged by the same
 ear. The model learns to sound like these voices, so this is the intelligibility it imitates.
 
+What clear voices score (``--held-out-voices``, default on): the same texts read by the held-out voices
+installed here (``speech_eval``: flite and festival slt, pico; no model here trains on them), judged by
+the same ear: the yardstick for the targets, since the ear itself mishears even clear speech.
+
 What the codec alone costs (``--codec-clips N``): N validation clips of each voice from the corpus
 (``speech_tts``' val.jsonl, texts never in training), recognised as the voice read them and after the
 codec's encode -> decode: the best the GPT could do in that voice.
@@ -49,7 +53,7 @@ from pathlib import Path
 import torch
 
 from multimodal.data.speech_digits import DIGIT_WORDS, wordnet_sentences
-from multimodal.data import speech_tts
+from multimodal.data import speech_eval, speech_tts
 from multimodal.data.speech_tts import _is_val, digit_strings, world_phrases
 from multimodal.evaluation.wer import edit_distance
 from multimodal.media.audio import load_audio
@@ -103,17 +107,27 @@ def score_rows(texts: dict[str, list[str]], voices: list[str], heard: dict[tuple
     return rows
 
 
-def voices_as_read(voices: list[str], texts: dict[str, list[str]], recognise, norm) -> list[dict]:
-    """The judged texts read by each voice's own engine (``speech_tts.speak``; digits spelled one at a
-    time, as the model reads them) and scored as the model's speech is: how intelligible the voices
-    the model learned from are to the same ear, text for text."""
-    heard = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for voice in voices:
-            for kind, items in texts.items():
-                wavs = [speech_tts.speak(speech_tts.spell_digits(t), voice, Path(tmp) / f"{i}.wav") for i, t in enumerate(items)]
-                heard[voice, kind] = [recognise(load_audio(str(w))) for w in wavs]
+def read_by(voices: list[str], texts: dict[str, list[str]], say, recognise, norm) -> list[dict]:
+    """The judged texts read by each voice through ``say(text, voice) -> 16 kHz audio`` (digits spelled
+    one at a time, as the model reads them), scored as the model's speech is."""
+    heard = {(voice, kind): [recognise(say(speech_tts.spell_digits(t), voice)) for t in items]
+             for voice in voices for kind, items in texts.items()}
     return score_rows(texts, voices, heard, norm)
+
+
+def voices_as_read(voices: list[str], texts: dict[str, list[str]], recognise, norm) -> list[dict]:
+    """The judged texts read by each voice's own engine (``speech_tts.speak``): how intelligible the
+    voices the model learned from are to the same ear, text for text."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return read_by(voices, texts, lambda text, voice: load_audio(str(speech_tts.speak(text, voice, Path(tmp) / "x.wav"))),
+                       recognise, norm)
+
+
+def held_out_voices_as_read(texts: dict[str, list[str]], recognise, norm) -> list[dict]:
+    """The judged texts read by the held-out voices installed here (``speech_eval``: slt, pico; never
+    trained on): what clear synthetic speech scores with the same ear, the yardstick of the targets."""
+    voices = {v.name: v for v in speech_eval.available_voices()}
+    return read_by(list(voices), texts, lambda text, name: speech_eval.speak(voices[name], text), recognise, norm)
 
 
 def codec_ceiling(model: TextToSpeech, voices: list[str], per_voice: int, recognise, norm) -> dict:
@@ -158,6 +172,9 @@ def main(argv: list[str] | None = None) -> dict:
                    help="recognisers that judge (default: ours; faster-whisper is an independent ear)")
     p.add_argument("--as-read", action=argparse.BooleanOptionalAction, default=True,
                    help="also score the same texts read by each voice's own engine (default on)")
+    p.add_argument("--held-out-voices", action=argparse.BooleanOptionalAction, default=True,
+                   help="also score the same texts read by the held-out voices installed here (slt, pico; never "
+                        "trained on), the judge's yardstick (default on)")
     p.add_argument("--codec-clips", type=int, default=10,
                    help="validation clips per voice through the codec alone (0: skip; needs the speech-tts corpus)")
     add_checkpoint_benchmark_args(p, "model", "text_to_speech")
@@ -196,6 +213,12 @@ def main(argv: list[str] | None = None) -> dict:
         table.append([args.ears[0], f"{r['kind']}, as read by the voice's engine", r["voice"], str(r["words"]),
                       f"{100 * r['wer']:.1f} %"])
 
+    # clear voices no model here trained on: what the targets mean for this ear
+    held_out = held_out_voices_as_read(texts, ears[args.ears[0]], norm) if args.held_out_voices else None
+    for r in held_out or []:
+        table.append([args.ears[0], f"{r['kind']}, held-out voice", r["voice"], str(r["words"]),
+                      f"{100 * r['wer']:.1f} %"])
+
     # what the codec alone costs the training voices: their validation clips as read, and through the codec
     ceiling = codec_ceiling(model, voices, args.codec_clips, ears[args.ears[0]], norm) if args.codec_clips else None
     if ceiling:
@@ -223,7 +246,8 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"command": command, "model": str(folder), "recogniser": "ours (whisper tiny.en, beam 5)",
               "recognisers": list(ears), "texts_per_kind": args.per_kind,
               "rows": [r for r in rows if r["recogniser"] == "ours"], "all_rows": rows, "speed": speed,
-              "memory": memory, "codec_round_trip": ceiling, "as_read": as_read, "examples": examples}
+              "memory": memory, "codec_round_trip": ceiling, "as_read": as_read,
+              "held_out_voices": held_out, "examples": examples}
     path = publish_judgement(args, folder, result, model_card)
     print(f"wrote {path}")
     return result

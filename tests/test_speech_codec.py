@@ -4,6 +4,8 @@ the codes command on audio, and the speech-tts corpus' texts and voices."""
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -66,7 +68,11 @@ def test_the_vocoder_is_deterministic_batched_and_checks_its_input():
     mel = log_mel_spectrogram(x)
     batch = log_mel_to_audio(mel)
     assert torch.equal(batch, log_mel_to_audio(mel))
-    assert torch.allclose(batch[1], log_mel_to_audio(mel[1]), atol=1e-5)
+    # A row alone equals its batched self up to rounding, which Griffin-Lim's momentum iterations amplify
+    # where the kernels block a batch differently (AVX-512: 0.13 % of the signal's norm; AVX2: exact).
+    for i in range(2):
+        alone = log_mel_to_audio(mel[i])
+        assert torch.linalg.vector_norm(batch[i] - alone) < 1e-2 * torch.linalg.vector_norm(alone)
     for bad in (torch.zeros(80), torch.zeros(80, 0), torch.full((80, 5), float("nan")), torch.zeros(200, 5),
                 torch.zeros(80, 5, dtype=torch.long)):
         with pytest.raises(InputError, match="log_mel|n_mels"):
@@ -244,3 +250,27 @@ def test_a_training_voice_speaks_clean_16k_audio_and_held_out_voices_are_refused
     with pytest.raises(InputError, match="voice: expected one of"):
         speech_tts.speak("hello", "slt", tmp_path / "b.wav")
     assert not any("slt" in v[1] for v in speech_tts.VOICES.values())
+
+
+def test_a_slower_voice_stretches_flite_and_slows_espeak(tmp_path, monkeypatch):
+    from multimodal.data import speech_digits
+
+    commands = []
+    def run(cmd, stdin=None):  # record the command; write the (empty) wav it names
+        commands.append(cmd)
+        Path(cmd[cmd.index("-o" if "-o" in cmd else "-w") + 1]).touch()
+
+    monkeypatch.setattr(speech_digits, "_run", run)
+    for speed in (1.0, 1 / 1.3):
+        speech_digits.synthesize("four two", "flite", "rms", tmp_path / "f.wav", speed=speed)
+        speech_digits.synthesize("four two", "espeak-ng", "en-us", tmp_path / "e.wav", speed=speed)
+    assert "duration_stretch=1.3000" in commands[2] and not any("duration_stretch" in c for c in commands[0])
+    assert commands[1][commands[1].index("-s") + 1] == "170" and commands[3][commands[3].index("-s") + 1] == "131"
+    assert speech_tts.VOICES["rms-slow"][:2] == ("flite", "rms") and "rms-slow" not in speech_tts.DEFAULT_VOICES
+    # a clip of a slowed flite voice is really longer (flite is in the bench packages, not the test ones)
+    monkeypatch.undo()
+    if shutil.which("flite"):
+        fast = speech_tts.speak("four two seven", "rms", tmp_path / "fast.wav")
+        slow = speech_tts.speak("four two seven", "rms-slow", tmp_path / "slow.wav")
+        ratio = sf.info(slow).frames / sf.info(fast).frames
+        assert 1.15 < ratio < 1.45

@@ -232,3 +232,7 @@ def test_card_shows_the_voices_as_read_beside_the_model(tmp_path):
     first = judged["rows"][0]
     assert "as read by the voice's engine" in card
     assert f"| {100 * first['wer']:.1f} % | {50 * first['wer']:.1f} % |" in card
+    assert "held-out voice" not in card
+    judged["held_out_voices"] = [{"kind": "digits", "voice": "pico-en-US", "words": 96, "errors": 9, "wer": 9 / 96}]
+    (tmp_path / "evaluation.json").write_text(json.dumps(judged))
+    assert "| digits | pico-en-US | 96 | 9.4 % |" in model_card(info, tmp_path)

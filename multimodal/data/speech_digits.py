@@ -124,14 +124,16 @@ def _run(cmd: Sequence[str], stdin: str | None = None) -> None:
 
 
 def synthesize(text: str, engine: str, voice: str, path: Path, *, speed: float = 1.0, pitch: int = 50) -> Path:
-    """``text`` spoken by one training voice into the wav ``path`` (engine's own rate)."""
+    """``text`` spoken by one training voice into the wav ``path`` (engine's own rate). ``speed``
+    scales espeak-ng's words per minute and flite's segment durations (festival: not used)."""
     if "slt" in voice or engine not in ("espeak-ng", "flite", "festival"):
         raise InputError(f"voice: expected a training voice (espeak-ng, flite kal16/awb/rms, festival "
                          f"kal/ked), found {engine} {voice}")
     if engine == "espeak-ng":
         _run(["espeak-ng", "-v", voice, "-s", str(round(170 * speed)), "-p", str(pitch), "-w", str(path), text])
-    elif engine == "flite":
-        _run(["flite", "-voice", voice, "-t", text, "-o", str(path)])
+    elif engine == "flite":  # speed below 1 stretches every segment's duration by 1 / speed
+        stretch = [] if speed == 1.0 else ["--setf", f"duration_stretch={1 / speed:.4f}"]
+        _run(["flite", "-voice", voice, *stretch, "-t", text, "-o", str(path)])
     else:
         _run(["text2wave", "-eval", f"(voice_{voice})", "-o", str(path)], stdin=text)
     if not path.is_file():  # festival reports a missing voice on stderr but exits 0

@@ -224,6 +224,17 @@ def _available(voice: Voice) -> str | None:
     return None
 
 
+def available_voices() -> list[Voice]:
+    """The held-out voices whose engine is installed here."""
+    return [voice for voice in VOICES if _available(voice) is None]
+
+
+def speak(voice: Voice, text: str) -> np.ndarray:
+    """``text`` read by the held-out ``voice``: 16 kHz float32, digital silence beyond 0.2 s trimmed."""
+    with tempfile.TemporaryDirectory(prefix="speech-eval-") as tmp:
+        return _trim(_synthesise(voice, text, Path(tmp)))
+
+
 def _recordings() -> Iterator[tuple[str, str, Callable[[], np.ndarray], str]]:
     """(source, clip name, reader of 16 kHz samples, reference text) of the real recordings present."""
     ps = POCKETSPHINX
@@ -306,13 +317,12 @@ def build(out: str | Path | None = None, *, force: bool = False, log=print) -> t
         else:
             usable.append(voice)
     if usable:
-        with tempfile.TemporaryDirectory(prefix="speech-eval-") as tmp:
-            texts = utterances()
-            for i, text in enumerate(texts):
-                voice = usable[i % len(usable)]
-                add(voice.name, f"{voice.name}-{i:03d}", text, lambda: _trim(_synthesise(voice, text, Path(tmp))))
-                if (i + 1) % 25 == 0:
-                    log(f"  {i + 1}/{len(texts)} utterances spoken")
+        texts = utterances()
+        for i, text in enumerate(texts):
+            voice = usable[i % len(usable)]
+            add(voice.name, f"{voice.name}-{i:03d}", text, lambda: speak(voice, text))
+            if (i + 1) % 25 == 0:
+                log(f"  {i + 1}/{len(texts)} utterances spoken")
     found = 0
     for source, name, reader, text in _recordings():
         add(source, name, text, reader)

@@ -376,6 +376,13 @@ def model_card(info: dict, folder: Path | None = None) -> str:
                                   [(r["kind"], r["voice"], str(r["words"]), f"{100 * r['wer']:.1f} %",
                                     *([f"{100 * as_read[r['kind'], r['voice']]:.1f} %"] if as_read else []))
                                    for r in ev["rows"]], "llrrr" if as_read else "llrr"), ""]
+        held_out = ev.get("held_out_voices") or []
+        if held_out:
+            lines += ["The same texts read by held-out voices that no model here trains on (slt, pico), judged by "
+                      "the same ear: what clear synthetic speech scores with it.", "",
+                      *markdown_table(("texts", "held-out voice", "words", "word error rate"),
+                                      [(r["kind"], r["voice"], str(r["words"]), f"{100 * r['wer']:.1f} %")
+                                       for r in held_out], "llrr"), ""]
     return build_model_card("Text to speech (codec-token GPT)", summary, info, usage=usage,
                             details=[f"Front end: {g.front_end} (`multimodal.tokenizers.phonemes`)."],
                             unit="clips", evaluation="\n".join(lines), notes=card_notes(folder))
