@@ -229,6 +229,37 @@ def test_train_lora_adapts_a_speech_gpt_that_the_pipeline_and_app_load(corpus, t
     assert "voices zz" in capsys.readouterr().err and not (tmp_path / "bad" / "model").exists()
 
 
+def test_init_from_starts_at_the_folders_gpt_and_codec_and_refuses_what_differs(corpus, tmp_path, capsys):
+    """`train text2speech --init-from`: the run starts from the folder's GPT (one step of lr 1e-12
+    leaves its weights) and codec, with its voices; the card names it; another architecture, codec or
+    voice is refused with nothing written."""
+    base_dir = train_text2speech(tmp_path / "base", **_options(corpus, steps=10))["model_dir"]
+    common = ["--manifest", str(corpus["train"]), "--val-manifest", str(corpus["val"]), "--max-steps", "1",
+              "--batch-size", "8", "--aligner-steps", "5", "--eval-every", "1", "--warmup-steps", "0", "--no-progress"]
+    out = tmp_path / "tuned"
+    assert cli.main(["train", "text2speech", "--init-from", str(base_dir), "--out-dir", str(out), "--lr", "1e-12",
+                     "--token-noise", "0.1", *common]) == 0
+    base, tuned = (TextToSpeech.from_pretrained(f) for f in (base_dir, out / "model"))
+    # only the tunable fields follow the command (its own, or the recipe's defaults)
+    assert tuned.config.gpt == base.config.gpt.replace(token_noise=0.1, cond_drop=recipe.RECIPE_MODEL.cond_drop)
+    a, b = base.state_dict(), tuned.state_dict()
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    info = json.loads((out / "model" / "training.json").read_text())
+    assert info["init_from"]["folder"] == str(base_dir) and info["init_from"]["steps"] == 10
+    assert str(base_dir) in (out / "model" / "MODEL_CARD.md").read_text()
+    torch.manual_seed(1)
+    other_codec = SpeechCodec(CODEC).save_pretrained(tmp_path / "other-codec")
+    bad_voice = tmp_path / "other-voice.jsonl"
+    bad_voice.write_text(corpus["train"].read_text().replace('"voice": "a"', '"voice": "zz"'))
+    for extra, match in ((["--depth", "3"], "--init-from: expected GPT flags that agree"),
+                         (["--codec", str(other_codec)], "init_from: expected a model over the run's codec"),
+                         (["--manifest", str(bad_voice)], "voices zz")):
+        bad = tmp_path / "bad"
+        assert cli.main(["train", "text2speech", "--init-from", str(base_dir), "--out-dir", str(bad), *common,
+                         *extra]) == 2
+        assert match in capsys.readouterr().err and not (bad / "model").exists()
+
+
 def test_the_recipe_rejects_bad_manifests(corpus, tmp_path):
     (tmp_path / "bad.jsonl").write_text('{"audio": "x.wav"}\n')
     for name, match in (("missing.jsonl", "expected a JSONL file"), ("bad.jsonl", "line 1")):
@@ -303,13 +334,13 @@ def _digits_heard(text: str) -> list[str]:
 
 
 def test_the_shipped_model_says_digits_that_the_recogniser_hears():
-    """The recogniser round trip: text -> the shipped text2speech-gpt -> our Whisper tiny.en, in two
-    voices of two engines. Generous: at most one of the four digits missed, added or wrong."""
+    """The recogniser round trip: text -> the shipped text2speech-gpt -> our Whisper tiny.en, in each
+    of its voices. Generous: at most one of the four digits missed, added or wrong."""
     tts = pipeline("text-to-speech", device="cpu")
     asr = pipeline("automatic-speech-recognition", device="cpu")
     asr.set_progress_bar_config(disable=True)
-    assert {"kal", "espeak-us"} <= set(tts.voices)
-    for voice in ("kal", "espeak-us"):
+    assert tts.voices
+    for voice in tts.voices[:2]:
         out = tts("call 4071", voice=voice)
         assert out["sampling_rate"] == RATE and np.isfinite(out["audio"]).all()
         heard = asr(out["audio"], sampling_rate=RATE)["text"]

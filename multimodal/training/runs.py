@@ -253,6 +253,33 @@ def build_model_card(title: str, summary: str, info: dict, *, data: str | None =
 
 
 # ------------------------------------------------------------------------------- fine-tuning records
+def same_weights(a: nn.Module, b: nn.Module) -> bool:
+    """Whether two modules hold the same weights, up to float16 storage."""
+    ours, theirs = a.state_dict(), b.state_dict()
+    return ours.keys() == theirs.keys() and all(
+        ours[k].shape == theirs[k].shape and torch.allclose(ours[k].float(), theirs[k].float(), rtol=2e-3, atol=1e-3)
+        for k in ours)
+
+
+def init_config(init_from, source, asked, recipe, architecture: Sequence[str], tunable: Sequence[str]):
+    """With ``--init-from``: the folder's GPT config ``source`` with the command's ``tunable`` fields
+    (``asked``); an ``architecture`` field the command set to other than the ``recipe``'s default must
+    agree with the folder."""
+    conflicts = [k for k in architecture
+                 if getattr(asked, k) != getattr(recipe, k) and getattr(asked, k) != getattr(source, k)]
+    if conflicts:
+        raise InputError(f"--init-from: expected GPT flags that agree with {init_from} (or none), found other "
+                         f"{', '.join(conflicts)}")
+    return source.replace(**{k: getattr(asked, k) for k in tunable})
+
+
+def check_init_architecture(source, config, folder: Path, architecture: Sequence[str]) -> None:
+    """A fine-tuning run's GPT ``config`` (when given) must agree with its starting model's on ``architecture``."""
+    if config is not None:
+        changed = [k for k in architecture if getattr(source, k) != getattr(config, k)]
+        expect(not changed, "init_from", "a GPT of the run's architecture", f"{folder} differing in {', '.join(changed)}")
+
+
 def init_record(folder: str | Path) -> dict:
     """What training.json says of the starting model: its folder, how it was trained and, when it was
     itself a fine-tune, the record of the model it started from (nested, so the card shows the chain)."""

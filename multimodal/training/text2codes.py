@@ -57,7 +57,8 @@ from ..tokenizers.text import TextTokenizer
 from .batching import step_generator
 from .config import TrainConfig, add_train_args, train_config_from_args
 from .runs import CARD_NAME, MODEL_DIR, NOTES_NAME, TRAINING_NAME, build_model_card, card_notes, \
-    check_resume_settings, command_line, init_record, init_text, markdown_table, publish_model, read_training, run_file
+    check_init_architecture, check_resume_settings, command_line, init_config, init_record, init_text, markdown_table, \
+    publish_model, read_training, run_file, same_weights
 from .text2image import train_caption_tokenizer
 from .lora import LoraOptions, adapter_card, adapter_save, adapter_trainer_options, attach_lora, reload_adapter
 from .trainer import Trainer
@@ -279,22 +280,12 @@ TUNABLE_FIELDS = ("dropout", "cond_drop")
 ARCHITECTURE_FIELDS = ("width", "depth", "heads", "mlp_ratio", "text_length", "text_vocab", "positions")
 
 
-def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
-    """Whether two modules hold the same weights, up to float16 storage."""
-    ours, theirs = a.state_dict(), b.state_dict()
-    return ours.keys() == theirs.keys() and all(
-        ours[k].shape == theirs[k].shape and torch.allclose(ours[k].float(), theirs[k].float(), rtol=2e-3, atol=1e-3)
-        for k in ours)
-
-
 def _check_init_source(source: TextToCodes, folder: Path, vqvae: VQVAE, config: TokenGPTConfig | None) -> None:
     """A fine-tuning run starts from ``source`` only if it writes the codes of the run's VQ-VAE (same
     weights, up to float16 storage) with the run's GPT architecture (``config``, when given)."""
-    expect(_same_weights(vqvae, source.vqvae), "init_from", f"a model over the run's VQ-VAE (--vq), the weights in {folder / VQ_DIR}",
+    expect(same_weights(vqvae, source.vqvae), "init_from", f"a model over the run's VQ-VAE (--vq), the weights in {folder / VQ_DIR}",
            "other weights")
-    if config is not None:
-        changed = [k for k in ARCHITECTURE_FIELDS if getattr(source.config.gpt, k) != getattr(config, k)]
-        expect(not changed, "init_from", "a GPT of the run's architecture", f"{folder} differing in {', '.join(changed)}")
+    check_init_architecture(source.config.gpt, config, folder, ARCHITECTURE_FIELDS)
 
 
 def model_card(info: dict, folder: Path | None = None) -> str:
@@ -386,7 +377,7 @@ def ship_text2codes(source: str | Path, dest: str | Path, vq: str | Path, *, dty
     model = TextToCodes.from_pretrained(source)
     shipped = VQVAE.from_pretrained(vq)
     expect(shipped.config == model.vqvae.config, "vq", f"the VQ-VAE of {source} ({source / 'vq'})", str(vq))
-    expect(_same_weights(model.vqvae, shipped), "vq", f"the weights of {source / 'vq'} (up to float16 rounding)", f"other weights in {vq}")
+    expect(same_weights(model.vqvae, shipped), "vq", f"the weights of {source / 'vq'} (up to float16 rounding)", f"other weights in {vq}")
     unknown = set(sampling) - {"guidance_scale", "temperature", "top_k", "top_p"}
     expect(not unknown, "sampling", "guidance_scale, temperature, top_k or top_p", ", ".join(sorted(unknown)))
     model.config = model.config.replace(**sampling)
@@ -446,13 +437,7 @@ def _config_for_init(init_from: str, asked: TokenGPTConfig, recipe: TokenGPTConf
     gpt = read_json(path).get("gpt") if path.is_file() else None
     if not isinstance(gpt, dict):
         raise InputError(f"--init-from: expected a text -> codes folder (config.json with a 'gpt'), found {init_from}")
-    source = TokenGPTConfig.from_dict(gpt)
-    conflicts = [k for k in ARCHITECTURE_FIELDS
-                 if getattr(asked, k) != getattr(recipe, k) and getattr(asked, k) != getattr(source, k)]
-    if conflicts:
-        raise InputError(f"--init-from: expected GPT flags that agree with {init_from} (or none), found other "
-                         f"{', '.join(conflicts)}")
-    return source.replace(**{k: getattr(asked, k) for k in TUNABLE_FIELDS})
+    return init_config(init_from, TokenGPTConfig.from_dict(gpt), asked, recipe, ARCHITECTURE_FIELDS, TUNABLE_FIELDS)
 
 
 def run_train_text2codes(args: argparse.Namespace) -> dict:

@@ -45,6 +45,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..checkpoint import count_parameters
+from ..config import read_json
 from ..errors import InputError, expect
 from ..media.audio import load_audio
 from ..models.speech_aligner import ALIGNER_KINDS, BLANK_RULES, SpeechAligner, SpeechAlignerConfig
@@ -55,8 +56,8 @@ from ..paths import resolve_model
 from ..tokenizers import phonemes
 from .batching import step_generator
 from .config import TrainConfig, add_train_args, train_config_from_args
-from .runs import MODEL_DIR, build_model_card, card_notes, check_resume_settings, command_line, markdown_table, \
-    publish_model, run_file
+from .runs import MODEL_DIR, build_model_card, card_notes, check_init_architecture, check_resume_settings, \
+    command_line, init_config, init_record, init_text, markdown_table, publish_model, run_file, same_weights
 from .lora import LoraOptions, adapter_card, adapter_save, adapter_trainer_options, attach_lora, reload_adapter
 from .trainer import CHECKPOINT_DIR, Trainer
 
@@ -65,6 +66,10 @@ RECIPE_MODEL = TextToSpeechGPTConfig(width=192, depth=6, encoder_depth=3, heads=
 RECIPE_TRAIN = TrainConfig(out_dir="runs/text2speech-gpt", max_steps=6000, batch_size=32, lr=1e-3, weight_decay=0.05,
                            warmup_steps=300, min_lr_ratio=0.05, grad_clip=1.0, ema_decay=None, eval_every=1000,
                            save_every=250, log_every=50)
+# What a fine-tuning run (``init_from``) may change of the GPT it starts from, and what it may not.
+TUNABLE_FIELDS = ("dropout", "cond_drop", "token_noise", "duration_weight")
+ARCHITECTURE_FIELDS = ("front_end", "text_length", "max_frames", "width", "depth", "encoder_depth", "heads",
+                       "mlp_ratio", "levels")
 CODE_CACHE_NAME = "code_cache.safetensors"
 DURATIONS_NAME = "durations.safetensors"
 ALIGNER_DIR = "aligner"
@@ -258,17 +263,33 @@ def train_text2speech(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, codec: str 
                       config: TextToSpeechGPTConfig | None = None, manifest: str | Path | None = None,
                       val_manifest: str | Path | None = None, max_clips: int | None = None, progress: bool = True,
                       aligner_steps: int = ALIGNER_STEPS, aligner: dict | None = None, command: str | None = None,
-                      lora: LoraOptions | None = None, **train_options: Any) -> dict:
+                      lora: LoraOptions | None = None, init_from: str | Path | None = None,
+                      **train_options: Any) -> dict:
     """Train a ``TextToSpeech`` GPT over the codes of the codec folder ``codec`` and write
     ``out_dir/model`` (see the module docstring). Returns the numbers of training.json.
 
     ``lora``: train a LoRA adapter on the GPT of the trained model ``lora.base`` instead (its codec
     and GPT settings; ``codec`` and ``config`` are not used), on clips of the base's voices (the
     durations come from an aligner trained on them, as in the recipe); ``out_dir/model`` is then the
-    adapter's folder."""
+    adapter's folder.
+
+    ``init_from``: fine-tune a trained text-to-speech folder (or name): the run starts from its GPT's
+    weights, with its GPT architecture, its voices (the manifest may hold any of them) and (``codec``
+    None) its codec, under a fresh optimizer and learning-rate schedule; ``config`` may differ from its
+    GPT only in ``TUNABLE_FIELDS``. The aligner and the durations are the run's own, as from scratch."""
     base = TextToSpeech.from_pretrained(resolve_model(lora.base)) if lora else None
-    codec_folder = resolve_model(lora.base) / CODEC_DIR if lora else resolve_model(codec)
+    init_folder = source = None
+    if init_from is not None:
+        expect(lora is None, "init_from", "none with lora (an adapter starts from its base)", str(init_from))
+        init_folder = resolve_model(init_from)
+        source = TextToSpeech.from_pretrained(init_folder)
+    codec_folder = (resolve_model(lora.base) / CODEC_DIR if lora else init_folder / CODEC_DIR
+                    if source is not None and codec is None else resolve_model(codec))
     speech_codec = base.codec if lora else SpeechCodec.from_pretrained(codec_folder)
+    if source is not None:
+        expect(same_weights(speech_codec, source.codec), "init_from",
+               f"a model over the run's codec (--codec), the weights in {init_folder / CODEC_DIR}", "other weights")
+        check_init_architecture(source.config.gpt, config, init_folder, ARCHITECTURE_FIELDS)
     if manifest is None or val_manifest is None:
         from ..data.speech_tts import speech_tts_manifests  # builds the corpus on first use
 
@@ -277,11 +298,12 @@ def train_text2speech(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, codec: str 
     rows = read_rows(manifest)[:max_clips]
     val_rows = read_rows(val_manifest)[:64]
     voices = tuple(sorted({r["voice"] for r in rows}))
-    if lora:
-        config = base.config.gpt
+    if lora or source is not None:  # the starting model's GPT (and its voices, in its order)
+        start = base.config.gpt if lora else source.config.gpt
+        config = start if lora else start.replace(**{k: getattr(config, k) for k in TUNABLE_FIELDS} if config else {})
         unknown = sorted(set(voices) - set(config.voices))
-        expect(not unknown, "manifest", f"clips of the base's voices ({', '.join(config.voices)})",
-               f"voices {', '.join(unknown)}")
+        expect(not unknown, "manifest", f"clips of the {'base' if lora else 'starting model'}'s voices "
+               f"({', '.join(config.voices)})", f"voices {', '.join(unknown)}")
         voices = config.voices
     else:
         config = (config or RECIPE_MODEL).replace(codebook_size=speech_codec.codebook_size, voices=voices)
@@ -292,12 +314,15 @@ def train_text2speech(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, codec: str 
     out_dir = Path(out_dir)
     run = {"model": config.to_dict(), "codec": str(codec_folder.resolve()), "manifest": str(manifest),
            "clips": len(rows), "aligner_steps": aligner_steps, "aligner": {**ALIGNER, **(aligner or {})},
-           **({"lora": lora.to_dict()} if lora else {})}
+           **({"lora": lora.to_dict()} if lora else {}),
+           **({"init_from": str(init_folder.resolve())} if init_folder else {})}
     if resume:
         check_resume_settings(run_file(out_dir, "text2speech"), run, "the model, codec and data",
                               configs={"model": TextToSpeechGPTConfig})
     torch.manual_seed(train_config.seed)
     model = base if lora else TextToSpeech(TextToSpeechConfig(gpt=config), speech_codec)
+    if source is not None and not resume:
+        model.gpt.load_state_dict(source.gpt.state_dict())
     cache = load_or_encode(out_dir / CODE_CACHE_NAME, model, rows)
     lengths = cache["offsets"].diff()
     keep = torch.nonzero(lengths <= config.max_frames).flatten()
@@ -329,10 +354,11 @@ def train_text2speech(out_dir: str | Path = RECIPE_TRAIN.out_dir, *, codec: str 
                 f"{len(rows) - len(keep)} clips longer than {config.max_frames} code frames left out",
         **trainer.run_record(seconds),
         "parameters": {"gpt": count_parameters(final.gpt), "codec (frozen)": count_parameters(final.codec)},
-        "codec": str(codec), "val_clips": len(val_rows),
+        "codec": str(codec if codec is not None else codec_folder), "val_clips": len(val_rows),
         "eval": {k: v for k, v in summary.items() if k.startswith("val_")},
         "final_train": {k: summary[k] for k in ("loss", "codes_loss", "duration_loss") if k in summary},
         "aligner": alignment,
+        "init_from": init_record(init_folder) if init_folder else None,
         "model": final.config.to_dict(),
         **({"lora": lora_record, "parameters": lora_record["trainable_parameters"]} if lora else {}),
     }
@@ -384,7 +410,9 @@ def model_card(info: dict, folder: Path | None = None) -> str:
                                       [(r["kind"], r["voice"], str(r["words"]), f"{100 * r['wer']:.1f} %")
                                        for r in held_out], "llrr"), ""]
     return build_model_card("Text to speech (codec-token GPT)", summary, info, usage=usage,
-                            details=[f"Front end: {g.front_end} (`multimodal.tokenizers.phonemes`)."],
+                            details=[*([init_text(info["init_from"], info["steps"]).removeprefix("- ")]
+                                       if info.get("init_from") else []),
+                                     f"Front end: {g.front_end} (`multimodal.tokenizers.phonemes`)."],
                             unit="clips", evaluation="\n".join(lines), notes=card_notes(folder))
 
 
@@ -393,7 +421,12 @@ def add_train_text2speech_arguments(parser: argparse.ArgumentParser) -> argparse
     """Arguments of ``multimodal train text2speech``: the codec, the GPT and every TrainConfig flag."""
     m = RECIPE_MODEL
     parser.add_argument("--codec", default=None, help="the speech codec folder or name whose codes the GPT writes "
-                                                      "(required, but for `train lora`: the base's)")
+                                                      "(required, but for `train lora`: the base's; with --init-from: "
+                                                      "the folder's)")
+    parser.add_argument("--init-from", default=None, metavar="MODEL_DIR",
+                        help="fine-tune: start from the GPT weights and codec of a trained folder or name (e.g. "
+                             "text2speech-gpt), with its GPT architecture and voices, a fresh optimizer and this "
+                             "command's training settings")
     model = parser.add_argument_group("GPT")
     for name, default in (("width", m.width), ("depth", m.depth), ("encoder-depth", m.encoder_depth),
                           ("heads", m.heads), ("levels", m.levels), ("text-length", m.text_length),
@@ -425,16 +458,30 @@ def add_train_text2speech_arguments(parser: argparse.ArgumentParser) -> argparse
     return parser
 
 
+def _config_for_init(init_from: str, asked: TextToSpeechGPTConfig) -> TextToSpeechGPTConfig:
+    """With ``--init-from``: the folder's GPT, with the command's tunable fields; a GPT flag set to
+    other than its default must agree with the folder."""
+    path = resolve_model(init_from) / "config.json"
+    gpt = read_json(path).get("gpt") if path.is_file() else None
+    if not isinstance(gpt, dict):
+        raise InputError(f"--init-from: expected a text-to-speech folder (config.json with a 'gpt'), found {init_from}")
+    return init_config(init_from, TextToSpeechGPTConfig.from_dict(gpt), asked, RECIPE_MODEL, ARCHITECTURE_FIELDS,
+                       TUNABLE_FIELDS)
+
+
 def run_train_text2speech(args: argparse.Namespace) -> dict:
     """``multimodal train text2speech``: train, write ``<out-dir>/model`` and print where."""
     lora = getattr(args, "lora", None)  # set by `multimodal train lora`: adapt the base, its own settings
-    if lora is None and args.codec is None:
+    init_from = getattr(args, "init_from", None)
+    if lora is None and args.codec is None and init_from is None:
         raise InputError("--codec: expected the speech codec folder or name whose codes the GPT writes, found none")
     config = RECIPE_MODEL.replace(width=args.width, depth=args.depth, encoder_depth=args.encoder_depth,
                                   heads=args.heads, levels=args.levels,
                                   text_length=args.text_length, max_frames=args.max_frames, front_end=args.front_end,
                                   dropout=args.dropout, cond_drop=args.cond_drop, token_noise=args.token_noise)
     config = TextToSpeechGPTConfig.from_dict(config.to_dict())
+    if init_from is not None:
+        config = _config_for_init(init_from, config)
     fields = train_config_from_args(args).to_dict()
     named = {k: fields.pop(k) for k in ("out_dir", "max_steps", "batch_size", "lr", "seed")}
     result = train_text2speech(named["out_dir"], codec=args.codec, steps=named["max_steps"],
@@ -444,7 +491,8 @@ def run_train_text2speech(args: argparse.Namespace) -> dict:
                                aligner=dict(kind=args.aligner_kind, blanks=args.aligner_blanks,
                                             depth=args.aligner_depth),
                                command=command_line(args, "multimodal train lora" if lora else
-                                                    "multimodal train text2speech"), lora=lora, **fields)
+                                                    "multimodal train text2speech"), lora=lora, init_from=init_from,
+                               **fields)
     if "model_dir" in result:
         print(", ".join(f"{k} {v:.3f}" for k, v in result["eval"].items()))
         print(f"model: {result['model_dir']}")
