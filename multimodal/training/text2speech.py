@@ -4,6 +4,7 @@
 
     multimodal train text2speech --codec checkpoints/speech-vq --out-dir runs/text2speech-gpt --max-steps 6000
     multimodal train text2speech --codec checkpoints/speech-vq --out-dir runs/text2speech-gpt --resume
+    multimodal train text2speech --init-from text2speech-gpt --manifest more.jsonl --val-manifest val.jsonl --out-dir runs/ft
 
 (Python: ``train_text2speech(out_dir, codec=..., steps=..., config=TextToSpeechGPTConfig(...), ...)``.)
 
@@ -14,6 +15,11 @@ every clip once and the front end turns every text into symbol ids once; both ar
 is ``batch_size`` clips drawn with replacement by a generator seeded by ``(seed, s, rank)`` from a
 random window of clips of neighbouring lengths, padded to the longest; clips of more than ``max_frames`` code frames are left out (counted in
 training.json).
+
+**Fine-tuning.** ``--init-from`` starts a new run (fresh optimizer and schedule) from a trained
+folder's GPT, with its codec and voices (the manifest's voices must be among them); the GPT's shape
+is the folder's, and only ``TUNABLE_FIELDS`` follow the command. The aligner and durations are the
+run's own. training.json and the card name the starting model.
 
 **Durations.** First a speech aligner (``multimodal.models.speech_aligner``: CTC over the codes of
 the training clips, ``aligner_steps`` steps on the shared trainer in ``aligner/``, resumable) finds
