@@ -130,11 +130,13 @@ def held_out_voices_as_read(texts: dict[str, list[str]], recognise, norm) -> lis
     return read_by(list(voices), texts, lambda text, name: speech_eval.speak(voices[name], text), recognise, norm)
 
 
-def codec_ceiling(model: TextToSpeech, voices: list[str], per_voice: int, recognise, norm) -> dict:
+def codec_ceiling(model: TextToSpeech, voices: list[str], per_voice: int, recognise, norm,
+                  manifest: Path | None = None) -> dict:
     """Word error rate (digit strings: digit errors) of ``per_voice`` validation clips of each voice (speech_tts' val.jsonl: texts never
     in training) as the voice read them and after the model's codec (its levels): the best the GPT
     could do in that voice."""
-    rows = [json.loads(line) for line in (speech_tts.corpus_dir() / "val.jsonl").read_text().splitlines() if line]
+    manifest = manifest or speech_tts.corpus_dir() / "val.jsonl"
+    rows = [json.loads(line) for line in Path(manifest).read_text().splitlines() if line]
     out = {}
     for voice in voices:
         clips = [r for r in rows if r["voice"] == voice][:per_voice]
@@ -177,8 +179,14 @@ def main(argv: list[str] | None = None) -> dict:
                         "trained on), the judge's yardstick (default on)")
     p.add_argument("--codec-clips", type=int, default=10,
                    help="validation clips per voice through the codec alone (0: skip; needs the speech-tts corpus)")
+    p.add_argument("--val-manifest", default=None,
+                   help="the validation clips of --codec-clips (default: the speech-tts corpus' val.jsonl)")
     add_checkpoint_benchmark_args(p, "model", "text_to_speech")
     args = p.parse_args(argv)
+    val_manifest = Path(args.val_manifest) if args.val_manifest else speech_tts.corpus_dir() / "val.jsonl"
+    if args.codec_clips and not val_manifest.is_file():
+        p.error(f"--codec-clips needs validation clips: expected {val_manifest} (--val-manifest, or build the "
+                f"corpus with python -m multimodal.data.speech_tts), found none")
     command, folder = checkpoint_to_judge(args, argv, "text_to_speech", TextToSpeech, args.model)
     model = TextToSpeech.from_pretrained(folder).eval()
     voices = args.voices or list(model.voices)
@@ -220,7 +228,7 @@ def main(argv: list[str] | None = None) -> dict:
                       f"{100 * r['wer']:.1f} %"])
 
     # what the codec alone costs the training voices: their validation clips as read, and through the codec
-    ceiling = codec_ceiling(model, voices, args.codec_clips, ears[args.ears[0]], norm) if args.codec_clips else None
+    ceiling = codec_ceiling(model, voices, args.codec_clips, ears[args.ears[0]], norm, val_manifest) if args.codec_clips else None
     if ceiling:
         for voice, row in ceiling.items():
             table.append([args.ears[0], "codec round trip (recorded clips)", voice, str(row["words"]),

@@ -334,13 +334,13 @@ def _digits_heard(text: str) -> list[str]:
 
 
 def test_the_shipped_model_says_digits_that_the_recogniser_hears():
-    """The recogniser round trip: text -> the shipped text2speech-gpt -> our Whisper tiny.en, in each
-    of its voices. Generous: at most one of the four digits missed, added or wrong."""
+    """The recogniser round trip: text -> the shipped text2speech-gpt -> our Whisper tiny.en, in two
+    voices of two engines. Generous: at most one of the four digits missed, added or wrong."""
     tts = pipeline("text-to-speech", device="cpu")
     asr = pipeline("automatic-speech-recognition", device="cpu")
     asr.set_progress_bar_config(disable=True)
-    assert tts.voices
-    for voice in tts.voices[:2]:
+    assert {"kal", "espeak-us"} <= set(tts.voices)
+    for voice in ("kal", "espeak-us"):
         out = tts("call 4071", voice=voice)
         assert out["sampling_rate"] == RATE and np.isfinite(out["audio"]).all()
         heard = asr(out["audio"], sampling_rate=RATE)["text"]
