@@ -31,6 +31,7 @@ from torch import nn
 from ..checkpoint import atomic_write_bytes, atomic_write_text, fresh_tmp_dir, publish_dir
 from ..config import read_json
 from ..errors import InputError, expect
+from ..paths import resolve_model
 from ..tokenizers.words import write_vocabulary
 
 # In a run folder
@@ -261,10 +262,15 @@ def same_weights(a: nn.Module, b: nn.Module) -> bool:
         for k in ours)
 
 
-def init_config(init_from, source, asked, recipe, architecture: Sequence[str], tunable: Sequence[str]):
-    """With ``--init-from``: the folder's GPT config ``source`` with the command's ``tunable`` fields
-    (``asked``); an ``architecture`` field the command set to other than the ``recipe``'s default must
-    agree with the folder."""
+def init_config(init_from, what: str, asked, recipe, architecture: Sequence[str], tunable: Sequence[str]):
+    """With ``--init-from``: the GPT config in the folder's config.json (a ``what`` folder) with the
+    command's ``tunable`` fields (``asked``); an ``architecture`` field the command set to other than
+    the ``recipe``'s default must agree with the folder."""
+    path = resolve_model(init_from) / "config.json"
+    gpt = read_json(path).get("gpt") if path.is_file() else None
+    if not isinstance(gpt, dict):
+        raise InputError(f"--init-from: expected a {what} folder (config.json with a 'gpt'), found {init_from}")
+    source = type(asked).from_dict(gpt)
     conflicts = [k for k in architecture
                  if getattr(asked, k) != getattr(recipe, k) and getattr(asked, k) != getattr(source, k)]
     if conflicts:

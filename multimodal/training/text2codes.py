@@ -433,11 +433,7 @@ def add_train_text2video_arguments(parser: argparse.ArgumentParser) -> argparse.
 def _config_for_init(init_from: str, asked: TokenGPTConfig, recipe: TokenGPTConfig) -> TokenGPTConfig:
     """With ``--init-from``: the folder's GPT, with the command's dropout and prompt dropping; a GPT flag
     set to other than its default must agree with the folder."""
-    path = resolve_model(init_from) / "config.json"
-    gpt = read_json(path).get("gpt") if path.is_file() else None
-    if not isinstance(gpt, dict):
-        raise InputError(f"--init-from: expected a text -> codes folder (config.json with a 'gpt'), found {init_from}")
-    return init_config(init_from, TokenGPTConfig.from_dict(gpt), asked, recipe, ARCHITECTURE_FIELDS, TUNABLE_FIELDS)
+    return init_config(init_from, "text -> codes", asked, recipe, ARCHITECTURE_FIELDS, TUNABLE_FIELDS)
 
 
 def run_train_text2codes(args: argparse.Namespace) -> dict:

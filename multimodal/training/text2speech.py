@@ -51,7 +51,6 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..checkpoint import count_parameters
-from ..config import read_json
 from ..errors import InputError, expect
 from ..media.audio import load_audio
 from ..models.speech_aligner import ALIGNER_KINDS, BLANK_RULES, SpeechAligner, SpeechAlignerConfig
@@ -467,11 +466,7 @@ def add_train_text2speech_arguments(parser: argparse.ArgumentParser) -> argparse
 def _config_for_init(init_from: str, asked: TextToSpeechGPTConfig) -> TextToSpeechGPTConfig:
     """With ``--init-from``: the folder's GPT, with the command's tunable fields; a GPT flag set to
     other than its default must agree with the folder."""
-    path = resolve_model(init_from) / "config.json"
-    gpt = read_json(path).get("gpt") if path.is_file() else None
-    if not isinstance(gpt, dict):
-        raise InputError(f"--init-from: expected a text-to-speech folder (config.json with a 'gpt'), found {init_from}")
-    return init_config(init_from, TextToSpeechGPTConfig.from_dict(gpt), asked, RECIPE_MODEL, ARCHITECTURE_FIELDS,
+    return init_config(init_from, "text-to-speech", asked, RECIPE_MODEL, ARCHITECTURE_FIELDS,
                        TUNABLE_FIELDS)
 
 
