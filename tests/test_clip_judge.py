@@ -229,3 +229,16 @@ def test_the_benchmark_refuses_an_image_checkpoint(tiny_judge, fashion, tmp_path
     with pytest.raises(InputError, match="--gpt"):
         text_to_video.main(["--gpt", str(image_gpt), "--out", str(tmp_path / "r.json")], judge=tiny_judge,
                            fashion=fashion)
+
+
+def test_the_best_of_n_picks_lie_between_one_sample_and_the_oracle(video_gpt, tiny_judge):
+    from benchmarks.text_to_video_limits import best_of
+
+    model = TextToCodes.from_pretrained(video_gpt).eval()
+    prompts = validation_clip_prompts()[:6]
+    picks = ("log_likelihood_pick", "mutual_information_pick", "object_posterior_pick")
+    one = best_of(model, tiny_judge, 1, prompts)  # one sample: every way of picking keeps it
+    assert (one["prompts"], one["samples_per_prompt"]) == (6, 1)
+    assert all(one[k] == one["random_pick"] == one["oracle"] for k in picks)
+    three = best_of(model, tiny_judge, 3, prompts)
+    assert all(0 <= three[k] <= three["oracle"] for k in picks) and 0 <= three["random_pick"] <= three["oracle"]
