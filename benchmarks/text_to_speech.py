@@ -83,11 +83,18 @@ def digits_of(normalised: str) -> list[str]:
     return list(re.sub(r"\D", "", re.sub(rf"\b({words})\b", lambda m: str(DIGIT_WORDS.index(m.group(1))), normalised)))
 
 
+def spoken_digits(text: str, norm) -> list[str]:
+    """The digits a text or transcript says, in order. Numerals are spelled one digit at a time
+    before ``norm``: Whisper's normaliser reads a numeral as a number and drops its leading zeros
+    ("0994" -> "994"), while the spoken string "zero nine nine four" has four digits."""
+    return digits_of(norm(speech_tts.spell_digits(text)))
+
+
 def score(kind: str, texts: list[str], heard: list[str], norm) -> dict:
     """Digit strings: digit errors (edit distance) over digits spoken, and whole strings right;
     other texts: word errors over words, after ``norm``."""
     if kind == "digits":
-        spoken, got = [digits_of(norm(t)) for t in texts], [digits_of(norm(h)) for h in heard]
+        spoken, got = [spoken_digits(t, norm) for t in texts], [spoken_digits(h, norm) for h in heard]
         errors = sum(edit_distance(s, g) for s, g in zip(spoken, got))
         words = sum(len(s) for s in spoken)
         return {"words": words, "errors": errors, "wer": errors / words,
