@@ -351,7 +351,9 @@ def read_manifest(path: str | Path) -> list[dict]:
             continue
         try:
             entry = json.loads(line)
-            audio, text = entry["audio"], entry["text"]
+            audio = entry["audio"]
+            if "text" not in entry:
+                raise KeyError("text")
         except (ValueError, KeyError, TypeError):
             raise InputError(f"manifest {path} line {n}: expected a JSON object with 'audio' and 'text', "
                              f"found {line[:80]!r}") from None
