@@ -4,8 +4,9 @@ Texts, none of them read in training:
 
 - ``digits``: digit strings from the evaluation share (``speech_tts.digit_strings(training=False)``),
   given as digits ("4071"); scored as digit accuracy: 1 - the edit distance between the digits
-  spoken and the digits heard, over the digits spoken (the recogniser's output normalised by
-  Whisper's English normaliser, which writes spoken numbers as digits).
+  spoken and the digits heard, over the digits spoken (``spoken_digits``: numerals spelled one digit
+  at a time, then Whisper's English normaliser, which writes spoken numbers as digits; so leading
+  zeros count on both sides).
 - ``world``: canonical phrases of the captioned world of training combinations (``world seen``,
   drawn at random: a given phrase may have been read in training by some voice) and of the
   held-out colour/object pairs (``world held-out``, never spoken in training); word error rate.
