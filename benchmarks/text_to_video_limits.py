@@ -34,11 +34,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
-
-import numpy as np
 
 from multimodal.data.world_video import OBJECTS, MovingWorld, canonical_clip_caption
 from multimodal.errors import InputError
@@ -49,6 +48,7 @@ from multimodal.models.text2codes import MAX_ITEMS_PER_CALL, TextToCodes
 from multimodal.paths import resolve_model
 
 from .common import interleaved, median, write_results
+from .text_to_video import DECODE_BATCH
 
 SEED = 1234
 MATMUL = 1024
@@ -100,7 +100,7 @@ def best_of(model: TextToCodes, judge: Judge, n: int, prompts: list[dict] | None
     prompts = [p for p in base for _ in range(n)]
     codes = in_calls(model.generate, prompts, MAX_ITEMS_PER_CALL, decode=False)  # the checkpoint's defaults
     with torch.no_grad():
-        clips = torch.cat([to_uint8(model.decode_codes(part)) for part in codes.split(32)])
+        clips = torch.cat([to_uint8(model.decode_codes(part)) for part in codes.split(DECODE_BATCH)])
     verdicts = judge_clips(judge, clips, prompts)
     right = np.asarray(verdicts["prompt_correct"], dtype=bool).reshape(-1, n)
     obj = np.asarray(verdicts["object_correct"], dtype=bool).reshape(-1, n)
